@@ -1,0 +1,182 @@
+"""Resolve and validate everything a run needs before the first call.
+
+Models are resolved here, on the caller's thread (the host's hooks are not
+re-entrant). Each proposer slot gets its own model object: a model named twice
+is resolved from a second run of the host's hooks, which builds fresh objects,
+because model objects need not be thread-safe (a llama.cpp-backed one crashes
+when two threads drive it). Should a plugin hand out one shared object anyway,
+the per-object lock in ``Member.lock`` keeps two threads from driving it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import llm
+
+from .config import DEFAULT_SAMPLES, MemberSpec, MoaConfigError, RunConfig
+from .prompts import Request
+
+
+@dataclass
+class Member:
+    "One resolved model with the options it will be called with."
+
+    name: str  # as the user wrote it
+    model: Any  # an llm.Model
+    options: dict = field(default_factory=dict)
+    attachments: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+
+@dataclass
+class Plan:
+    config: RunConfig
+    request: Request
+    proposers: list[Member]
+    aggregators: list[Member]
+    schema: dict | None = None
+
+
+def make_plan(config: RunConfig, prompt: Any, moa_model_id: str) -> Plan:
+    from .prompts import request_from_prompt
+
+    request = request_from_prompt(prompt)
+    schema = prompt.schema or None
+    default = llm.get_default_model()
+    specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
+    resolver = _Resolver(moa_model_id, default)
+    proposers = [
+        _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options})
+        for spec in specs
+    ]
+    aggregators = [
+        _member(resolver, "aggregator", name, dict(config.aggregator_options))
+        for name in (config.aggregators or (default,))
+    ]
+    _share_locks(proposers + aggregators)
+    _assign_attachments(request, proposers, aggregators)
+    for member in proposers + aggregators:
+        if request.history and not member.model.supports_conversation:
+            raise MoaConfigError(
+                f"{member.name} does not support conversations, so it cannot continue one (llm -c)"
+            )
+    if schema:
+        for member in aggregators:
+            if not member.model.supports_schema:
+                raise MoaConfigError(
+                    f"aggregator {member.name} does not support --schema; "
+                    "choose a schema-capable aggregator (llm models --schemas)"
+                )
+    return Plan(config, request, proposers, aggregators, schema)
+
+
+class _Resolver:
+    "Model lookup by id or alias; the n-th use of a name gets the n-th fresh object."
+
+    def __init__(self, moa_model_id: str, default: str):
+        self.moa_model_id = moa_model_id
+        self.default = default
+        self._maps: list[dict[str, Any]] = []
+        self._uses: Counter[str] = Counter()
+        self._async_only: set[str] = set()
+
+    def get(self, role: str, name: str) -> Any:
+        use = self._uses[name]
+        self._uses[name] += 1
+        while len(self._maps) <= use:
+            self._maps.append(self._alias_map())
+        model = self._maps[use].get(name)
+        if model is None:
+            if name in self._async_only:
+                raise MoaConfigError(
+                    f"{role} {name!r} is only available as an async model; "
+                    "llm-moa calls the sync version of each model"
+                )
+            raise MoaConfigError(
+                f"Unknown {role} model {name!r}; run 'llm models' to list the available models"
+            )
+        if getattr(model, "is_moa", False):
+            where = " (it is your default model; set -o proposers and -o aggregator)" if name == self.default else ""
+            raise MoaConfigError(
+                f"{role} {name!r} is itself a MoA model{where}; proposers and aggregators must be ordinary models"
+            )
+        return model
+
+    def _alias_map(self) -> dict[str, Any]:
+        aliases: dict[str, Any] = {}
+        for entry in llm.get_models_with_aliases():
+            if entry.model is None:
+                if entry.async_model is not None:
+                    self._async_only.add(entry.async_model.model_id)
+                    self._async_only.update(entry.aliases)
+                continue
+            for alias in entry.aliases:
+                aliases[alias] = entry.model
+            aliases[entry.model.model_id] = entry.model
+        return aliases
+
+
+def _member(resolver: _Resolver, role: str, name: str, options: dict) -> Member:
+    model = resolver.get(role, name)
+    merged = {**saved_model_options(model.model_id), **options}
+    return Member(name, model, validate_model_options(role, name, model, merged))
+
+
+def saved_model_options(model_id: str) -> dict:
+    "Defaults saved with 'llm models options set', as the host reads them."
+    path = llm.user_dir() / "model_options.json"
+    try:
+        return dict(json.loads(path.read_text()).get(model_id) or {})
+    except (FileNotFoundError, ValueError, AttributeError):
+        return {}
+
+
+def validate_model_options(role: str, name: str, model: Any, options: dict) -> dict:
+    import pydantic
+
+    try:
+        validated = model.Options(**options)
+    except pydantic.ValidationError as ex:
+        raise MoaConfigError(_option_error(role, name, model, ex.errors()[0]))
+    except TypeError as ex:
+        raise MoaConfigError(f"{role} {name}: invalid options ({ex})")
+    return {key: value for key, value in validated if value is not None}
+
+
+def _option_error(role: str, name: str, model: Any, error: dict) -> str:
+    key = ".".join(str(part) for part in error.get("loc", ())) or "options"
+    if error.get("type") == "extra_forbidden":
+        allowed = ", ".join(model.Options.model_fields) or "no options"
+        return f"{role} {name}: unknown option {key!r}; {model.model_id} accepts: {allowed}"
+    value = repr(error.get("input"))
+    value = value if len(value) <= 60 else value[:57] + "..."
+    return f"{role} {name}: option {key}={value}: {error.get('msg')}"
+
+
+def _share_locks(members: list[Member]) -> None:
+    "Members that ended up with the same model object share one lock."
+    locks: dict[int, threading.Lock] = {}
+    for member in members:
+        member.lock = locks.setdefault(id(member.model), member.lock)
+
+
+def _assign_attachments(request: Request, proposers: list[Member], aggregators: list[Member]) -> None:
+    "Each model gets the attachments it accepts; one nobody accepts is an error."
+    for attachment in request.attachments:
+        kind = attachment.resolve_type()
+        takers = [m for m in proposers + aggregators if kind in m.model.attachment_types]
+        if not takers:
+            raise MoaConfigError(
+                f"No proposer or aggregator accepts attachments of type {kind!r}"
+            )
+        for member in takers:
+            member.attachments.append(attachment)

@@ -1,0 +1,62 @@
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fake_models  # noqa: E402
+
+fake_models.register()
+
+TESTS = Path(__file__).resolve().parent
+WRAPPER = TESTS / "llm_with_fakes.py"
+
+
+@pytest.fixture(autouse=True)
+def user_path(tmp_path, monkeypatch):
+    "Every test gets its own LLM_USER_PATH, with fake-a as the default model."
+    path = tmp_path / "llm-user"
+    path.mkdir()
+    monkeypatch.setenv("LLM_USER_PATH", str(path))
+    for name in list(os.environ):
+        if name.endswith("_API_KEY") or name == "LLM_RAISE_ERRORS":
+            monkeypatch.delenv(name)
+    (path / "default_model.txt").write_text("fake-a")
+    return path
+
+
+def run_llm(*args, input=None):
+    "Invoke the real llm CLI in-process."
+    from llm.cli import cli
+
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def turns(user_path):
+    db = user_path / "logs.db"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("select * from turns order by id")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def logged_json(user_path, n=1):
+    "The last n runs as `llm logs --json` shows them (response_json expanded)."
+    result = run_llm("logs", "-n", str(n), "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def proposals(option_list):
+    return json.dumps(option_list)

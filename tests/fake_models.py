@@ -1,0 +1,192 @@
+"""Fake models, registered as a real llm plugin for the tests and benchmarks.
+
+Behaviour is chosen with each model's own options (so a test sets it the way a
+user would, e.g. ``-o proposers '[{"model": "fake-a", "options": {"delay": 1}}]'``):
+
+* ``delay``: seconds before the first chunk; ``chunk_delay``: between chunks
+* ``text``: the answer (default: ``"<model id> answers: <prompt>"``)
+* ``fail``: raise ``RuntimeError(fail)``; ``fail_times``: fail only the first N
+  calls of this model in this process; ``status``: attach an HTTP status
+* ``fail_after``: raise after that many chunks (a dropped stream)
+* ``hang``: never answer; ``empty``: answer with nothing
+
+Every call appends a JSON line to ``$LLM_USER_PATH/fake-calls.jsonl`` with what
+the model was sent, when it started and ended, and which object served it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import llm
+from pydantic import Field
+
+_log_lock = threading.Lock()
+_counts: dict[str, int] = {}
+_count_lock = threading.Lock()
+
+
+class HTTPError(RuntimeError):
+    def __init__(self, message: str, status_code: int):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class FakeOptions(llm.Options):
+    delay: Optional[float] = Field(None, description="Seconds before the first chunk")
+    chunk_delay: Optional[float] = Field(None, description="Seconds between chunks")
+    text: Optional[str] = Field(None, description="The answer")
+    fail: Optional[str] = Field(None, description="Raise this error")
+    fail_times: Optional[int] = Field(None, description="Fail only the first N calls")
+    status: Optional[int] = Field(None, description="HTTP status of the failure")
+    fail_after: Optional[int] = Field(None, description="Raise after N chunks")
+    hang: Optional[bool] = Field(None, description="Never answer")
+    empty: Optional[bool] = Field(None, description="Answer with nothing")
+    temperature: Optional[float] = Field(None, description="Recorded, not used")
+
+
+def calls_log() -> Path:
+    return llm.user_dir() / "fake-calls.jsonl"
+
+
+def read_calls() -> list[dict]:
+    path = calls_log()
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+class FakeModel(llm.Model):
+    can_stream = True
+    supports_schema = True
+    attachment_types = {"image/png"}
+    Options = FakeOptions
+
+    def __init__(self, model_id: str, *, attachments: bool = True, schema: bool = True,
+                 conversation: bool = True):
+        self.model_id = model_id
+        if not attachments:
+            self.attachment_types = set()
+        self.supports_schema = schema
+        self.supports_conversation = conversation
+        self._busy = threading.Lock()
+
+    def execute(self, prompt, stream, response, conversation):
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{self.model_id}: one object driven by two threads at once")
+        try:
+            yield from self._answer(prompt, response)
+        finally:
+            self._busy.release()
+
+    def _answer(self, prompt, response):
+        options = prompt.options
+        started = time.time()
+        entry = {
+            "model": self.model_id,
+            "object": id(self),
+            "thread": threading.current_thread().name,
+            "prompt": prompt.prompt,
+            "system": prompt.system,
+            "messages": [
+                {"role": m.role, "text": "".join(getattr(p, "text", "") or "" for p in m.parts)}
+                for m in prompt.messages
+            ],
+            "attachments": [a.resolve_type() for a in prompt.attachments],
+            "schema": prompt.schema or None,
+            "options": {k: v for k, v in options if v is not None},
+            "started": started,
+        }
+        try:
+            if options.delay:
+                time.sleep(options.delay)
+            if options.hang:
+                while True:
+                    time.sleep(0.05)
+            if options.fail and self._should_fail(options.fail_times):
+                if options.status:
+                    raise HTTPError(options.fail, options.status)
+                raise RuntimeError(options.fail)
+            text = self._text(prompt, options)
+            words = text.split(" ")
+            chunks = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+            for i, chunk in enumerate(chunks):
+                if options.fail_after is not None and i >= options.fail_after:
+                    raise RuntimeError("stream dropped")
+                if i and options.chunk_delay:
+                    time.sleep(options.chunk_delay)
+                yield chunk
+            response.set_usage(input=len((prompt.prompt + prompt.system).split()), output=len(chunks))
+            entry["status"] = "ok"
+        except GeneratorExit:
+            entry["status"] = "closed"
+            raise
+        except Exception as ex:
+            entry["status"] = f"error: {ex}"
+            raise
+        finally:
+            entry["ended"] = time.time()
+            with _log_lock, open(calls_log(), "a") as fp:
+                fp.write(json.dumps(entry) + "\n")
+
+    def _should_fail(self, fail_times: int | None) -> bool:
+        if fail_times is None:
+            return True
+        with _count_lock:
+            _counts[self.model_id] = _counts.get(self.model_id, 0) + 1
+            return _counts[self.model_id] <= fail_times
+
+    def _text(self, prompt, options) -> str:
+        if options.empty:
+            return ""
+        if options.text is not None:
+            return options.text
+        if prompt.schema:
+            return json.dumps({"answer": f"{self.model_id} says hi"})
+        return f"{self.model_id} answers: {prompt.prompt}"
+
+
+class FakeKeyModel(FakeModel, llm.KeyModel):
+    "Needs a key: 'llm keys set fakekey' or $FAKE_API_KEY."
+
+    needs_key = "fakekey"
+    key_env_var = "FAKE_API_KEY"
+
+    def execute(self, prompt, stream, response, conversation, key):
+        yield from FakeModel.execute(self, prompt, stream, response, conversation)
+
+
+_SHARED = None
+
+
+def _shared():
+    "A model whose plugin hands out one object every time (and would crash if shared)."
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = FakeModel("fake-shared")
+    return _SHARED
+
+
+class FakePlugin:
+    __name__ = "llm_moa_test_fakes"
+
+    @llm.hookimpl
+    def register_models(self, register):
+        for name in ("fake-a", "fake-b", "fake-c"):
+            register(FakeModel(name), aliases=[name.replace("fake-", "alias-")])
+        register(FakeModel("fake-plain", attachments=False, schema=False))
+        register(FakeModel("fake-nochat", conversation=False))
+        register(FakeKeyModel("fake-key"))
+        register(_shared())
+
+
+def register() -> None:
+    "Register the fakes once in this process."
+    from llm.plugins import pm
+
+    if pm.get_plugin("llm-moa-test-fakes") is None:
+        pm.register(FakePlugin(), name="llm-moa-test-fakes")
