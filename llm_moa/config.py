@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import llm
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 from typing_extensions import Annotated
 
 MAX_LAYERS = 10
@@ -42,6 +42,10 @@ def _loose(json_type: str) -> Any:
 
 
 class MoaOptions(llm.Options):
+    # Unknown names pass through here so that parse_config can refuse them in
+    # one line that lists the allowed names.
+    model_config = ConfigDict(extra="allow")
+
     proposers: _loose("string") = Field(
         None,
         description=(

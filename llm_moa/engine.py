@@ -60,7 +60,7 @@ def _aggregate(plan: Plan, run: RunRecord, request: Request, common: dict) -> It
         return
     answered = sum(c.ok for c in run.layer_calls(layer - 1))
     raise MoaRunError(_failure_message(
-        f"The aggregator failed; {answered} proposals were answered", 
+        f"The aggregator failed after {_count(answered, 'proposal')} had been answered",
         [c for c in run.aggregator_calls if not c.ok],
     ))
 
@@ -79,7 +79,7 @@ def _check_quorum(layer: int, records: list[CallRecord], quorum: int) -> None:
         return
     failed = [record for record in records if not record.ok]
     if succeeded == 0:
-        head = f"All {len(records)} proposers failed in layer {layer}"
+        head = f"No proposer answered in layer {layer} ({_count(len(records), 'call')} failed)"
     else:
         head = (f"Only {succeeded} of {len(records)} proposers answered in layer {layer}; "
                 f"min_proposers is {quorum}")
@@ -90,8 +90,12 @@ def _failure_message(head: str, failed: list[CallRecord]) -> str:
     lines = [f"{head}:"]
     for record in failed:
         lines.append(f"  {record.model_id} ({record.role} {record.index + 1}): "
-                     f"{record.status}: {record.error or 'no answer'}")
+                     f"{record.error or record.status}")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _as_reasoning(layer: int, records: list[CallRecord]) -> Iterator[tuple[str, str]]:

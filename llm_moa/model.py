@@ -47,12 +47,12 @@ class _MoaBase:
 
 class MoaModel(_MoaBase, llm.Model):
     def execute(self, prompt, stream, response, conversation) -> Iterator[Any]:
-        yield from Session(self, prompt, response).events()
+        yield from Session(self, prompt, response, conversation).events()
 
 
 class AsyncMoaModel(_MoaBase, llm.AsyncModel):
     async def execute(self, prompt, stream, response, conversation) -> AsyncIterator[Any]:
-        session = Session(self, prompt, response)  # resolves models on this thread
+        session = Session(self, prompt, response, conversation)  # resolves models here
         stop = threading.Event()
         async for item in _in_thread(session.events(stop), stop):
             yield item
@@ -61,9 +61,10 @@ class AsyncMoaModel(_MoaBase, llm.AsyncModel):
 class Session:
     "One run: options parsed and models resolved up front, then the engine."
 
-    def __init__(self, moa: _MoaBase, prompt: Any, response: Any):
+    def __init__(self, moa: _MoaBase, prompt: Any, response: Any, conversation: Any = None):
         given = {key: value for key, value in prompt.options if value is not None}
-        self.config = parse_config({**moa.preset, **given})
+        earlier = previous_options(moa.model_id, conversation)
+        self.config = parse_config({**moa.preset, **earlier, **given})
         self.plan = make_plan(self.config, prompt, moa.model_id)
         self.run = RunRecord(moa.model_id, self.config.layers)
         self.response = response
@@ -86,6 +87,62 @@ class Session:
         total_in, total_out, details = self.run.usage()
         self.response.set_usage(input=total_in, output=total_out, details=details)
         self.response.response_json = self.run.to_json()
+
+
+def previous_options(model_id: str, conversation: Any) -> dict:
+    """The options of the previous turn of this MoA conversation.
+
+    llm does not carry ``-o`` options over to ``llm -c``, but for a MoA model
+    they *are* the combo, so a continued conversation keeps its proposers and
+    aggregator unless new options are given. Python conversations have their
+    responses in memory; on ``llm -c`` they are read from the host's log.
+    """
+    if conversation is None:
+        return {}
+    for earlier in reversed(getattr(conversation, "responses", None) or []):
+        if earlier.model.model_id == model_id:
+            return {k: v for k, v in earlier.prompt.options if v is not None}
+        return {}
+    if not getattr(conversation, "loaded_messages", None):
+        return {}
+    return _logged_options(model_id, conversation.id)
+
+
+def _logged_options(model_id: str, thread_id: str) -> dict:
+    import json
+    import sqlite3
+
+    path = _logs_path()
+    if not path.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute(
+                "select model, options_json from turns where thread_id = ? order by id desc limit 1",
+                [thread_id],
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    if not row or row[0] != model_id or not row[1]:
+        return {}
+    try:
+        return dict(json.loads(row[1]))
+    except (ValueError, TypeError):
+        return {}
+
+
+def _logs_path():
+    "The database llm logs to: -d/--database when given, else logs.db."
+    from pathlib import Path
+
+    import click
+
+    context = click.get_current_context(silent=True)
+    database = context.params.get("database") if context is not None else None
+    return Path(database) if database else llm.user_dir() / "logs.db"
 
 
 async def _in_thread(events: Iterator[Any], stop: threading.Event) -> AsyncIterator[Any]:

@@ -64,7 +64,7 @@ class CallRecord:
     def to_json(self) -> dict[str, Any]:
         data = {
             "model": self.model_id,
-            "requested": self.model,
+            "requested": self.model if self.model != self.model_id else None,
             "resolved_model": self.resolved_model,
             "options": safe_options(self.options),
             "status": self.status,
@@ -76,9 +76,13 @@ class CallRecord:
             "ended_ms": _ms(self.ended),
             "duration_ms": _ms(self.duration),
             "usage": {
-                "input": self.input_tokens,
-                "output": self.output_tokens,
-                "details": self.token_details,
+                key: value
+                for key, value in (
+                    ("input", self.input_tokens),
+                    ("output", self.output_tokens),
+                    ("details", self.token_details),
+                )
+                if value is not None
             },
         }
         return {key: value for key, value in data.items() if value not in (None, {})}

@@ -51,12 +51,9 @@ def turns(user_path):
         conn.close()
 
 
-def logged_json(user_path, n=1):
+def logged_json(n=1):
     "The last n runs as `llm logs --json` shows them (response_json expanded)."
     result = run_llm("logs", "-n", str(n), "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
-
-def proposals(option_list):
-    return json.dumps(option_list)

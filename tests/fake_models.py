@@ -60,7 +60,7 @@ def read_calls() -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-class FakeModel(llm.Model):
+class _Fake:
     can_stream = True
     supports_schema = True
     attachment_types = {"image/png"}
@@ -150,14 +150,18 @@ class FakeModel(llm.Model):
         return f"{self.model_id} answers: {prompt.prompt}"
 
 
-class FakeKeyModel(FakeModel, llm.KeyModel):
+class FakeModel(_Fake, llm.Model):
+    pass
+
+
+class FakeKeyModel(_Fake, llm.KeyModel):
     "Needs a key: 'llm keys set fakekey' or $FAKE_API_KEY."
 
     needs_key = "fakekey"
     key_env_var = "FAKE_API_KEY"
 
     def execute(self, prompt, stream, response, conversation, key):
-        yield from FakeModel.execute(self, prompt, stream, response, conversation)
+        yield from _Fake.execute(self, prompt, stream, response, conversation)
 
 
 _SHARED = None
