@@ -12,3 +12,10 @@ def register_models(register):
     from .model import AsyncMoaModel, MoaModel
 
     register(MoaModel("moa-default"), AsyncMoaModel("moa-default"))
+
+
+@llm.hookimpl
+def register_commands(cli):
+    from .commands import register
+
+    register(cli)

@@ -58,7 +58,8 @@ class MoaOptions(llm.Options):
         None,
         description=(
             "Aggregator model id or alias. 'a,b' tries b if a fails before "
-            "answering. Default: the default model."
+            'answering. Also a JSON list of ids or {"model": ID, "options": {...}}. '
+            "Default: the default model."
         ),
     )
     layers: _loose("integer") = Field(
@@ -178,7 +179,7 @@ class MemberSpec:
 @dataclass(frozen=True)
 class RunConfig:
     proposers: tuple[MemberSpec, ...] | None = None  # None: Self-MoA default
-    aggregators: tuple[str, ...] | None = None  # None: the default model
+    aggregators: tuple[MemberSpec, ...] | None = None  # None: the default model
     layers: int = 2
     proposer_options: dict = field(default_factory=dict)
     aggregator_options: dict = field(default_factory=dict)
@@ -411,35 +412,38 @@ def _parse_proposers(value: Any) -> tuple[MemberSpec, ...] | None:
     return tuple(specs)
 
 
-def _parse_member(item: Any) -> list[MemberSpec]:
+def _parse_member(item: Any, option: str = "proposers") -> list[MemberSpec]:
     if isinstance(item, str):
         name, count = _split_repeat(item.strip())
         if not 1 <= count <= MAX_PROPOSERS:
-            raise MoaConfigError(f"proposers: repeat count must be 1 to {MAX_PROPOSERS}, got {_show(item)}")
-        return [MemberSpec(_model_name("proposers", name))] * count
+            raise MoaConfigError(f"{option}: repeat count must be 1 to {MAX_PROPOSERS}, got {_show(item)}")
+        return [MemberSpec(_model_name(option, name))] * count
     if isinstance(item, dict):
         extra = sorted(set(item) - {"model", "options"}, key=str)
         if extra:
             raise MoaConfigError(
-                f"proposers: unknown key {_show(extra[0])} in {_show(item)}; allowed: model, options"
+                f"{option}: unknown key {_show(extra[0])} in {_show(item)}; allowed: model, options"
             )
         if "model" not in item:
-            raise MoaConfigError(f'proposers: each object needs a "model", got {_show(item)}')
-        options = _parse_object("proposers options", item.get("options"))
-        return [MemberSpec(_model_name("proposers", item["model"]), options)]
+            raise MoaConfigError(f'{option}: each object needs a "model", got {_show(item)}')
+        options = _parse_object(f"{option} options", item.get("options"))
+        return [MemberSpec(_model_name(option, item["model"]), options)]
     raise MoaConfigError(
-        f'proposers: each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}'
+        f'{option}: each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}'
     )
 
 
-def _parse_aggregators(value: Any) -> tuple[str, ...] | None:
+def _parse_aggregators(value: Any) -> tuple[MemberSpec, ...] | None:
+    "One aggregator or a fallback list, in the same forms as proposers."
     if value is None:
         return None
     if isinstance(value, str):
         text = value.strip()
         value = _load_json("aggregator", text) if text.startswith("[") else text.split(",")
+    if isinstance(value, dict):
+        value = [value]
     if not isinstance(value, (list, tuple)) or not value:
         raise MoaConfigError(f"aggregator: expected a model id or alias, got {_show(value)}")
     if len(value) > MAX_PROPOSERS:
         raise MoaConfigError(f"aggregator: at most {MAX_PROPOSERS} fallbacks, got {len(value)}")
-    return tuple(_model_name("aggregator", name) for name in value)
+    return tuple(spec for item in value for spec in _parse_member(item, "aggregator"))

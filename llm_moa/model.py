@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import Any, AsyncIterator, Iterator
@@ -10,8 +11,8 @@ from typing import Any, AsyncIterator, Iterator
 import llm
 
 from .config import MoaOptions, parse_config
-from .engine import run_moa
-from .calls import Clock
+from .calls import Clock, Stopped
+from .engine import MoaRunError, run_moa
 from .plan import make_plan
 from .record import RunRecord, describe_error
 
@@ -76,12 +77,39 @@ class Session:
         try:
             for kind, chunk in run_moa(self.plan, self.run, clock=clock, stop=stop):
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
-        except BaseException as ex:
+        except MoaRunError as ex:
             self.run.error = describe_error(ex)
+            self.run.wall = clock.since(time.monotonic())
+            saved = self._save_unfinished()
+            if saved:
+                raise MoaRunError(f"{ex}\n{saved}") from None
+            raise
+        except (KeyboardInterrupt, Stopped) as ex:
+            self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else "cancelled"
+            self.run.wall = clock.since(time.monotonic())
+            saved = self._save_unfinished()
+            if saved and isinstance(ex, KeyboardInterrupt):
+                print(f"\n{saved}", file=sys.stderr)
             raise
         finally:
             self.run.wall = clock.since(time.monotonic())
             self._finish()
+
+    def _save_unfinished(self) -> str | None:
+        "Keep paid-for proposals of a run that ends without an answer."
+        from . import unfinished
+
+        answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
+        if not answered:
+            return None
+        path = unfinished.save(
+            self.response.id, self.run.moa_model, self.plan.request.text,
+            self.run.error or "", self.run.to_json()["moa"],
+        )
+        if path is None:
+            return None
+        noun = "proposal is" if answered == 1 else "proposals are"
+        return f"The {answered} answered {noun} saved; show them with: llm moa unfinished {self.response.id}"
 
     def _finish(self) -> None:
         total_in, total_out, details = self.run.usage()

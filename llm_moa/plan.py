@@ -59,8 +59,8 @@ def make_plan(config: RunConfig, prompt: Any, moa_model_id: str) -> Plan:
         for spec in specs
     ]
     aggregators = [
-        _member(resolver, "aggregator", name, dict(config.aggregator_options))
-        for name in (config.aggregators or (default,))
+        _member(resolver, "aggregator", spec.model, {**config.aggregator_options, **spec.options})
+        for spec in (config.aggregators or (MemberSpec(default),))
     ]
     _share_locks(proposers + aggregators)
     _assign_attachments(request, proposers, aggregators)

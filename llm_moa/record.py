@@ -152,8 +152,9 @@ def _ms(seconds: float | None) -> int | None:
 
 
 def safe_options(options: dict) -> dict:
+    "Options as recorded: credential-named ones redacted, key-shaped text scrubbed."
     return {
-        key: (REDACTED if _SECRET_NAME.search(key) else value)
+        key: REDACTED if _SECRET_NAME.search(key) else scrub(value) if isinstance(value, str) else value
         for key, value in options.items()
     }
 

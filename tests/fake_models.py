@@ -53,6 +53,10 @@ def calls_log() -> Path:
     return llm.user_dir() / "fake-calls.jsonl"
 
 
+def started_log() -> Path:
+    return llm.user_dir() / "fake-started.jsonl"
+
+
 def read_calls() -> list[dict]:
     path = calls_log()
     if not path.exists():
@@ -101,12 +105,15 @@ class _Fake:
             "options": {k: v for k, v in options if v is not None},
             "started": started,
         }
+        with _log_lock, open(started_log(), "a") as fp:
+            fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
         try:
             if options.delay:
                 time.sleep(options.delay)
             if options.hang:
-                while True:
+                while time.time() - started < 60:  # long enough; ends so test threads die
                     time.sleep(0.05)
+                raise RuntimeError("hung for a minute")
             if options.fail and self._should_fail(options.fail_times):
                 if options.status:
                     raise HTTPError(options.fail, options.status)
@@ -136,9 +143,10 @@ class _Fake:
     def _should_fail(self, fail_times: int | None) -> bool:
         if fail_times is None:
             return True
+        key = f"{llm.user_dir()}:{self.model_id}"  # per test, as each has its own user dir
         with _count_lock:
-            _counts[self.model_id] = _counts.get(self.model_id, 0) + 1
-            return _counts[self.model_id] <= fail_times
+            _counts[key] = _counts.get(key, 0) + 1
+            return _counts[key] <= fail_times
 
     def _text(self, prompt, options) -> str:
         if options.empty:

@@ -1,0 +1,85 @@
+"""Property-based: any option values give an answer or one clear error, never a traceback."""
+
+import json
+
+import llm
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_llm, turns
+from fake_models import read_calls
+
+from llm_moa.config import OPTION_NAMES
+
+MODELS = st.sampled_from(["fake-a", "alias-b", "fake-c*2", "nope", "moa-default", "", " ", "fake-a*999"])
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**30, 10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+    st.sampled_from(["nan", "inf", "-1", "0", "1", "2", "3", "all", "true", "off", "1e400", "[", "{"]),
+)
+JSONISH = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["model", "options", "temperature", "bogus", "delay", ""]), inner, max_size=3),
+    max_leaves=12,
+)
+MEMBER = st.one_of(MODELS, st.fixed_dictionaries(
+    {"model": MODELS}, optional={"options": st.dictionaries(
+        st.sampled_from(["temperature", "text", "bogus"]), SCALARS, max_size=2)}))
+VALUES = {
+    "proposers": st.one_of(st.lists(MEMBER, max_size=6), MODELS, JSONISH),
+    "aggregator": st.one_of(MODELS, st.lists(MEMBER, max_size=3), JSONISH),
+    "proposer_options": st.one_of(st.dictionaries(st.sampled_from(["temperature", "text", "x"]), SCALARS, max_size=2), JSONISH),
+    "aggregator_options": JSONISH,
+}
+OPTIONS = st.dictionaries(
+    st.one_of(st.sampled_from(OPTION_NAMES), st.text(min_size=1, max_size=12)),
+    JSONISH, max_size=4,
+).flatmap(lambda d: st.fixed_dictionaries({k: VALUES.get(k, JSONISH) for k in d}))
+
+
+def as_cli_value(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@SETTINGS
+@given(options=OPTIONS)
+def test_cli_never_crashes(options, user_path):
+    args = []
+    for name, value in options.items():
+        if value is None or (isinstance(name, str) and ("\x00" in name or name.startswith("-"))):
+            continue
+        args += ["-o", name, as_cli_value(value)]
+    calls_before, turns_before = len(read_calls()), len(turns(user_path))
+    result = run_llm("-m", "moa-default", "-o", "timeout", "5", *args, "question")
+    assert "Traceback" not in result.output
+    event("answered" if result.exit_code == 0 else "refused")
+    if result.exit_code == 0:
+        assert result.stdout.endswith("question\n")
+        assert len(turns(user_path)) == turns_before + 1
+        return
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert len(turns(user_path)) == turns_before
+    if len(read_calls()) == calls_before:  # refused before any call: one line
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+@SETTINGS
+@given(options=OPTIONS)
+def test_python_api_raises_only_value_error_or_model_error(options):
+    calls_before = len(read_calls())
+    model = llm.get_model("moa-default")
+    options = {k: v for k, v in options.items() if isinstance(k, str) and k.isidentifier() and k not in ("key",)}
+    try:
+        text = model.prompt("question", **{"timeout": 5, **options}).text()
+    except ValueError as ex:
+        assert len(read_calls()) == calls_before
+        assert "\n" not in str(ex)
+    except llm.ModelError:
+        pass
+    else:
+        assert text.endswith("question")
