@@ -9,14 +9,18 @@ user would, e.g. ``-o proposers '[{"model": "fake-a", "options": {"delay": 1}}]'
   calls of this model in this process; ``status``: attach an HTTP status
 * ``fail_after``: raise after that many chunks (a dropped stream)
 * ``hang``: never answer; ``empty``: answer with nothing
+* ``chunks``: stream the answer in that many pieces (default: word by word)
 
 Every call appends a JSON line to ``$LLM_USER_PATH/fake-calls.jsonl`` with what
-the model was sent, when it started and ended, and which object served it.
+the model was sent, when it started and ended (``time.time()``), when it yielded
+its first chunk (``first_chunk``, ``time.monotonic()``) and which object served
+it. Benchmarks set ``FAKE_MODELS_NO_LOG=1`` to skip that bookkeeping.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -47,6 +51,7 @@ class FakeOptions(llm.Options):
     hang: Optional[bool] = Field(None, description="Never answer")
     empty: Optional[bool] = Field(None, description="Answer with nothing")
     temperature: Optional[float] = Field(None, description="Recorded, not used")
+    chunks: Optional[int] = Field(None, description="Stream the answer in this many pieces")
 
 
 def calls_log() -> Path:
@@ -105,8 +110,10 @@ class _Fake:
             "options": {k: v for k, v in options if v is not None},
             "started": started,
         }
-        with _log_lock, open(started_log(), "a") as fp:
-            fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
+        logging = not os.environ.get("FAKE_MODELS_NO_LOG")
+        if logging:
+            with _log_lock, open(started_log(), "a") as fp:
+                fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
         try:
             if options.delay:
                 time.sleep(options.delay)
@@ -118,16 +125,18 @@ class _Fake:
                 if options.status:
                     raise HTTPError(options.fail, options.status)
                 raise RuntimeError(options.fail)
-            text = self._text(prompt, options)
-            words = text.split(" ")
-            chunks = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+            chunks = _pieces(self._text(prompt, options), options.chunks)
             for i, chunk in enumerate(chunks):
                 if options.fail_after is not None and i >= options.fail_after:
                     raise RuntimeError("stream dropped")
                 if i and options.chunk_delay:
                     time.sleep(options.chunk_delay)
+                if i == 0:
+                    entry["first_chunk"] = time.monotonic()
                 yield chunk
-            response.set_usage(input=len((prompt.prompt + prompt.system).split()), output=len(chunks))
+            # about four characters a token, counted without scanning the text
+            size = len(prompt.prompt) + len(prompt.system)
+            response.set_usage(input=max(1, size // 4), output=len(chunks))
             entry["status"] = "ok"
         except GeneratorExit:
             entry["status"] = "closed"
@@ -137,8 +146,9 @@ class _Fake:
             raise
         finally:
             entry["ended"] = time.time()
-            with _log_lock, open(calls_log(), "a") as fp:
-                fp.write(json.dumps(entry) + "\n")
+            if logging:
+                with _log_lock, open(calls_log(), "a") as fp:
+                    fp.write(json.dumps(entry) + "\n")
 
     def _should_fail(self, fail_times: int | None) -> bool:
         if fail_times is None:
@@ -156,6 +166,17 @@ class _Fake:
         if prompt.schema:
             return json.dumps({"answer": f"{self.model_id} says hi"})
         return f"{self.model_id} answers: {prompt.prompt}"
+
+
+def _pieces(text: str, count: int | None) -> list[str]:
+    "Word by word, or ``count`` pieces of about equal size."
+    if not text:
+        return []
+    if count:
+        size = -(-len(text) // count)
+        return [text[i:i + size] for i in range(0, len(text), size)]
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
 
 class FakeModel(_Fake, llm.Model):

@@ -57,7 +57,7 @@ def test_async_model_text_and_stream():
 def test_async_runs_do_not_block_the_event_loop():
     async def run():
         model = llm.get_async_model("moa-default")
-        slow = {"delay": 0.5}
+        slow = {"delay": 1.0}
         prompts = [
             model.prompt(f"q{i}", proposers=["fake-a"], aggregator="fake-b", proposer_options=slow).text()
             for i in range(3)
@@ -68,7 +68,7 @@ def test_async_runs_do_not_block_the_event_loop():
 
     texts, elapsed = asyncio.run(run())
     assert texts == [f"fake-b answers: q{i}" for i in range(3)]
-    assert elapsed < 1.2  # three runs side by side, not one after another
+    assert elapsed < 2.0  # three runs side by side (1 s), not one after another (3 s)
 
 
 def test_conversation_keeps_history_and_combo():

@@ -22,13 +22,16 @@ def layer(n=1):
     return logged_json()[0]["response_json"]["moa"]["proposer_layers"][n - 1]["proposers"]
 
 
+def wall_ms():
+    "The run's own wall time, without the host's start-up and logging."
+    return logged_json()[0]["response_json"]["moa"]["wall_ms"]
+
+
 def test_hung_proposer_is_abandoned_at_the_timeout():
-    start = time.monotonic()
     result = moa("-o", "proposers", proposers({"model": "fake-a", "options": {"hang": True}}, "fake-b"),
                  "-o", "aggregator", "fake-c", "-o", "timeout", "0.5", "q")
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, result.output
-    assert elapsed < 1.5
+    assert 500 <= wall_ms() < 1200
     calls = layer()
     assert [(c["model"], c["status"]) for c in calls] == [("fake-a", "timeout"), ("fake-b", "ok")]
     assert calls[0]["error"] == "timed out after 0.5s"
@@ -116,11 +119,11 @@ def test_quorum(user_path):
 def test_quorum_stops_waiting_once_out_of_reach():
     # two fail at once, so a quorum of 2 out of 3 cannot be met: no need to wait for the slow one
     entries = [{"model": "fake-a", "options": {"fail": "x"}}, {"model": "fake-b", "options": {"fail": "y"}},
-               {"model": "fake-c", "options": {"delay": 3}}]
+               {"model": "fake-c", "options": {"delay": 6}}]
     start = time.monotonic()
     result = moa("-o", "proposers", proposers(*entries), "-o", "min_proposers", "2", "-o", "retries", "0", "q")
     assert result.exit_code == 1
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 4
 
 
 def test_max_concurrency_one_runs_calls_one_at_a_time():
@@ -133,10 +136,9 @@ def test_max_concurrency_one_runs_calls_one_at_a_time():
 
 def test_wait_for_first_k_skips_the_slow_one():
     entries = ["fake-a", "fake-b", {"model": "fake-c", "options": {"delay": 3}}]
-    start = time.monotonic()
     result = moa("-o", "proposers", proposers(*entries), "-o", "wait", "2", "-o", "aggregator", "fake-a", "q")
     assert result.exit_code == 0, result.output
-    assert time.monotonic() - start < 1.5
+    assert wall_ms() < 1000
     assert [c["status"] for c in layer()] == ["ok", "ok", "skipped"]
 
 
