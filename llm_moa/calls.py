@@ -177,14 +177,47 @@ def _record_result(record: CallRecord, result: dict[str, Any]) -> None:
     record.token_details = result["details"]
 
 
+class _Workers:
+    """Daemon worker threads, reused across calls and runs.
+
+    Starting a thread costs ~0.2 ms under load, which adds up with dozens of
+    proposers per layer; an idle worker takes a job in microseconds. A call
+    that hangs keeps its worker, and the next job simply gets a new one.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, name: str, fn: Callable, *args: Any) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._jobs.put((name, fn, args))
+        if spawn:
+            threading.Thread(target=self._loop, name="moa-worker", daemon=True).start()
+
+    def _loop(self) -> None:
+        thread = threading.current_thread()
+        while True:
+            name, fn, args = self._jobs.get()
+            thread.name = name
+            try:
+                fn(*args)
+            finally:
+                thread.name = "moa-worker"
+                with self._lock:
+                    self._idle += 1
+
+
+_workers = _Workers()
+
+
 def _start_worker(call: Call, events: queue.SimpleQueue, retries: int) -> None:
-    thread = threading.Thread(
-        target=_work,
-        args=(call, events, retries),
-        name=f"moa-{call.record.role}-{call.record.layer}-{call.record.index}",
-        daemon=True,
-    )
-    thread.start()
+    name = f"moa-{call.record.role}-{call.record.layer}-{call.record.index}"
+    _workers.submit(name, _work, call, events, retries)
 
 
 def _work(call: Call, events: queue.SimpleQueue, retries: int) -> None:

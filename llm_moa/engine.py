@@ -67,7 +67,7 @@ def _aggregate(plan: Plan, run: RunRecord, request: Request, common: dict) -> It
 
 def _call(plan: Plan, run: RunRecord, member: Member, role: str, layer: int, index: int,
           request: Request, stream: bool = False) -> Call:
-    record = CallRecord(role, layer, index, member.name, member.model_id, member.options)
+    record = CallRecord(role, layer, index, member.name, member.model_id, member.recorded_options)
     run.calls.append(record)
     schema = plan.schema if member.model.supports_schema else None
     return Call(member, request, record, schema=schema, stream=stream)

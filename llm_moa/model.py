@@ -66,7 +66,7 @@ class Session:
         given = {key: value for key, value in prompt.options if value is not None}
         earlier = previous_options(moa.model_id, conversation)
         self.config = parse_config({**moa.preset, **earlier, **given})
-        self.plan = make_plan(self.config, prompt, moa.model_id)
+        self.plan = make_plan(self.config, prompt)
         self.run = RunRecord(moa.model_id, self.config.layers)
         self.response = response
 

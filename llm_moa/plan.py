@@ -31,6 +31,12 @@ class Member:
     options: dict = field(default_factory=dict)
     attachments: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    recorded_options: dict = field(default_factory=dict)  # safe to log
+
+    def __post_init__(self) -> None:
+        from .record import safe_options
+
+        self.recorded_options = safe_options(self.options)
 
     @property
     def model_id(self) -> str:
@@ -46,16 +52,17 @@ class Plan:
     schema: dict | None = None
 
 
-def make_plan(config: RunConfig, prompt: Any, moa_model_id: str) -> Plan:
+def make_plan(config: RunConfig, prompt: Any) -> Plan:
     from .prompts import request_from_prompt
 
     request = request_from_prompt(prompt)
     schema = prompt.schema or None
     default = llm.get_default_model()
     specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
-    resolver = _Resolver(moa_model_id, default)
+    resolver = _Resolver(default)
     proposers = [
-        _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options})
+        _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options},
+                share_after=config.max_concurrency)
         for spec in specs
     ]
     aggregators = [
@@ -80,21 +87,35 @@ def make_plan(config: RunConfig, prompt: Any, moa_model_id: str) -> Plan:
 
 
 class _Resolver:
-    "Model lookup by id or alias; the n-th use of a name gets the n-th fresh object."
+    """Model lookup by id or alias; each use of a name gets a fresh object.
 
-    def __init__(self, moa_model_id: str, default: str):
-        self.moa_model_id = moa_model_id
+    With ``share_after=k`` (the run's ``max_concurrency``) a name gets at most
+    k objects, handed out in turn: no more than k of its calls can run at
+    once, so more copies would only cost hook runs (and, for local models
+    that load weights per object, memory).
+    """
+
+    def __init__(self, default: str):
         self.default = default
         self._maps: list[dict[str, Any]] = []
+        self._handed: dict[str, list[Any]] = {}
         self._uses: Counter[str] = Counter()
         self._async_only: set[str] = set()
 
-    def get(self, role: str, name: str) -> Any:
+    def get(self, role: str, name: str, share_after: int | None = None) -> Any:
+        handed = self._handed.setdefault(name, [])
         use = self._uses[name]
         self._uses[name] += 1
-        while len(self._maps) <= use:
+        if share_after and len(handed) >= share_after:
+            return handed[use % share_after]
+        model = self._fresh(role, name, len(handed))
+        handed.append(model)
+        return model
+
+    def _fresh(self, role: str, name: str, copy: int) -> Any:
+        while len(self._maps) <= copy:
             self._maps.append(self._alias_map())
-        model = self._maps[use].get(name)
+        model = self._maps[copy].get(name)
         if model is None:
             if name in self._async_only:
                 raise MoaConfigError(
@@ -125,8 +146,9 @@ class _Resolver:
         return aliases
 
 
-def _member(resolver: _Resolver, role: str, name: str, options: dict) -> Member:
-    model = resolver.get(role, name)
+def _member(resolver: _Resolver, role: str, name: str, options: dict,
+            share_after: int | None = None) -> Member:
+    model = resolver.get(role, name, share_after)
     merged = {**saved_model_options(model.model_id), **options}
     return Member(name, model, validate_model_options(role, name, model, merged))
 

@@ -38,7 +38,7 @@ class CallRecord:
     index: int  # position among the layer's proposers (or aggregator fallbacks)
     model: str  # as the user named it
     model_id: str
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # as recorded: already made safe
     status: str = WAITING
     text: str = ""
     error: str | None = None
@@ -66,7 +66,7 @@ class CallRecord:
             "model": self.model_id,
             "requested": self.model if self.model != self.model_id else None,
             "resolved_model": self.resolved_model,
-            "options": safe_options(self.options),
+            "options": self.options,
             "status": self.status,
             "text": self.text,
             "error": self.error,
@@ -159,6 +159,9 @@ def safe_options(options: dict) -> dict:
     }
 
 
+MAX_KEY_LENGTH = 512  # longer text is prose, not a key: only known secrets are looked for
+
+
 def describe_error(exc: BaseException) -> str:
     "One scrubbed line: the exception's message, or its type if it has none."
     message = " ".join(str(exc).split()) or type(exc).__name__
@@ -171,8 +174,9 @@ def scrub(text: str) -> str:
     for secret in _known_secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
-    for shape in _KEY_SHAPES:
-        text = shape.sub(_redact_match, text)
+    if len(text) <= MAX_KEY_LENGTH:
+        for shape in _KEY_SHAPES:
+            text = shape.sub(_redact_match, text)
     return text
 
 
@@ -182,19 +186,29 @@ def _redact_match(match: re.Match) -> str:
     return REDACTED
 
 
-def _known_secrets() -> list[str]:
-    secrets: set[str] = set()
-    for name, value in os.environ.items():
-        if _SECRET_NAME.search(name) and len(value) >= 8:
-            secrets.add(value)
-    try:
-        import llm
+_secrets_cache: dict[tuple, list[str]] = {}
 
-        path = llm.user_dir() / "keys.json"
-        if path.exists():
-            for value in json.loads(path.read_text()).values():
-                if isinstance(value, str) and len(value) >= 8:
-                    secrets.add(value)
-    except Exception:  # an unreadable keys file must not break error reporting
-        pass
-    return sorted(secrets, key=len, reverse=True)
+
+def _known_secrets() -> list[str]:
+    "Stored keys and credential-looking environment values, longest first."
+    import llm
+
+    path = llm.user_dir() / "keys.json"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    env = tuple(sorted(v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8))
+    key = (str(path), stamp, env)
+    if key not in _secrets_cache:
+        _secrets_cache.clear()
+        secrets = set(env)
+        try:
+            if stamp is not None:
+                for value in json.loads(path.read_text()).values():
+                    if isinstance(value, str) and len(value) >= 8:
+                        secrets.add(value)
+        except Exception:  # an unreadable keys file must not break error reporting
+            pass
+        _secrets_cache[key] = sorted(secrets, key=len, reverse=True)
+    return _secrets_cache[key]

@@ -63,7 +63,11 @@ def started_log() -> Path:
 
 
 def read_calls() -> list[dict]:
-    path = calls_log()
+    return read_calls_at(llm.user_dir())
+
+
+def read_calls_at(user_dir) -> list[dict]:
+    path = Path(user_dir) / "fake-calls.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]

@@ -221,10 +221,10 @@ def test_error_messages_are_scrubbed_of_keys(user_path, monkeypatch):
 
 
 def test_secret_looking_options_are_redacted_in_the_record():
-    from llm_moa.record import CallRecord
+    from llm_moa.record import safe_options
 
-    record = CallRecord("proposer", 1, 0, "m", "m", {"api_key": "sk-123456789", "temperature": 1})
-    assert record.to_json()["options"] == {"api_key": "[REDACTED]", "temperature": 1}
+    options = {"api_key": "sk-123456789", "temperature": 1, "text": "use sk-abcdefghijkl0123 here"}
+    assert safe_options(options) == {"api_key": "[REDACTED]", "temperature": 1, "text": "use [REDACTED] here"}
 
 
 INJECTION = (
@@ -242,3 +242,15 @@ def test_an_answer_cannot_break_out_of_its_reference_block():
     blocks = re.findall(rf"<<<BEGIN ANSWER (\d+) {tag}>>>\n(.*?)\n<<<END ANSWER \1 {tag}>>>", system, re.S)
     assert blocks == [("1", INJECTION), ("2", "Honest answer.")]
     assert system.count(tag) == 3 + 2 * 2  # the format line names it three times, plus two per block
+
+
+def test_max_concurrency_limits_copies_of_a_repeated_model():
+    # at most max_concurrency calls run at once, so that many objects suffice
+    result = moa("-o", "proposers", "fake-a*4", "-o", "max_concurrency", "2",
+                 "-o", "aggregator", "fake-a", "q")
+    assert result.exit_code == 0, result.output
+    calls = read_calls()
+    proposer_objects = {c["object"] for c in calls if c["thread"].startswith("moa-proposer")}
+    aggregator_objects = {c["object"] for c in calls if c["thread"].startswith("moa-aggregator")}
+    assert len(proposer_objects) == 2
+    assert not aggregator_objects & proposer_objects  # the aggregator gets its own
