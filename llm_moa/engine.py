@@ -15,7 +15,7 @@ import llm
 from .calls import Call, Clock, Update, run_calls
 from .plan import Member, Plan
 from .prompts import REFINE, SYNTHESIZE, Request, with_references
-from .record import CallRecord, RunRecord
+from .record import OK, SKIPPED, CallRecord, RunRecord
 
 
 class MoaRunError(llm.ModelError):
@@ -77,13 +77,17 @@ def _check_quorum(layer: int, records: list[CallRecord], quorum: int) -> None:
     succeeded = sum(record.ok for record in records)
     if succeeded >= quorum:
         return
-    failed = [record for record in records if not record.ok]
-    if succeeded == 0:
+    failed = [record for record in records if record.status not in (OK, SKIPPED)]
+    stopped = len(records) - succeeded - len(failed)
+    if succeeded == 0 and not stopped:
         head = f"No proposer answered in layer {layer} ({_count(len(records), 'call')} failed)"
     else:
         head = (f"Only {succeeded} of {len(records)} proposers answered in layer {layer}; "
                 f"min_proposers is {quorum}")
-    raise MoaRunError(_failure_message(head, failed))
+    message = _failure_message(head, failed)
+    if stopped:
+        message += f"\n  ({_count(stopped, 'other call')} stopped once the quorum was out of reach)"
+    raise MoaRunError(message)
 
 
 def _failure_message(head: str, failed: list[CallRecord]) -> str:

@@ -105,7 +105,7 @@ def test_dropped_stream_of_a_proposer_is_retried():
 
 
 def test_quorum(user_path):
-    bad = {"model": "fake-c", "options": {"fail": "down"}}
+    bad = {"model": "fake-c", "options": {"fail": "down", "delay": 0.3}}  # fails after the others answered
     result = moa("-o", "proposers", proposers("fake-a", "fake-b", bad), "-o", "min_proposers", "3",
                  "-o", "retries", "0", "q")
     assert result.exit_code == 1
@@ -124,6 +124,12 @@ def test_quorum_stops_waiting_once_out_of_reach():
     result = moa("-o", "proposers", proposers(*entries), "-o", "min_proposers", "2", "-o", "retries", "0", "q")
     assert result.exit_code == 1
     assert time.monotonic() - start < 4
+    assert result.stderr.splitlines() == [
+        "Error: Only 0 of 3 proposers answered in layer 1; min_proposers is 2:",
+        "  fake-a (proposer 1): x",
+        "  fake-b (proposer 2): y",
+        "  (1 other call stopped once the quorum was out of reach)",
+    ]
 
 
 def test_max_concurrency_one_runs_calls_one_at_a_time():
