@@ -14,7 +14,9 @@ user would, e.g. ``-o proposers '[{"model": "fake-a", "options": {"delay": 1}}]'
 Every call appends a JSON line to ``$LLM_USER_PATH/fake-calls.jsonl`` with what
 the model was sent, when it started and ended (``time.time()``), when it yielded
 its first chunk (``first_chunk``, ``time.monotonic()``) and which object served
-it. Benchmarks set ``FAKE_MODELS_NO_LOG=1`` to skip that bookkeeping.
+it. Benchmarks set ``FAKE_MODELS_NO_LOG=1`` to skip that bookkeeping, and
+``FAKE_MODELS_DELAY`` to give every call a latency without options (for tools
+that cannot pass per-model options).
 """
 
 from __future__ import annotations
@@ -119,8 +121,9 @@ class _Fake:
             with _log_lock, open(started_log(), "a") as fp:
                 fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
         try:
-            if options.delay:
-                time.sleep(options.delay)
+            delay = options.delay if options.delay is not None else float(os.environ.get("FAKE_MODELS_DELAY") or 0)
+            if delay:
+                time.sleep(delay)
             if options.hang:
                 while time.time() - started < 60:  # long enough; ends so test threads die
                     time.sleep(0.05)
