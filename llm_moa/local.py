@@ -266,7 +266,9 @@ class LocalModel(llm.Model):
         sampled = [0]
 
         def count(input_ids: Any, logits: Any) -> Any:
-            sampled[0] += 1  # called once for every token the model generates
+            # Called once per sampled token, so this is llama.cpp's count of
+            # generated tokens (the streamed chunks carry no usage).
+            sampled[0] += 1
             return logits
 
         with loaded.lock:
@@ -275,6 +277,7 @@ class LocalModel(llm.Model):
             # give a different answer depending on what ran before.
             loaded.llama.reset()
             prompt_tokens = len(loaded.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+            chunks = None
             try:
                 chunks = loaded.llama.create_completion(
                     text,
@@ -294,6 +297,8 @@ class LocalModel(llm.Model):
             except ValueError as ex:  # e.g. the prompt does not fit the context
                 raise llm.ModelError(f"{self.model_id}: {ex}") from None
             finally:
+                if chunks is not None:
+                    chunks.close()  # an abandoned call stops generating while it holds the lock
                 response.set_usage(input=prompt_tokens, output=sampled[0])
         response.response_json = {"finish_reason": finish, "seed": seed}
 
