@@ -9,9 +9,15 @@ import llm
 
 @llm.hookimpl
 def register_models(register):
+    from . import presets
+    from .local import register_local_models
     from .model import AsyncMoaModel, MoaModel
 
     register(MoaModel("moa-default"), AsyncMoaModel("moa-default"))
+    register_local_models(register)
+    for name, entry in presets.load_quietly().items():
+        options = presets.options_of(entry)
+        register(MoaModel(f"moa-{name}", preset=options), AsyncMoaModel(f"moa-{name}", preset=options))
 
 
 @llm.hookimpl

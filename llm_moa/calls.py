@@ -65,9 +65,6 @@ class Clock:
         return moment - self.start
 
 
-Update = Callable[[CallRecord], None]
-
-
 def run_calls(
     calls: list[Call],
     *,
@@ -78,7 +75,6 @@ def run_calls(
     quorum: int = 1,
     concurrency: int | None = None,
     stop: threading.Event | None = None,
-    on_update: Update | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Run ``calls`` concurrently; yield ``(event_type, chunk)`` of streamed ones.
 
@@ -91,7 +87,6 @@ def run_calls(
     waiting = deque(calls)
     running: dict[int, Call] = {}
     succeeded = 0
-    notify = on_update or (lambda record: None)
     leftover = SKIPPED
     try:
         while waiting or running:
@@ -103,7 +98,6 @@ def run_calls(
                 call.record.status = RUNNING
                 call.record.started = clock.since(time.monotonic())
                 running[id(call)] = call
-                notify(call.record)
                 _start_worker(call, events, retries)
             if need is not None and succeeded >= need:
                 break
@@ -112,7 +106,7 @@ def run_calls(
             try:
                 call, kind, payload, moment = events.get(timeout=_wait_time(running))
             except queue.Empty:
-                _expire(running, clock, timeout, notify)
+                _expire(running, clock, timeout)
                 continue
             if id(call) not in running:
                 continue  # a late report from an abandoned call
@@ -121,7 +115,6 @@ def run_calls(
                 record.attempts = payload
             elif kind == "retry":
                 record.error = payload
-                notify(record)
             elif kind in ("text", "reasoning"):
                 if record.first_token is None:
                     record.first_token = clock.since(moment)
@@ -134,7 +127,6 @@ def run_calls(
                     succeeded += 1
                 else:
                     record.status, record.error = FAILED, payload
-                notify(record)
     except BaseException:
         leftover = CANCELLED
         raise
@@ -145,7 +137,6 @@ def run_calls(
             call.record.status = leftover
             if call.record.started is not None:
                 call.record.ended = now
-            notify(call.record)
 
 
 def _wait_time(running: dict[int, Call]) -> float:
@@ -155,7 +146,7 @@ def _wait_time(running: dict[int, Call]) -> float:
     return max(0.0, min(POLL, min(deadlines) - time.monotonic()))
 
 
-def _expire(running: dict[int, Call], clock: Clock, timeout: float | None, notify: Update) -> None:
+def _expire(running: dict[int, Call], clock: Clock, timeout: float | None) -> None:
     now = time.monotonic()
     for key, call in list(running.items()):
         if call.deadline is not None and now >= call.deadline:
@@ -164,7 +155,6 @@ def _expire(running: dict[int, Call], clock: Clock, timeout: float | None, notif
             call.record.status = TIMEOUT
             call.record.error = f"timed out after {timeout:g}s"
             call.record.ended = clock.since(now)
-            notify(call.record)
 
 
 def _record_result(record: CallRecord, result: dict[str, Any]) -> None:

@@ -3,14 +3,145 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
+
+
+def _database_option(fn):
+    return click.option(
+        "-d", "--database", type=click.Path(dir_okay=False, path_type=Path),
+        help="Path to the log database (default: the one `llm logs` reads)",
+    )(fn)
+
+
+def _database(database: Path | None) -> Path:
+    import llm
+
+    return database or llm.user_dir() / "logs.db"
 
 
 def register(cli: click.Group) -> None:
     @cli.group(name="moa")
     def moa() -> None:
-        "Mixture-of-Agents: see unfinished runs"
+        "Mixture-of-Agents: presets, runs and unfinished runs"
+
+    @moa.command(name="save")
+    @click.argument("name")
+    @click.option("options", "-o", "--option", type=(str, str), multiple=True,
+                  help="A MoA option, as for llm -m moa-default -o KEY VALUE")
+    @click.option("--force", is_flag=True, help="Replace a preset of the same name")
+    def save_command(name: str, options: tuple[tuple[str, str], ...], force: bool) -> None:
+        """Save options as a preset, used as the model moa-NAME
+
+        \b
+            llm moa save research -o proposers gpt-4o,claude-3.5-sonnet \\
+              -o aggregator claude-3-opus -o layers 3
+            llm -m moa-research "..."
+        """
+        from . import presets
+        from .config import MoaOptions, parse_config
+        from .plan import resolve_members
+
+        try:
+            presets.check_name(name)
+            config = parse_config(dict(options))
+            resolve_members(config)  # every model and inner option, as a run checks them
+            stored = MoaOptions(**dict(options)).model_dump(exclude_none=True)
+            replaced = presets.save(name, stored, force=force)
+        except ValueError as ex:
+            raise click.ClickException(str(ex))
+        verb = "Replaced" if replaced else "Saved"
+        click.echo(f"{verb} preset {name!r} as model moa-{name}: {_describe(config)}")
+
+    @moa.command(name="list")
+    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    def list_command(json_: bool) -> None:
+        "List saved presets"
+        from . import presets
+        from .config import parse_config
+
+        try:
+            saved = presets.load()
+        except presets.PresetError as ex:
+            raise click.ClickException(str(ex))
+        entries = []
+        for name, entry in sorted(saved.items()):
+            options = presets.options_of(entry)
+            item = {"name": name, "model_id": f"moa-{name}", "options": options, "saved": entry.get("saved")}
+            try:
+                config = parse_config(options)
+                item.update(_facts(config))
+            except ValueError as ex:  # saved by hand or by an older version: still listed
+                item["error"] = str(ex)
+            entries.append(item)
+        if json_:
+            click.echo(json.dumps(entries, indent=2))
+            return
+        if not entries:
+            click.echo("No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C")
+            return
+        for item in entries:
+            if "error" in item:
+                click.echo(f"moa-{item['name']}: invalid ({item['error']})")
+                continue
+            click.echo(
+                f"moa-{item['name']}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
+                f"{item['layers']} layers; {item['calls_per_prompt']} calls per prompt"
+            )
+
+    @moa.command(name="remove")
+    @click.argument("name")
+    def remove_command(name: str) -> None:
+        "Remove a saved preset"
+        from . import presets
+
+        try:
+            presets.remove(name)
+        except presets.PresetError as ex:
+            raise click.ClickException(str(ex))
+        click.echo(f"Removed preset {name!r} (model moa-{name})")
+
+    @moa.command(name="runs")
+    @click.option("-n", "--count", type=int, default=10, show_default=True, help="How many runs (0 for all)")
+    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    @_database_option
+    def runs_command(count: int, json_: bool, database: Path | None) -> None:
+        "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
+        from .views import RunsError, load_runs, runs_table, summary
+
+        try:
+            runs = load_runs(_database(database), count=count or None)
+        except RunsError as ex:
+            raise click.ClickException(str(ex))
+        if json_:
+            click.echo(json.dumps([summary(run) for run in runs], indent=2))
+        elif not runs:
+            click.echo("No MoA runs logged yet.")
+        else:
+            click.echo(runs_table(runs))
+
+    @moa.command(name="show")
+    @click.argument("run_id", required=False)
+    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    @_database_option
+    def show_command(run_id: str | None, json_: bool, database: Path | None) -> None:
+        """Show one MoA run in full, with a timeline (default: the latest)
+
+        RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
+        """
+        from .views import RunsError, find_run, show_text
+
+        try:
+            run = find_run(_database(database), run_id)
+        except RunsError as ex:
+            raise click.ClickException(str(ex))
+        if json_:
+            keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
+                    "input_tokens", "output_tokens", "conversation_id", "moa")
+            click.echo(json.dumps({key: run.get(key) for key in keys}, indent=2))
+        else:
+            click.echo(show_text(run))
 
     @moa.command(name="unfinished")
     @click.argument("run_id", required=False)
@@ -51,3 +182,23 @@ def register(cli: click.Group) -> None:
         click.echo(f"## Error\n\n{entry.get('error', '')}\n")
         for number, proposal in enumerate(unfinished.answered_proposals(entry.get("run", {})), 1):
             click.echo(f"## Proposal {number}: {proposal.get('model')}\n\n{proposal.get('text', '')}\n")
+
+
+def _facts(config) -> dict:
+    from .config import DEFAULT_SAMPLES
+
+    proposers = [spec.model for spec in config.proposers] if config.proposers else [
+        f"default model x{DEFAULT_SAMPLES}"]
+    aggregators = [spec.model for spec in config.aggregators] if config.aggregators else ["default model"]
+    return {
+        "proposers": proposers,
+        "aggregator": ",".join(aggregators),
+        "layers": config.layers,
+        "calls_per_prompt": config.calls_per_prompt,
+    }
+
+
+def _describe(config) -> str:
+    facts = _facts(config)
+    return (f"{len(facts['proposers']) if config.proposers else 3} proposers, aggregator {facts['aggregator']}, "
+            f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")

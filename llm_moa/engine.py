@@ -12,7 +12,7 @@ from typing import Iterator
 
 import llm
 
-from .calls import Call, Clock, Update, run_calls
+from .calls import Call, Clock, run_calls
 from .plan import Member, Plan
 from .prompts import REFINE, SYNTHESIZE, Request, with_references
 from .record import OK, SKIPPED, CallRecord, RunRecord
@@ -28,12 +28,11 @@ def run_moa(
     *,
     clock: Clock,
     stop: threading.Event | None = None,
-    on_update: Update | None = None,
 ) -> Iterator[tuple[str, str]]:
     "Yield the final answer as ``(event_type, chunk)`` pairs."
     config = plan.config
     common = dict(clock=clock, timeout=config.timeout, retries=config.retries,
-                  concurrency=config.max_concurrency, stop=stop, on_update=on_update)
+                  concurrency=config.max_concurrency, stop=stop)
     answers: list[str] = []
     for layer in range(1, config.layers):
         request = plan.request if layer == 1 else with_references(plan.request, answers, REFINE)

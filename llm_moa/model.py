@@ -73,9 +73,14 @@ class Session:
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
         from llm.parts import StreamEvent
 
+        from .progress import for_run
+
         clock = Clock()
+        progress = for_run(self.config.progress, self.run)
         try:
             for kind, chunk in run_moa(self.plan, self.run, clock=clock, stop=stop):
+                if progress:  # the answer starts: clear the progress block first
+                    progress.stop()
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
         except MoaRunError as ex:
             self.run.error = describe_error(ex)
@@ -87,11 +92,15 @@ class Session:
         except (KeyboardInterrupt, Stopped) as ex:
             self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else "cancelled"
             self.run.wall = clock.since(time.monotonic())
+            if progress:
+                progress.stop()
             saved = self._save_unfinished()
             if saved and isinstance(ex, KeyboardInterrupt):
                 print(f"\n{saved}", file=sys.stderr)
             raise
         finally:
+            if progress:
+                progress.stop()
             self.run.wall = clock.since(time.monotonic())
             self._finish()
 

@@ -57,19 +57,7 @@ def make_plan(config: RunConfig, prompt: Any) -> Plan:
 
     request = request_from_prompt(prompt)
     schema = prompt.schema or None
-    default = llm.get_default_model()
-    specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
-    resolver = _Resolver(default)
-    proposers = [
-        _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options},
-                share_after=config.max_concurrency)
-        for spec in specs
-    ]
-    aggregators = [
-        _member(resolver, "aggregator", spec.model, {**config.aggregator_options, **spec.options})
-        for spec in (config.aggregators or (MemberSpec(default),))
-    ]
-    _share_locks(proposers + aggregators)
+    proposers, aggregators = resolve_members(config)
     _assign_attachments(request, proposers, aggregators)
     for member in proposers + aggregators:
         if request.history and not member.model.supports_conversation:
@@ -84,6 +72,24 @@ def make_plan(config: RunConfig, prompt: Any) -> Plan:
                     "choose a schema-capable aggregator (llm models --schemas)"
                 )
     return Plan(config, request, proposers, aggregators, schema)
+
+
+def resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
+    "Every proposer and aggregator resolved, with validated options."
+    default = llm.get_default_model()
+    specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
+    resolver = _Resolver(default)
+    proposers = [
+        _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options},
+                share_after=config.max_concurrency)
+        for spec in specs
+    ]
+    aggregators = [
+        _member(resolver, "aggregator", spec.model, {**config.aggregator_options, **spec.options})
+        for spec in (config.aggregators or (MemberSpec(default),))
+    ]
+    _share_locks(proposers + aggregators)
+    return proposers, aggregators
 
 
 class _Resolver:

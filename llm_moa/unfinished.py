@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import llm
 
+from .storage import moa_dir, write_json_atomically
+
 
 def directory() -> Path:
-    return llm.user_dir() / "moa" / "unfinished"
+    return moa_dir() / "unfinished"
 
 
 def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -> Path | None:
     "Write one unfinished run atomically; return its path (None when logs are off)."
     if (llm.user_dir() / "logs-off").exists():
         return None
-    folder = directory()
-    folder.mkdir(parents=True, exist_ok=True)
     entry = {
         "id": run_id,
         "datetime_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -38,22 +35,7 @@ def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -
         "error": error,
         "run": run,
     }
-    return write_json_atomically(folder / f"{run_id}.json", entry)
-
-
-def write_json_atomically(path: Path, data: Any) -> Path:
-    "Write to a temporary file, fsync, then rename over the target."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fp:
-            json.dump(data, fp, indent=2)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomically(directory() / f"{run_id}.json", entry)
 
 
 def entries() -> list[dict]:

@@ -1,0 +1,100 @@
+"""Live progress of a run on stderr, only when stderr is a terminal.
+
+A block of lines (one per call) is redrawn in place a few times a second and
+erased before the first byte of the answer is written, so stdout carries the
+answer only and pipes and scripts see nothing extra.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, CallRecord, RunRecord
+
+REFRESH = 0.1
+
+
+def wanted(enabled: bool, stream: TextIO | None = None) -> bool:
+    "On for the llm CLI when stderr is a terminal, unless -o progress false."
+    import click
+
+    stream = stream or sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return enabled and tty and click.get_current_context(silent=True) is not None
+
+
+class Progress:
+    def __init__(self, run: RunRecord, stream: TextIO | None = None):
+        self.run = run
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+        self._drawn = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="moa-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        "Erase the block; safe to call more than once."
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with self._lock:
+            self._erase()
+            self.stream.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(REFRESH):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._erase()
+                lines = self.lines()
+                width = max(20, shutil.get_terminal_size().columns - 1)
+                self.stream.write("".join(f"{line[:width]}\n" for line in lines))
+                self.stream.flush()
+                self._drawn = len(lines)
+
+    def _erase(self) -> None:
+        if self._drawn:
+            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def lines(self) -> list[str]:
+        now = time.monotonic() - self.start
+        calls = list(self.run.calls)
+        lines = [f"{self.run.moa_model}: {now:.1f}s"]
+        for call in calls:
+            where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
+            lines.append(f"  {where:<10} {call.model_id:<24} {describe(call, now)}")
+        return lines
+
+
+def describe(call: CallRecord, now: float) -> str:
+    if call.status == WAITING:
+        return "waiting"
+    if call.status == RUNNING:
+        elapsed = now - (call.started or now)
+        state = "answering" if call.first_token is not None else "running"
+        retry = f" (retrying after: {call.error})" if call.error else ""
+        return f"{state} {elapsed:.1f}s{retry}"
+    took = f"{(call.ended or 0) - (call.started or 0):.1f}s"
+    return {
+        OK: f"done in {took}",
+        FAILED: f"failed: {call.error}",
+        TIMEOUT: f"timed out ({call.error})",
+        SKIPPED: "skipped",
+        CANCELLED: "cancelled",
+    }.get(call.status, call.status)
+
+
+def for_run(enabled: bool, run: RunRecord) -> Any:
+    "A Progress when wanted, else None."
+    return Progress(run) if wanted(enabled) else None

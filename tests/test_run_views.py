@@ -1,0 +1,144 @@
+"""Seeing runs: live progress, proposals as reasoning, `llm moa runs` and `llm moa show`."""
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+
+from conftest import WRAPPER, run_llm
+
+
+def moa(*args):
+    result = run_llm("-m", "moa-default", *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+SLOW_C = json.dumps(["fake-a", "fake-b", {"model": "fake-c", "options": {"delay": 0.6}}])
+
+
+def test_no_progress_when_stderr_is_not_a_terminal():
+    result = moa("-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "q")
+    assert result.stderr == ""
+    assert result.stdout == "fake-a answers: q\n"
+
+
+def run_with_terminal_stderr(user_path, *args):
+    "A real llm process whose stderr is a pseudo-terminal; returns (stdout, stderr text)."
+    master, slave = pty.openpty()
+    env = {**os.environ, "LLM_USER_PATH": str(user_path), "COLUMNS": "100"}
+    process = subprocess.Popen([sys.executable, str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    stdout = process.stdout.read().decode()
+    process.wait()
+    os.close(master)
+    return stdout, seen.decode(errors="replace")
+
+
+def test_live_progress_on_a_terminal(user_path):
+    stdout, stderr = run_with_terminal_stderr(
+        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "q")
+    assert stdout == "fake-a answers: q\n"  # nothing but the answer on stdout
+    assert "layer 1    fake-c" in stderr and "running" in stderr
+    assert "done in" in stderr
+    assert "\x1b[J" in stderr  # the block is erased before the answer
+
+
+def test_progress_can_be_turned_off(user_path):
+    _, stderr = run_with_terminal_stderr(
+        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "progress", "false", "q")
+    assert "layer 1" not in stderr
+
+
+def test_show_proposals_as_reasoning():
+    result = moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "-o", "show_proposals", "1", "q")
+    assert result.stdout == "fake-c answers: q\n"
+    assert "[layer 1, proposer 1: fake-a]\nfake-a answers: q" in result.stderr
+    logged = run_llm("logs", "-n", "1").output
+    assert "## Reasoning" in logged and "[layer 1, proposer 2: fake-b]" in logged
+
+
+def test_reasoning_from_proposals_stays_out_of_the_next_turn():
+    moa("-o", "proposers", "fake-a", "-o", "aggregator", "fake-c", "-o", "show_proposals", "1", "first")
+    assert run_llm("-c", "second").exit_code == 0
+    from fake_models import read_calls
+
+    last = read_calls()[-1]
+    assert all("[layer 1" not in m["text"] for m in last["messages"])
+
+
+def test_runs_lists_recent_runs():
+    moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "one")
+    failing = json.dumps(["fake-a", {"model": "fake-b", "options": {"fail": "down"}}])
+    moa("-o", "proposers", failing, "-o", "retries", "0", "-o", "aggregator", "fake-c", "two")
+    assert run_llm("-m", "fake-a", "not a moa run").exit_code == 0
+    text = run_llm("moa", "runs").output.splitlines()
+    assert text[0].split() == ["id", "time", "(UTC)", "model", "proposers", "aggregator", "calls",
+                               "tokens", "in/out", "wall"]
+    assert len(text) == 3
+    assert "1/2 ok (fake-b failed)" in text[1] and "2/2 ok" in text[2]
+    runs = json.loads(run_llm("moa", "runs", "--json", "-n", "1").output)
+    assert len(runs) == 1
+    (run,) = runs
+    assert run["model"] == "moa-default" and run["calls"] == 3 and run["aggregator"] == "fake-c"
+    assert run["proposers"] == [{"model": "fake-a", "status": "ok", "error": None},
+                                {"model": "fake-b", "status": "failed", "error": "down"}]
+    assert run["input_tokens"] > 0 and run["wall_ms"] >= 0
+
+
+def test_runs_reads_another_database(tmp_path):
+    db = tmp_path / "other.db"
+    moa("-o", "proposers", "fake-a", "-d", str(db), "elsewhere")
+    assert run_llm("moa", "runs").stderr.startswith("Error: No log database found at ")  # as llm logs
+    assert len(json.loads(run_llm("moa", "runs", "--json", "-d", str(db)).output)) == 1
+    missing = run_llm("moa", "runs", "-d", str(tmp_path / "none.db"))
+    assert missing.exit_code == 1 and missing.stderr.startswith("Error: No log database found at ")
+
+
+def test_show_the_latest_run_with_a_timeline():
+    moa("-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "-s", "Be brief", "Why?")
+    text = run_llm("moa", "show").output
+    assert text.startswith("# MoA run ")
+    assert "## Prompt\n\nWhy?\n" in text and "## System\n\nBe brief\n" in text
+    assert "### 3. fake-c · ok · 0.6" in text
+    assert "## Aggregator: fake-a · ok" in text
+    assert "## Answer\n\nfake-a answers: Why?\n" in text
+    timeline = text.split("## Timeline\n\n")[1].splitlines()
+    assert len(timeline) == 5  # axis + 3 proposers + aggregator
+    slow = [line for line in timeline if "◀ slowest" in line]
+    assert len(slow) == 1 and slow[0].startswith("L1 fake-c")
+    bars = {line.split()[1]: line.split("|")[1] for line in timeline[1:]}
+    assert bars["fake-c"].count("█") > 3 * bars["fake-b"].count("█")
+
+
+def test_show_by_id_prefix_and_as_json():
+    moa("-o", "proposers", "fake-a", "first")
+    moa("-o", "proposers", "fake-b", "second")
+    runs = json.loads(run_llm("moa", "runs", "--json").output)
+    older = runs[1]["id"]
+    shown = json.loads(run_llm("moa", "show", older[:20], "--json").output)
+    assert shown["id"] == older and shown["prompt"] == "first"
+    assert shown["moa"]["proposer_layers"][0]["proposers"][0]["model"] == "fake-a"
+    missing = run_llm("moa", "show", "zzzz")
+    assert missing.exit_code == 1 and missing.stderr == "Error: No MoA run matches 'zzzz'\n"
+
+
+def test_show_with_nothing_logged():
+    result = run_llm("moa", "show")
+    assert result.exit_code == 1
