@@ -61,15 +61,15 @@ def commands(prompt: str) -> dict[str, list[str]]:
 
 
 def run_once(argv: list[str], env: dict) -> dict:
-    user = tempfile.mkdtemp(prefix="moa-local-bench-")
-    done = subprocess.run(
-        [sys.executable, "-c", MEASURE, *argv],
-        env={**env, "LLM_USER_PATH": user}, capture_output=True, text=True, check=True,
-    )
-    result = json.loads(done.stdout)
-    if result["code"] != 0:
-        raise SystemExit(f"{shlex.join(argv)} failed:\n{result['stderr']}")
-    result.update(logged_usage(Path(user)))
+    with tempfile.TemporaryDirectory(prefix="moa-local-bench-") as user:
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE, *argv],
+            env={**env, "LLM_USER_PATH": user}, capture_output=True, text=True, check=True,
+        )
+        result = json.loads(done.stdout)
+        if result["code"] != 0:
+            raise SystemExit(f"{shlex.join(argv)} failed:\n{result['stderr']}")
+        result.update(logged_usage(Path(user)))
     return result
 
 
@@ -112,16 +112,25 @@ def main() -> None:
     parser.add_argument("--prompt", default="Why is the sky blue?")
     args = parser.parse_args()
 
-    env = {**os.environ, "LLM_MOA_MODELS_DIR": tempfile.mkdtemp(prefix="moa-local-models-")}
-    prepare_models(env)
+    with tempfile.TemporaryDirectory(prefix="moa-local-models-") as models:
+        env = {**os.environ, "LLM_MOA_MODELS_DIR": models}
+        prepare_models(env)
+        rows = measure(commands(args.prompt), env, args.repeats)
+    report(rows, args.repeats)
+
+
+def measure(runs: dict[str, list[str]], env: dict, repeats: int) -> list[tuple[str, list[dict]]]:
     print(f"Machine: {machine()}\n")
     rows = []
-    for name, argv in commands(args.prompt).items():
+    for name, argv in runs.items():
         print(f"    {shlex.join(['llm', *argv[3:]])}")
         run_once(argv, env)  # warm-up, not counted
-        results = [run_once(argv, env) for _ in range(args.repeats)]
-        rows.append((name, results))
-    print(f"\n| run | calls | wall s (median of {args.repeats}) | peak RSS MB | input tokens | output tokens |")
+        rows.append((name, [run_once(argv, env) for _ in range(repeats)]))
+    return rows
+
+
+def report(rows: list[tuple[str, list[dict]]], repeats: int) -> None:
+    print(f"\n| run | calls | wall s (median of {repeats}) | peak RSS MB | input tokens | output tokens |")
     print("|---|---|---|---|---|---|")
     for name, results in rows:
         last = results[-1]
