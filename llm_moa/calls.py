@@ -273,6 +273,8 @@ def is_retryable(exc: BaseException) -> bool:
 
     if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
         return False
+    if getattr(exc, "retryable", None) is False:  # an error that says so itself
+        return False
     if isinstance(
         exc,
         (

@@ -143,6 +143,8 @@ def register(cli: click.Group) -> None:
         else:
             click.echo(show_text(run))
 
+    _eval_command(moa)
+
     @moa.command(name="unfinished")
     @click.argument("run_id", required=False)
     @click.option("json_", "--json", is_flag=True, help="Output as JSON")
@@ -182,6 +184,103 @@ def register(cli: click.Group) -> None:
         click.echo(f"## Error\n\n{entry.get('error', '')}\n")
         for number, proposal in enumerate(unfinished.answered_proposals(entry.get("run", {})), 1):
             click.echo(f"## Proposal {number}: {proposal.get('model')}\n\n{proposal.get('text', '')}\n")
+
+
+def _eval_command(moa: click.Group) -> None:
+    @moa.command(name="eval")
+    @click.argument("source", metavar="PROMPTS")
+    @click.option("models", "-m", "--model", multiple=True, required=True,
+                  help="A model to evaluate (repeatable): a MoA model, a preset or any llm model")
+    @click.option("--judge", help="Judge model: compares each candidate with the baseline, both ways round")
+    @click.option("--baseline", help="The model candidates are judged against (default: the first "
+                                       "-m that is not a MoA model)")
+    @click.option("--grade", type=click.Choice(["exact", "contains", "regex"]),
+                  help="Compare answers with each row's 'answer' instead of judging")
+    @click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the first N prompts")
+    @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+                  help="Answers or judgements in flight at once")
+    @click.option("--out", type=click.Path(dir_okay=False),
+                  help="Results file (default: PROMPTS.eval.jsonl next to the input)")
+    @click.option("json_", "--json", is_flag=True, help="Output the report as JSON")
+    @click.option("csv_", "--csv", is_flag=True, help="Output the report as CSV")
+    @click.option("--png", type=click.Path(dir_okay=False), help="Also draw quality against cost to a PNG "
+                                                                   "(needs the plot extra)")
+    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, png):
+        """Does a combo beat a single model on your prompts, and at what cost?
+
+        PROMPTS is a JSONL or CSV file (or - for stdin) with a 'prompt' per row,
+        and optionally 'system' and 'answer'. Every model answers every prompt;
+        answers and judgements are saved to a results file as they arrive, so
+        running the same command again resumes without paying twice.
+
+        \b
+            llm moa eval prompts.jsonl -m moa-research -m gpt-4o --judge claude-3-opus
+            llm moa eval math.jsonl -m moa-default -m gpt-4o-mini --grade exact
+        """
+        from . import evaluate
+
+        try:
+            plan = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
+            evaluate.run(plan, progress=_eval_progress())
+            summary = evaluate.report(plan)
+            if png:
+                evaluate.png_chart(summary, png)
+        except evaluate.EvalError as ex:
+            raise click.ClickException(str(ex))
+        if json_:
+            click.echo(json.dumps(summary, indent=2))
+        elif csv_:
+            click.echo(evaluate.to_csv(summary), nl=False)
+        else:
+            click.echo(evaluate.table(summary))
+            click.echo("")
+            click.echo(evaluate.text_chart(summary))
+            click.echo(f"\nResults saved in {summary['results_file']}")
+
+
+def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out):
+    if bool(judge) == bool(grade):
+        raise evaluate.EvalError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
+    if baseline and not judge:
+        raise evaluate.EvalError("--baseline goes with --judge")
+    rows = evaluate.read_rows(source)[:limit]
+    if grade:
+        missing = [row.line for row in rows if row.answer is None]
+        if missing:
+            raise evaluate.EvalError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
+    names = list(dict.fromkeys(models))
+    if judge:
+        baseline = baseline or evaluate.default_baseline(names)
+        if baseline not in names:
+            names.append(baseline)
+        if len(names) < 2:
+            raise evaluate.EvalError("--judge compares candidates with a baseline: give at least two models")
+    ids = evaluate.check_models(names + ([judge] if judge else []))
+    return evaluate.Plan(
+        rows=rows,
+        models=[ids[name] for name in names],
+        results=evaluate.Results(evaluate.results_path(source, out)),
+        judge=ids[judge] if judge else None,
+        baseline=ids[baseline] if judge else None,
+        grade=grade,
+        concurrency=concurrency,
+    )
+
+
+def _eval_progress():
+    "A progress bar on stderr, only when it is a terminal."
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    def show(phase: str, done: int, total: int) -> None:
+        filled = int(30 * done / total) if total else 30
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\r{phase:<10} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return show
 
 
 def _facts(config) -> dict:

@@ -63,12 +63,10 @@ MOA_LOCAL_PRESET = {
 }
 
 
-class LocalExtraMissing(llm.ModelError, NotImplementedError):
-    """The ``local`` extra is not installed.
+class LocalExtraMissing(llm.ModelError):
+    """The ``local`` extra is not installed. Never retried: no retry can install a package."""
 
-    Also a ``NotImplementedError`` so that the MoA engine does not retry it:
-    no retry can install a package.
-    """
+    retryable = False
 
     def __init__(self, model_id: str = MOA_MODEL_ID):
         super().__init__(f"{model_id} needs the local extra: {INSTALL_HINT}")

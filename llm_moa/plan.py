@@ -74,8 +74,22 @@ def make_plan(config: RunConfig, prompt: Any) -> Plan:
     return Plan(config, request, proposers, aggregators, schema)
 
 
+_RESOLVING = threading.Lock()  # the host's hooks are not re-entrant: one resolution at a time
+
+
+def get_model(name: str) -> Any:
+    "llm.get_model, serialised with every other resolution this process makes."
+    with _RESOLVING:
+        return llm.get_model(name)
+
+
 def resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
     "Every proposer and aggregator resolved, with validated options."
+    with _RESOLVING:
+        return _resolve_members(config)
+
+
+def _resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
     default = llm.get_default_model()
     specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
     resolver = _Resolver(default)

@@ -21,8 +21,10 @@ that cannot pass per-model options).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -200,6 +202,44 @@ class FakeKeyModel(_Fake, llm.KeyModel):
         yield from _Fake.execute(self, prompt, stream, response, conversation)
 
 
+def quiz_is_right(model_id: str, prompt: str, percent: int) -> bool:
+    "Whether fake-quiz-N answers this prompt right: N% of prompts, fixed by a hash."
+    digest = hashlib.sha256(f"{model_id}:{prompt}".encode()).hexdigest()
+    return int(digest, 16) % 100 < percent
+
+
+class FakeQuiz(llm.Model):
+    "Answers 'What is A+B?' right on a known share of prompts (its id says how many in 100)."
+
+    def __init__(self, percent: int):
+        self.percent = percent
+        self.model_id = f"fake-quiz-{percent}"
+
+    def execute(self, prompt, stream, response, conversation):
+        a, b = map(int, re.findall(r"-?\d+", prompt.prompt)[:2])
+        right = quiz_is_right(self.model_id, prompt.prompt, self.percent)
+        yield f"The answer is {a + b if right else a + b + 1}"
+
+
+class FakeJudge(llm.Model):
+    """A judge with a known behaviour: 'first' always picks A (position bias),
+    'marker' picks the answer that contains 'fake-good', 'garbled' never says."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.model_id = f"fake-judge-{mode}"
+
+    def execute(self, prompt, stream, response, conversation):
+        if self.mode == "first":
+            yield "Answer A reads well.\nVERDICT: A"
+        elif self.mode == "garbled":
+            yield "Both have merits; I cannot decide."
+        else:
+            blocks = dict(re.findall(r"<<<BEGIN ANSWER (A|B) \w+>>>\n(.*?)\n<<<END ANSWER", prompt.prompt, re.S))
+            good = [label for label in ("A", "B") if "fake-good" in blocks.get(label, "")]
+            yield f"Reasoning...\nVERDICT: {good[0] if len(good) == 1 else 'TIE'}"
+
+
 _SHARED = None
 
 
@@ -221,7 +261,12 @@ class FakePlugin:
         register(FakeModel("fake-plain", attachments=False, schema=False))
         register(FakeModel("fake-nochat", conversation=False))
         register(FakeKeyModel("fake-key"))
+        register(FakeModel("fake-good"))
         register(_shared())
+        for percent in (60, 90):
+            register(FakeQuiz(percent))
+        for mode in ("first", "marker", "garbled"):
+            register(FakeJudge(mode))
 
 
 def register() -> None:

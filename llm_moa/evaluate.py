@@ -1,0 +1,549 @@
+"""``llm moa eval``: does a combo beat a single model on your prompts, and at what cost?
+
+Every candidate answers every prompt through llm's Python API. Answers and
+judgements are appended to a results file as they arrive (one JSON object a
+line, fsynced), so an interrupted eval resumes where it stopped and never pays
+twice for the same answer. Two modes:
+
+* judged: a judge model compares each candidate with a baseline, asked both
+  ways round; a candidate wins a prompt only when both verdicts agree (a
+  disagreement is a tie, which cancels position bias). Win rate counts a tie
+  as half a win.
+* graded: each answer is compared with the row's known answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import queue
+import re
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+import llm
+
+GRADES = ("exact", "contains", "regex")
+ORDERS = ("candidate-first", "baseline-first")
+
+
+class EvalError(Exception):
+    "Bad input or arguments; one line."
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    prompt: str
+    system: str | None = None
+    answer: str | None = None
+
+    @property
+    def key(self) -> str:
+        "Identifies the prompt in the results file, whatever its position."
+        digest = hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()
+        return digest[:16]
+
+
+# --- reading prompts -----------------------------------------------------------
+
+
+def read_rows(source: str, stdin: TextIO | None = None) -> list[Row]:
+    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin."
+    if source == "-":
+        text, name = (stdin or sys.stdin).read(), "stdin"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise EvalError(f"No such file: {source}")
+        text, name = path.read_text(encoding="utf-8-sig"), path.name
+    if not text.strip():
+        raise EvalError(f"{name} has no prompts")
+    looks_csv = source.lower().endswith(".csv") or not text.lstrip().startswith("{")
+    rows = _csv_rows(text, name) if looks_csv else _jsonl_rows(text, name)
+    if not rows:
+        raise EvalError(f"{name} has no prompts")
+    return rows
+
+
+def _jsonl_rows(text: str, name: str) -> list[Row]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as ex:
+            raise EvalError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+        rows.append(_row(data, number, name))
+    return rows
+
+
+def _csv_rows(text: str, name: str) -> list[Row]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "prompt" not in reader.fieldnames:
+        raise EvalError(f"{name}: CSV needs a 'prompt' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
+    return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+
+
+def _row(data: Any, number: int, name: str) -> Row:
+    if not isinstance(data, dict):
+        raise EvalError(f"{name} line {number}: expected an object with a 'prompt'")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise EvalError(f"{name} line {number}: missing or empty 'prompt'")
+    for key in ("system", "answer"):
+        if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
+            raise EvalError(f"{name} line {number}: '{key}' must be text")
+    answer = data.get("answer")
+    return Row(number, prompt, data.get("system") or None, None if answer in (None, "") else str(answer))
+
+
+# --- the results file ----------------------------------------------------------
+
+
+class Results:
+    "Append-only JSONL of answers and judgements; a torn last line is ignored."
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.answers: dict[tuple[str, str], dict] = {}
+        self.judgements: dict[tuple[str, str, str, str, str], dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    self._index(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def _index(self, record: dict) -> None:
+        if record["type"] == "answer":
+            self.answers[(record["model"], record["key"])] = record
+        elif record["type"] == "judgement":
+            key = (record["candidate"], record["baseline"], record["judge"], record["key"], record["order"])
+            self.judgements[key] = record
+
+    def add(self, record: dict) -> None:
+        import os
+
+        self._index(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fp:
+            fp.write(json.dumps(record) + "\n")
+            fp.flush()
+            os.fsync(fp.fileno())
+
+
+def results_path(source: str, out: str | None) -> Path:
+    if out:
+        return Path(out)
+    if source == "-":
+        return Path("moa-eval-results.jsonl")
+    path = Path(source)
+    return path.with_name(f"{path.stem}.eval.jsonl")
+
+
+# --- running -------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    rows: list[Row]
+    models: list[str]  # every model that answers, candidates and baseline
+    results: Results
+    judge: str | None = None
+    baseline: str | None = None
+    grade: str | None = None
+    concurrency: int = 4
+
+    @property
+    def candidates(self) -> list[str]:
+        return [m for m in self.models if m != self.baseline] if self.judge else list(self.models)
+
+
+def check_models(names: Iterable[str]) -> dict[str, str]:
+    "Resolve every name once, up front: id or alias -> model id. One-line errors."
+    from .plan import get_model
+
+    resolved = {}
+    for name in names:
+        try:
+            resolved[name] = get_model(name).model_id
+        except llm.UnknownModelError:
+            raise EvalError(f"Unknown model {name!r}; run 'llm models' to list the available models")
+    return resolved
+
+
+def default_baseline(models: list[str]) -> str:
+    "The first candidate that is not a MoA model, else the last one."
+    from .plan import get_model
+
+    for name in models:
+        if not getattr(get_model(name), "is_moa", False):
+            return name
+    return models[-1]
+
+
+def run(plan: Plan, progress: Callable[[str, int, int], None] | None = None) -> None:
+    "Make every missing answer, then every missing judgement, saving each as it arrives."
+    from .plan import get_model
+
+    answers = [(model, row) for model in plan.models for row in plan.rows
+               if (model, row.key) not in plan.results.answers]
+    _run_tasks([partial(_answer, get_model, m, r) for m, r in answers], plan,
+               progress and partial(progress, "answers"))
+    if plan.judge:
+        judgements = [(c, row, order) for c in plan.candidates for row in plan.rows for order in ORDERS
+                      if _judgeable(plan, c, row)
+                      and (c, plan.baseline, plan.judge, row.key, order) not in plan.results.judgements]
+        _run_tasks([partial(_judgement, get_model, plan, c, r, o) for c, r, o in judgements], plan,
+                   progress and partial(progress, "judgements"))
+
+
+def _run_tasks(makers: list[Callable[[], Callable[[], dict]]], plan: Plan, progress: Callable | None) -> None:
+    """Each maker runs on this thread (resolving the models its task needs: a
+    fresh object per task, as model objects need not be thread-safe) and
+    returns the task, which runs on a daemon worker; at most plan.concurrency
+    at once. Results are saved as they arrive."""
+    from .calls import _workers
+
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    pending = list(reversed(makers))
+    total, running, finished = len(makers), 0, 0
+    if progress and total:
+        progress(0, total)
+    while pending or running:
+        while pending and running < plan.concurrency:
+            task = pending.pop()()
+            _workers.submit("moa-eval", lambda task=task: done.put(_safely(task)))
+            running += 1
+        record = done.get()
+        running -= 1
+        plan.results.add(record)
+        finished += 1
+        if progress:
+            progress(finished, total)
+
+
+def _safely(task: Callable[[], dict]) -> dict:
+    try:
+        return task()
+    except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
+        return {"type": "error", "error": str(ex)}
+
+
+def _answer(get_model: Callable, model_id: str, row: Row) -> Callable[[], dict]:
+    model = get_model(model_id)
+
+    def task() -> dict:
+        from .record import describe_error
+
+        record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
+        start = time.monotonic()
+        try:
+            response = model.prompt(row.prompt, system=row.system)
+            record["text"] = response.text()
+            usage, data = response.usage(), response.json()
+            run_record = data.get("moa") if isinstance(data, dict) else None
+            record["calls"] = run_record["calls"] if run_record else 1
+            record["input_tokens"], record["output_tokens"] = usage.input, usage.output
+        except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
+            record["error"] = describe_error(ex)
+        record["duration_ms"] = int((time.monotonic() - start) * 1000)
+        return record
+
+    return task
+
+
+def _judgeable(plan: Plan, candidate: str, row: Row) -> bool:
+    answers = plan.results.answers
+    a, b = answers.get((candidate, row.key)), answers.get((plan.baseline, row.key))
+    return bool(a and b and "text" in a and "text" in b)
+
+
+def _judgement(get_model: Callable, plan: Plan, candidate: str, row: Row, order: str) -> Callable[[], dict]:
+    judge = get_model(plan.judge)
+
+    def task() -> dict:
+        from .prompts import judge_request
+        from .record import describe_error
+
+        answers = plan.results.answers
+        mine, theirs = answers[(candidate, row.key)]["text"], answers[(plan.baseline, row.key)]["text"]
+        first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
+        system, prompt = judge_request(row.prompt, row.system, first, second)
+        record = {"type": "judgement", "candidate": candidate, "baseline": plan.baseline,
+                  "judge": plan.judge, "key": row.key, "order": order}
+        try:
+            raw = judge.prompt(prompt, system=system).text()
+        except Exception as ex:  # noqa: BLE001 - a failed judgement counts as no verdict
+            record["error"] = describe_error(ex)
+            return record
+        verdict = parse_verdict(raw)
+        record["raw"] = raw
+        record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
+        record["winner"] = None if verdict in (None, "tie") else (
+            "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+        return record
+
+    return task
+
+
+_VERDICT = re.compile(r"verdict\W{0,5}(?:answer\s+)?\[?\[?\s*(A|B|tie|draw|equal)\b", re.I)
+_BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.I)
+
+
+def parse_verdict(text: str) -> str | None:
+    "The judge's verdict: the last 'VERDICT: X' (or [[X]], or a bare X); None if unreadable."
+    for pattern in (_VERDICT, _BRACKETED):
+        found = pattern.findall(text)
+        if found:
+            return _normal(found[-1])
+    bare = text.strip().strip(".*\"'` ").lower()
+    if bare in ("a", "b", "tie", "answer a", "answer b"):
+        return _normal(bare.replace("answer ", ""))
+    return None
+
+
+def _normal(value: str) -> str:
+    value = value.lower()
+    return value.upper() if value in ("a", "b") else "tie"
+
+
+# --- scoring -------------------------------------------------------------------
+
+
+def grade(kind: str, response: str, expected: str) -> bool:
+    if kind == "regex":
+        try:
+            return re.search(expected, response, re.I | re.S) is not None
+        except re.error:
+            return False
+    normal = lambda text: " ".join(text.casefold().split()).strip(" .")  # noqa: E731
+    if kind == "exact":
+        return normal(response) == normal(expected)
+    return normal(expected) in normal(response)
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    "95% Wilson score interval; ties may count as half successes."
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    "Nearest-rank percentile."
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def report(plan: Plan) -> dict:
+    candidates = []
+    for model in plan.models:
+        answers = [plan.results.answers.get((model, row.key)) for row in plan.rows]
+        answered = [a for a in answers if a and "text" in a]
+        latencies = [a["duration_ms"] / 1000 for a in answered]
+        tokens = [(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]
+        entry: dict[str, Any] = {
+            "model": model,
+            "role": "baseline" if model == plan.baseline else "candidate",
+            "prompts": len(plan.rows),
+            "answered": len(answered),
+            "failures": sum(1 for a in answers if a and "error" in a),
+            "mean_latency_s": _mean(latencies),
+            "p90_latency_s": percentile(latencies, 0.9),
+            "mean_calls": _mean([a.get("calls") or 1 for a in answered]),
+            "mean_tokens": _mean(tokens),
+            "mean_length_chars": _mean([len(a["text"]) for a in answered]),
+        }
+        if plan.grade:
+            entry.update(_graded(plan, answers))
+        elif model != plan.baseline:
+            entry.update(_judged(plan, model))
+        candidates.append(entry)
+    return {
+        "mode": "graded" if plan.grade else "judged",
+        "grade": plan.grade,
+        "judge": plan.judge,
+        "baseline": plan.baseline,
+        "prompts": len(plan.rows),
+        "results_file": str(plan.results.path),
+        "candidates": candidates,
+    }
+
+
+def _graded(plan: Plan, answers: list[dict | None]) -> dict:
+    correct = sum(
+        1 for row, a in zip(plan.rows, answers)
+        if a and "text" in a and grade(plan.grade, a["text"], row.answer or "")
+    )
+    n = len(plan.rows)  # a failed answer counts as wrong
+    low, high = wilson(correct, n)
+    return {"metric": "accuracy", "correct": correct, "quality": correct / n if n else None,
+            "ci_low": low, "ci_high": high}
+
+
+def _judged(plan: Plan, candidate: str) -> dict:
+    wins = ties = losses = unreadable = 0
+    for row in plan.rows:
+        outcome = prompt_outcome(plan, candidate, row)
+        if outcome == "win":
+            wins += 1
+        elif outcome == "loss":
+            losses += 1
+        else:
+            ties += 1
+        unreadable += sum(
+            1 for order in ORDERS
+            if (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {})
+            .get("verdict", "x") is None
+        )
+    n = wins + ties + losses
+    low, high = wilson(wins + ties / 2, n)
+    return {"metric": "win_rate", "wins": wins, "ties": ties, "losses": losses,
+            "unreadable_verdicts": unreadable,
+            "quality": (wins + ties / 2) / n if n else None, "ci_low": low, "ci_high": high}
+
+
+def prompt_outcome(plan: Plan, candidate: str, row: Row) -> str:
+    """win, loss or tie for one prompt. Both orders must agree for a win or a
+    loss; a missing answer loses to a present one."""
+    answers = plan.results.answers
+    mine = "text" in (answers.get((candidate, row.key)) or {})
+    theirs = "text" in (answers.get((plan.baseline, row.key)) or {})
+    if mine != theirs:
+        return "win" if mine else "loss"
+    if not mine:
+        return "tie"
+    winners = {
+        (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {}).get("winner")
+        for order in ORDERS
+    }
+    if winners == {"candidate"}:
+        return "win"
+    if winners == {"baseline"}:
+        return "loss"
+    return "tie"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+# --- output --------------------------------------------------------------------
+
+
+def table(summary: dict) -> str:
+    header = ("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
+    rows = [header]
+    for c in summary["candidates"]:
+        rows.append((
+            c["model"], _quality(c, summary), f"{c['answered']}/{c['prompts']}",
+            _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
+            _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
+            _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    if summary["mode"] == "judged":
+        lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
+                     "(ties count half). Judges tend to favour longer answers: compare the length column.")
+    return "\n".join(lines)
+
+
+def _quality(c: dict, summary: dict) -> str:
+    if c.get("quality") is None:
+        return "baseline" if c["role"] == "baseline" else "-"
+    label = "win" if c["metric"] == "win_rate" else "acc"
+    extra = f" {c['wins']}W/{c['ties']}T/{c['losses']}L" if c["metric"] == "win_rate" else ""
+    return f"{label} {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f}){extra}"
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def to_csv(summary: dict) -> str:
+    columns = ["model", "role", "metric", "quality", "ci_low", "ci_high", "wins", "ties", "losses", "correct",
+               "prompts", "answered", "failures", "mean_latency_s", "p90_latency_s", "mean_calls",
+               "mean_tokens", "mean_length_chars"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for candidate in summary["candidates"]:
+        writer.writerow(candidate)
+    return out.getvalue()
+
+
+def cost_axis(summary: dict) -> tuple[str, str]:
+    "Tokens per prompt when the models report usage, else calls per prompt."
+    if any(c["mean_tokens"] for c in summary["candidates"]):
+        return "mean_tokens", "tokens"
+    return "mean_calls", "calls"
+
+
+def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
+    "Quality (up) against cost per prompt (right), one letter per model."
+    key, unit = cost_axis(summary)
+    points = [(c, c.get("quality")) for c in summary["candidates"]]
+    cost_max = max([c[key] or 0 for c, _ in points] + [1])
+    grid = [[" "] * (width + 1) for _ in range(height + 1)]
+    legend = []
+    for number, (c, quality) in enumerate(points):
+        letter = chr(ord("A") + number % 26)
+        legend.append(f"{letter} {c['model']}" + (" (baseline)" if quality is None else ""))
+        y = 0.5 if quality is None else quality  # the baseline is the 0.5 line by definition
+        x = round((c[key] or 0) / cost_max * width)
+        row = grid[height - round(y * height)]
+        row[x] = letter if row[x] == " " else "*"  # * where models overlap
+        if row[x] == "*":
+            legend[-1] += " (at *)"
+    lines = [f"quality against cost (mean {unit} per prompt)"]
+    for i, cells in enumerate(grid):
+        label = {0: "1.0", height // 2: "0.5", height: "0.0"}.get(i, "")
+        lines.append(f"{label:>4} |{''.join(cells).rstrip()}")
+    lines.append(f"     +{'-' * (width + 1)}")
+    lines.append(f"      0{f'{cost_max:,.1f} {unit}':>{width}}")
+    return "\n".join(lines + ["", *legend])
+
+
+def png_chart(summary: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EvalError("--png needs matplotlib: pip install 'llm-moa[plot]'")
+    key, unit = cost_axis(summary)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for number, c in enumerate(summary["candidates"]):
+        quality = 0.5 if c.get("quality") is None else c["quality"]
+        cost = c[key] or 0
+        axes.scatter([cost], [quality], s=60)
+        if c.get("quality") is not None:
+            axes.errorbar([cost], [quality], fmt="none", ecolor="gray",
+                          yerr=[[quality - c["ci_low"]], [c["ci_high"] - quality]])
+        axes.annotate(c["model"] + (" (baseline)" if c.get("quality") is None else ""),
+                      (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
+    axes.set_xlabel(f"mean {unit} per prompt")
+    axes.set_xlim(left=0)
+    axes.set_ylabel("win rate" if summary["mode"] == "judged" else "accuracy")
+    axes.set_ylim(0, 1)
+    axes.set_title("llm moa eval: quality against cost")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

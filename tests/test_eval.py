@@ -1,0 +1,202 @@
+"""`llm moa eval`: arithmetic of scores, position-swap, resume, outputs and bad input."""
+
+import json
+
+import pytest
+
+from conftest import run_llm
+from fake_models import quiz_is_right, read_calls
+
+from llm_moa.evaluate import parse_verdict, wilson
+
+
+def write_quiz(path, count=20):
+    rows = [{"prompt": f"What is {i}+{i * 3}?", "answer": str(i * 4)} for i in range(count)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return rows
+
+
+def evaluate(*args, input=None):
+    result = run_llm("moa", "eval", *args, input=input)
+    return result
+
+
+def report(*args, input=None):
+    result = evaluate(*args, "--json", input=input)
+    assert result.exit_code == 0, result.output
+    return {c["model"]: c for c in json.loads(result.output)["candidates"]}, json.loads(result.output)
+
+
+def test_graded_accuracy_matches_the_known_quality(tmp_path):
+    rows = write_quiz(tmp_path / "quiz.jsonl")
+    by_model, summary = report(str(tmp_path / "quiz.jsonl"), "-m", "fake-quiz-60", "-m", "fake-quiz-90",
+                               "--grade", "contains")
+    assert summary["mode"] == "graded"
+    for model, percent in (("fake-quiz-60", 60), ("fake-quiz-90", 90)):
+        expected = sum(quiz_is_right(model, r["prompt"], percent) for r in rows)
+        entry = by_model[model]
+        assert entry["correct"] == expected
+        assert entry["quality"] == expected / 20
+        assert (entry["ci_low"], entry["ci_high"]) == pytest.approx(wilson(expected, 20))
+        assert entry["ci_low"] < entry["quality"] < entry["ci_high"] or entry["quality"] in (0, 1)
+        assert entry["mean_calls"] == 1 and entry["failures"] == 0
+
+
+def test_wilson_interval():
+    low, high = wilson(12, 20)
+    assert (round(low, 4), round(high, 4)) == (0.3866, 0.7812)
+    assert wilson(0, 10)[0] == 0 and wilson(10, 10)[1] == 1
+
+
+@pytest.mark.parametrize("kind, answer, response, right", [
+    ("exact", "Paris", "  paris. ", True),
+    ("exact", "Paris", "It is Paris", False),
+    ("contains", "Paris", "It is Paris.", True),
+    ("regex", r"\b4\b", "The answer is 4", True),
+    ("regex", r"\b4\b", "The answer is 42", False),
+    ("regex", "(", "anything", False),  # a bad pattern is a wrong answer, not a crash
+])
+def test_grading(kind, answer, response, right):
+    from llm_moa.evaluate import grade
+
+    assert grade(kind, response, answer) is right
+
+
+def test_position_bias_is_cancelled(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n{"prompt": "two"}\n{"prompt": "three"}\n')
+    by_model, summary = report(str(tmp_path / "p.jsonl"), "-m", "fake-b", "-m", "fake-a",
+                               "--judge", "fake-judge-first")
+    # a judge that always says "A" gives each side one verdict per prompt: all ties
+    assert summary["baseline"] == "fake-b"
+    entry = by_model["fake-a"]
+    assert (entry["wins"], entry["ties"], entry["losses"]) == (0, 3, 0)
+    assert entry["quality"] == 0.5
+    lines = [json.loads(line) for line in (tmp_path / "p.eval.jsonl").read_text().splitlines()]
+    orders = sorted(r["order"] for r in lines if r["type"] == "judgement")
+    assert orders == ["baseline-first"] * 3 + ["candidate-first"] * 3
+
+
+def test_consistent_judge_gives_wins_and_losses(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    assert run_llm("moa", "save", "good", "-o", "proposers", "fake-a", "-o", "aggregator", "fake-good").exit_code == 0
+    by_model, summary = report(str(tmp_path / "p.jsonl"), "-m", "moa-good", "-m", "fake-a",
+                               "--judge", "fake-judge-marker")
+    assert summary["baseline"] == "fake-a"  # the first model that is not a MoA model
+    good = by_model["moa-good"]
+    assert (good["wins"], good["ties"], good["losses"], good["quality"]) == (2, 0, 0, 1.0)
+    assert good["mean_calls"] == 2  # one proposer and the aggregator, per prompt
+    by_model, _ = report(str(tmp_path / "p.jsonl"), "-m", "fake-a", "--baseline", "fake-good",
+                         "--judge", "fake-judge-marker", "--out", str(tmp_path / "other.jsonl"))
+    assert (by_model["fake-a"]["losses"], by_model["fake-a"]["quality"]) == (2, 0.0)
+
+
+def test_unreadable_verdicts_are_ties_and_counted(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    by_model, _ = report(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-b", "--judge", "fake-judge-garbled")
+    assert by_model["fake-b"]["ties"] == 1 and by_model["fake-b"]["unreadable_verdicts"] == 2
+
+
+@pytest.mark.parametrize("text, verdict", [
+    ("blah\nVERDICT: A", "A"), ("VERDICT: b", "B"), ("**Verdict:** TIE", "tie"), ("Verdict - [[B]]", "B"),
+    ("[[A]]", "A"), ("B", "B"), ("I think verdict: A ... wait, VERDICT: B", "B"), ("no idea", None),
+])
+def test_parse_verdict(text, verdict):
+    assert parse_verdict(text) == verdict
+
+
+def test_resume_never_pays_twice(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=4)
+    args = [str(tmp_path / "q.jsonl"), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"]
+    assert evaluate(*args).exit_code == 0
+    assert len(read_calls()) == 8
+    assert evaluate(*args).exit_code == 0
+    assert len(read_calls()) == 8  # everything was already answered
+    results = tmp_path / "q.eval.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:5]) + "\n" + lines[5][:15])  # interrupted mid-write
+    assert evaluate(*args).exit_code == 0
+    assert len(read_calls()) == 8 + 3  # only the three lost answers again
+
+
+def test_failures_are_counted_and_lose(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    by_model, _ = report(str(tmp_path / "p.jsonl"), "-m", "fake-key", "-m", "fake-a", "--baseline", "fake-a",
+                         "--judge", "fake-judge-first")
+    assert by_model["fake-key"]["failures"] == 2 and by_model["fake-key"]["answered"] == 0
+    assert by_model["fake-key"]["losses"] == 2
+
+
+def test_table_chart_and_csv(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=5)
+    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "moa-default", "-m", "fake-quiz-90", "--grade", "contains")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["model", "quality", "(95%"]
+    assert lines[1].startswith("moa-default") and lines[2].startswith("fake-quiz-90")
+    assert "quality against cost (mean tokens per prompt)" in result.stdout
+    assert "A moa-default" in result.stdout and "B fake-quiz-90" in result.stdout
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    as_csv = evaluate(str(tmp_path / "q.jsonl"), "-m", "moa-default", "-m", "fake-quiz-90", "--grade", "contains",
+                      "--csv").output.splitlines()
+    assert as_csv[0].startswith("model,role,metric,quality")
+    assert as_csv[1].startswith("moa-default,candidate,accuracy,")
+
+
+def test_png_chart(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=3)
+    png = tmp_path / "chart.png"
+    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "fake-quiz-60", "--grade", "contains", "--png", str(png))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert result.exit_code == 1
+        assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
+    else:
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stdin_and_csv_input(tmp_path):
+    result = evaluate("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"),
+                      input='{"prompt": "say hi", "answer": "say hi"}\n')
+    assert result.exit_code == 0, result.output
+    (tmp_path / "p.csv").write_text('prompt,answer\n"What is 1+1?",2\n')
+    by_model, _ = report(str(tmp_path / "p.csv"), "-m", "fake-quiz-90", "--grade", "contains")
+    assert by_model["fake-quiz-90"]["prompts"] == 1
+
+
+def test_limit(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=10)
+    by_model, summary = report(str(tmp_path / "q.jsonl"), "-m", "fake-a", "--grade", "exact", "-n", "3")
+    assert summary["prompts"] == 3 and len(read_calls()) == 3
+
+
+@pytest.mark.parametrize("content, args, message", [
+    (None, ["-m", "fake-a", "--grade", "exact"], "No such file: "),
+    ("", ["-m", "fake-a", "--grade", "exact"], "p.jsonl has no prompts"),
+    ('{"prompt": "a"}\n{oops\n', ["-m", "fake-a", "--judge", "fake-b"], "p.jsonl line 2: invalid JSON"),
+    ('{"prompt": "a"}\n{"question": "b"}\n', ["-m", "fake-a", "--judge", "fake-b"], "p.jsonl line 2: missing or empty 'prompt'"),
+    ('{"prompt": "a"}\n[1]\n', ["-m", "fake-a", "--judge", "fake-b"], "p.jsonl line 2: expected an object"),
+    ('{"prompt": "a", "answer": "x"}\n{"prompt": "b"}\n', ["-m", "fake-a", "--grade", "exact"],
+     "--grade needs an 'answer' in every row; line 2 has none"),
+    ('{"prompt": "a"}\n', ["-m", "fake-a"], "Choose one of --judge MODEL (pairwise) or --grade"),
+    ('{"prompt": "a"}\n', ["-m", "fake-a", "--judge", "fake-b", "--grade", "exact"], "Choose one of"),
+    ('{"prompt": "a"}\n', ["-m", "fake-a", "--baseline", "fake-b", "--grade", "exact"], "--baseline goes with --judge"),
+    ('{"prompt": "a"}\n', ["-m", "nope", "--judge", "fake-b", "--baseline", "fake-a"], "Unknown model 'nope'"),
+    ('{"prompt": "a"}\n', ["-m", "fake-a", "--judge", "fake-b"], "--judge compares candidates with a baseline"),
+])
+def test_bad_input(tmp_path, content, args, message):
+    path = tmp_path / "p.jsonl"
+    if content is not None:
+        path.write_text(content)
+    result = evaluate(str(path), *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert read_calls() == []
+
+
+def test_csv_without_a_prompt_column(tmp_path):
+    (tmp_path / "p.csv").write_text("question,answer\nx,y\n")
+    result = evaluate(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "exact")
+    assert result.stderr == "Error: p.csv: CSV needs a 'prompt' column (found: question, answer)\n"
