@@ -127,7 +127,7 @@ class MoaOptions(llm.Options):
     def _normalise_model_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
+            if text.startswith(("[", "{")):
                 return _try_json(value)
             if "," in text:
                 return [part.strip() for part in text.split(",")]
@@ -395,7 +395,9 @@ def _parse_proposers(value: Any) -> tuple[MemberSpec, ...] | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        value = _load_json("proposers", text) if text.startswith("[") else text.split(",")
+        value = _load_json("proposers", text) if text.startswith(("[", "{")) else text.split(",")
+    if isinstance(value, dict):
+        value = [value]
     if isinstance(value, (tuple, list)):
         items = list(value)
     else:
@@ -439,7 +441,7 @@ def _parse_aggregators(value: Any) -> tuple[MemberSpec, ...] | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        value = _load_json("aggregator", text) if text.startswith("[") else text.split(",")
+        value = _load_json("aggregator", text) if text.startswith(("[", "{")) else text.split(",")
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:

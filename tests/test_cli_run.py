@@ -42,6 +42,7 @@ def test_moa_default_works_out_of_the_box(user_path):
         ('["fake-b", "fake-b"]', ["fake-b", "fake-b"]),
         ("fake-c*2,fake-a", ["fake-c", "fake-c", "fake-a"]),
         ('[{"model": "fake-b"}, {"model": "alias-c", "options": {"temperature": 0.2}}]', ["fake-b", "fake-c"]),
+        ('{"model": "fake-b", "options": {"temperature": 0.2}}', ["fake-b"]),
     ],
 )
 def test_proposer_formats(value, expected):
@@ -50,6 +51,14 @@ def test_proposer_formats(value, expected):
     proposers, aggregators = by_role(read_calls())
     assert sorted(c["model"] for c in proposers) == sorted(expected)
     assert [c["model"] for c in aggregators] == ["fake-c"]
+
+
+def test_aggregator_as_a_json_object():
+    result = run_llm("-m", "moa-default", "-o", "proposers", "fake-a",
+                     "-o", "aggregator", '{"model": "fake-c", "options": {"temperature": 0.1}}', "q")
+    assert result.exit_code == 0, result.output
+    _, (aggregator,) = by_role(read_calls())
+    assert aggregator["model"] == "fake-c" and aggregator["options"] == {"temperature": 0.1}
 
 
 def test_per_proposer_options_and_shared_options(user_path):
