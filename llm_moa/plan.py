@@ -33,11 +33,6 @@ class Member:
     lock: threading.Lock = field(default_factory=threading.Lock)
     recorded_options: dict = field(default_factory=dict)  # safe to log
 
-    def __post_init__(self) -> None:
-        from .record import safe_options
-
-        self.recorded_options = safe_options(self.options)
-
     @property
     def model_id(self) -> str:
         return self.model.model_id
@@ -90,16 +85,19 @@ def resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
 
 
 def _resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
+    from .record import known_secrets
+
+    secrets = known_secrets()
     default = llm.get_default_model()
     specs = config.proposers or (MemberSpec(default),) * DEFAULT_SAMPLES
     resolver = _Resolver(default)
     proposers = [
         _member(resolver, "proposer", spec.model, {**config.proposer_options, **spec.options},
-                share_after=config.max_concurrency)
+                secrets, share_after=config.max_concurrency)
         for spec in specs
     ]
     aggregators = [
-        _member(resolver, "aggregator", spec.model, {**config.aggregator_options, **spec.options})
+        _member(resolver, "aggregator", spec.model, {**config.aggregator_options, **spec.options}, secrets)
         for spec in (config.aggregators or (MemberSpec(default),))
     ]
     _share_locks(proposers + aggregators)
@@ -109,6 +107,11 @@ def _resolve_members(config: RunConfig) -> tuple[list[Member], list[Member]]:
 class _Resolver:
     """Model lookup by id or alias; each use of a name gets a fresh object.
 
+    The first object of a name comes from one full run of the host's hooks.
+    Further copies come from running only the hook of the plugin that
+    registers that model (pluggy's subset_hook_caller): other plugins'
+    registration can be slow (some list models over the network).
+
     With ``share_after=k`` (the run's ``max_concurrency``) a name gets at most
     k objects, handed out in turn: no more than k of its calls can run at
     once, so more copies would only cost hook runs (and, for local models
@@ -117,10 +120,11 @@ class _Resolver:
 
     def __init__(self, default: str):
         self.default = default
-        self._maps: list[dict[str, Any]] = []
+        self._aliases: dict[str, Any] | None = None
+        self._async_only: set[str] = set()
         self._handed: dict[str, list[Any]] = {}
         self._uses: Counter[str] = Counter()
-        self._async_only: set[str] = set()
+        self._owners: dict[str, Any] = {}
 
     def get(self, role: str, name: str, share_after: int | None = None) -> Any:
         handed = self._handed.setdefault(name, [])
@@ -128,14 +132,14 @@ class _Resolver:
         self._uses[name] += 1
         if share_after and len(handed) >= share_after:
             return handed[use % share_after]
-        model = self._fresh(role, name, len(handed))
+        model = self._copy(handed[0]) if handed else self._first(role, name)
         handed.append(model)
         return model
 
-    def _fresh(self, role: str, name: str, copy: int) -> Any:
-        while len(self._maps) <= copy:
-            self._maps.append(self._alias_map())
-        model = self._maps[copy].get(name)
+    def _first(self, role: str, name: str) -> Any:
+        if self._aliases is None:
+            self._aliases = self._alias_map()
+        model = self._aliases.get(name)
         if model is None:
             if name in self._async_only:
                 raise MoaConfigError(
@@ -152,6 +156,17 @@ class _Resolver:
             )
         return model
 
+    def _copy(self, model: Any) -> Any:
+        "A fresh object for the same model, from the plugin that registers it."
+        model_id = model.model_id
+        if model_id not in self._owners:
+            self._owners[model_id] = _owner_of(model_id)
+        owner = self._owners[model_id]
+        fresh = _registered_by(owner).get(model_id) if owner is not None else None
+        if fresh is None:  # e.g. a plugin that wraps other plugins' models
+            fresh = self._alias_map().get(model_id, model)
+        return fresh
+
     def _alias_map(self) -> dict[str, Any]:
         aliases: dict[str, Any] = {}
         for entry in llm.get_models_with_aliases():
@@ -166,11 +181,37 @@ class _Resolver:
         return aliases
 
 
-def _member(resolver: _Resolver, role: str, name: str, options: dict,
+def _owner_of(model_id: str) -> Any:
+    "A hook caller for just the plugin that registers model_id, or None."
+    from llm.plugins import pm
+
+    plugins = pm.get_plugins()
+    for plugin in plugins:
+        caller = pm.subset_hook_caller("register_models", remove_plugins=[p for p in plugins if p is not plugin])
+        if model_id in _registered_by(caller):
+            return caller
+    return None
+
+
+def _registered_by(caller: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def register(model: Any, async_model: Any = None, aliases: Any = None) -> None:
+        if model is not None:
+            found[model.model_id] = model
+
+    caller(register=register, model_aliases=[])
+    return found
+
+
+def _member(resolver: _Resolver, role: str, name: str, options: dict, secrets: list[str],
             share_after: int | None = None) -> Member:
+    from .record import safe_options
+
     model = resolver.get(role, name, share_after)
     merged = {**saved_model_options(model.model_id), **options}
-    return Member(name, model, validate_model_options(role, name, model, merged))
+    validated = validate_model_options(role, name, model, merged)
+    return Member(name, model, validated, recorded_options=safe_options(validated, secrets))
 
 
 def saved_model_options(model_id: str) -> dict:

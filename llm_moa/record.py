@@ -151,10 +151,10 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(round(seconds * 1000))
 
 
-def safe_options(options: dict) -> dict:
+def safe_options(options: dict, secrets: list[str] | None = None) -> dict:
     "Options as recorded: credential-named ones redacted, key-shaped text scrubbed."
     return {
-        key: REDACTED if _SECRET_NAME.search(key) else scrub(value) if isinstance(value, str) else value
+        key: REDACTED if _SECRET_NAME.search(key) else scrub(value, secrets) if isinstance(value, str) else value
         for key, value in options.items()
     }
 
@@ -170,8 +170,9 @@ def describe_error(exc: BaseException) -> str:
     return scrub(message)
 
 
-def scrub(text: str) -> str:
-    for secret in _known_secrets():
+def scrub(text: str, secrets: list[str] | None = None) -> str:
+    "Replace known secrets and, in text short enough to be a key, key-shaped strings."
+    for secret in known_secrets() if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     if len(text) <= MAX_KEY_LENGTH:
@@ -189,7 +190,7 @@ def _redact_match(match: re.Match) -> str:
 _secrets_cache: dict[tuple, list[str]] = {}
 
 
-def _known_secrets() -> list[str]:
+def known_secrets() -> list[str]:
     "Stored keys and credential-looking environment values, longest first."
     import llm
 
