@@ -65,7 +65,9 @@ class Session:
     def __init__(self, moa: _MoaBase, prompt: Any, response: Any, conversation: Any = None):
         given = {key: value for key, value in prompt.options if value is not None}
         earlier = previous_options(moa.model_id, conversation)
-        self.config = parse_config({**moa.preset, **earlier, **given})
+        defaults = saved_defaults_among(moa.model_id, given) if earlier else {}
+        explicit = {key: value for key, value in given.items() if key not in defaults}
+        self.config = parse_config({**moa.preset, **defaults, **earlier, **explicit})
         self.plan = make_plan(self.config, prompt)
         self.run = RunRecord(moa.model_id, self.config.layers)
         self.response = response
@@ -143,6 +145,25 @@ def previous_options(model_id: str, conversation: Any) -> dict:
     if not getattr(conversation, "loaded_messages", None):
         return {}
     return _logged_options(model_id, conversation.id)
+
+
+def saved_defaults_among(model_id: str, given: dict) -> dict:
+    """The options in ``given`` that are this model's saved defaults.
+
+    The CLI merges ``llm models options set`` defaults into the options it
+    passes, so they look like ``-o`` values. On a continued conversation they
+    must not override the conversation's own combo; only a real ``-o`` may.
+    """
+    from .plan import saved_model_options
+
+    saved = saved_model_options(model_id)
+    if not saved:
+        return {}
+    try:
+        normalised = MoaOptions(**saved).model_dump(exclude_none=True)
+    except Exception:  # saved values are checked when a run parses them
+        return {}
+    return {key: value for key, value in given.items() if key in normalised and normalised[key] == value}
 
 
 def _logged_options(model_id: str, thread_id: str) -> dict:

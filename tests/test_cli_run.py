@@ -202,6 +202,14 @@ def test_continue_conversation_passes_history(user_path):
     assert [entry["model"] for entry in json.loads(current.output)] == ["moa-default", "moa-default"]
 
 
+def test_continue_keeps_the_combo_over_saved_defaults():
+    assert run_llm("models", "options", "set", "moa-default", "aggregator", "fake-b").exit_code == 0
+    first = run_llm("-m", "moa-default", "-o", "proposers", "fake-a", "-o", "aggregator", "fake-c", "one")
+    assert first.stdout == "fake-c answers: one\n"
+    assert run_llm("-c", "two").stdout == "fake-c answers: two\n"  # not the saved fake-b
+    assert run_llm("-c", "-o", "aggregator", "fake-a", "three").stdout == "fake-a answers: three\n"
+
+
 def test_proposers_run_concurrently():
     proposers = json.dumps([{"model": m, "options": {"delay": 1.0}} for m in ("fake-a", "fake-b", "fake-c")])
     result = run_llm("-m", "moa-default", "-o", "proposers", proposers, "-o", "aggregator", "fake-a", "q")
