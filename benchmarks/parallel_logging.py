@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     print(f"{args.rounds} rounds x {args.parallel} parallel processes\n")
-    print(f"| model | logs.db | runs | answered | rows logged | non-zero exits |")
+    print("| model | logs.db | runs | answered | rows logged | non-zero exits |")
     print("|---|---|---|---|---|---|")
     all_errors: dict = {}
     for setup in ("fresh", "initialised", "wal", "per-process -d"):

@@ -84,26 +84,22 @@ class Session:
                 if progress:  # the answer starts: clear the progress block first
                     progress.stop()
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
-        except MoaRunError as ex:
-            self.run.error = describe_error(ex)
-            self.run.wall = clock.since(time.monotonic())
-            saved = self._save_unfinished()
-            if saved:
-                raise MoaRunError(f"{ex}\n{saved}") from None
-            raise
-        except (KeyboardInterrupt, Stopped) as ex:
-            self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else "cancelled"
-            self.run.wall = clock.since(time.monotonic())
+        except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
             if progress:
-                progress.stop()
+                progress.stop()  # before anything more is printed
+            self.run.wall = clock.since(time.monotonic())
+            self.run.error = _failure_label(ex)
             saved = self._save_unfinished()
+            if saved and isinstance(ex, MoaRunError):
+                raise MoaRunError(f"{ex}\n{saved}") from None
             if saved and isinstance(ex, KeyboardInterrupt):
                 print(f"\n{saved}", file=sys.stderr)
             raise
         finally:
             if progress:
                 progress.stop()
-            self.run.wall = clock.since(time.monotonic())
+            if self.run.wall is None:
+                self.run.wall = clock.since(time.monotonic())
             self._finish()
 
     def _save_unfinished(self) -> str | None:
@@ -126,6 +122,14 @@ class Session:
         total_in, total_out, details = self.run.usage()
         self.response.set_usage(input=total_in, output=total_out, details=details)
         self.response.response_json = self.run.to_json()
+
+
+def _failure_label(ex: BaseException) -> str:
+    if isinstance(ex, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(ex, Stopped):
+        return "cancelled"
+    return describe_error(ex)
 
 
 def previous_options(model_id: str, conversation: Any) -> dict:

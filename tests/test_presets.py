@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import WRAPPER, run_llm, turns
+from conftest import WRAPPER, run_llm
 from fake_models import read_calls
 
 
