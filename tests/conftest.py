@@ -1,6 +1,9 @@
 import json
 import os
+import pty
+import select
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,3 +60,28 @@ def logged_json(n=1):
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
+
+def run_with_terminal_stderr(user_path, *args):
+    "A real llm process whose stderr is a pseudo-terminal; returns (stdout, stderr text)."
+    master, slave = pty.openpty()
+    env = {**os.environ, "LLM_USER_PATH": str(user_path), "COLUMNS": "100"}
+    process = subprocess.Popen([sys.executable, str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    stdout = process.stdout.read().decode()
+    process.wait()
+    os.close(master)
+    return stdout, seen.decode(errors="replace")

@@ -200,3 +200,13 @@ def test_csv_without_a_prompt_column(tmp_path):
     (tmp_path / "p.csv").write_text("question,answer\nx,y\n")
     result = evaluate(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "exact")
     assert result.stderr == "Error: p.csv: CSV needs a 'prompt' column (found: question, answer)\n"
+
+
+def test_progress_bar_on_a_terminal(tmp_path, user_path):
+    from conftest import run_with_terminal_stderr
+
+    write_quiz(tmp_path / "q.jsonl", count=3)
+    stdout, stderr = run_with_terminal_stderr(
+        user_path, "moa", "eval", str(tmp_path / "q.jsonl"), "-m", "fake-quiz-60", "--grade", "contains")
+    assert "answers    [" in stderr and "] 3/3" in stderr
+    assert stdout.startswith("model ")

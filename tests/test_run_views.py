@@ -1,13 +1,8 @@
 """Seeing runs: live progress, proposals as reasoning, `llm moa runs` and `llm moa show`."""
 
 import json
-import os
-import pty
-import select
-import subprocess
-import sys
 
-from conftest import WRAPPER, run_llm
+from conftest import run_llm, run_with_terminal_stderr
 
 
 def moa(*args):
@@ -23,32 +18,6 @@ def test_no_progress_when_stderr_is_not_a_terminal():
     result = moa("-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "q")
     assert result.stderr == ""
     assert result.stdout == "fake-a answers: q\n"
-
-
-def run_with_terminal_stderr(user_path, *args):
-    "A real llm process whose stderr is a pseudo-terminal; returns (stdout, stderr text)."
-    master, slave = pty.openpty()
-    env = {**os.environ, "LLM_USER_PATH": str(user_path), "COLUMNS": "100"}
-    process = subprocess.Popen([sys.executable, str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif process.poll() is not None:
-            break
-    stdout = process.stdout.read().decode()
-    process.wait()
-    os.close(master)
-    return stdout, seen.decode(errors="replace")
 
 
 def test_live_progress_on_a_terminal(user_path):
