@@ -5,14 +5,16 @@ the aggregator get the same request with the previous layer's answers appended
 to the system prompt as numbered, anonymous references (the paper's
 aggregate-and-synthesise layout, in our own words).
 
-Each reference sits between a BEGIN and an END line carrying a random tag that
-is chosen *after* the answers are known and appears in none of them, so no
-answer can close its own block or pose as another one.
+Each reference sits between a BEGIN and an END line carrying a tag derived
+from a hash of all the answers: no answer can contain it (an answer cannot
+contain a hash of itself), so none can close its own block or pose as another
+one. Being deterministic, the same answers give the same prompt, which keeps
+seeded runs reproducible and lets providers cache prompts.
 """
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -108,10 +110,13 @@ def reference_block(answers: list[str]) -> str:
 
 
 def _fresh_tag(answers: list[str]) -> str:
+    "A 12-hex-digit tag that none of the answers contains."
+    digest = hashlib.sha256("\0".join(answers).encode())
     while True:
-        tag = secrets.token_hex(6)
+        tag = digest.hexdigest()[:12]
         if not any(tag in answer for answer in answers):
             return tag
+        digest.update(b"\0")  # astronomically unlikely: try the next one
 
 
 def call_arguments(
