@@ -194,6 +194,21 @@ def bench_import(repeats: int) -> None:
           f"{(min(times['with']) / min(times['without']) - 1) * 100:+.2f} % (min).")
     own = _own_import_time()
     print(f"`python -X importtime`: importing `llm_moa` after `llm` takes {own} µs.\n")
+    # Every command that resolves a model (any `llm -m X "..."`) also runs the
+    # plugins' register_models hooks once: the plugin's share of that, too.
+    code = ("import time, llm, llm.cli; t = time.perf_counter(); llm.get_models_with_aliases(); "
+            "print(time.perf_counter() - t)")
+    firsts: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(repeats):
+        for label, value in (("without", ""), ("with", "llm-moa")):
+            env = {**os.environ, "LLM_LOAD_PLUGINS": value}
+            out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+            firsts[label].append(float(out.stdout))
+    extra = (statistics.median(firsts["with"]) - statistics.median(firsts["without"])) * 1000
+    print(f"First model resolution (`llm.get_models_with_aliases()`, paid by every `llm -m X` prompt): "
+          f"{statistics.median(firsts['without']) * 1000:.1f} ms without, "
+          f"{statistics.median(firsts['with']) * 1000:.1f} ms with llm-moa (+{extra:.1f} ms, median of {repeats}; "
+          "an editable install adds its own import finder on top).\n")
 
 
 def _own_import_time() -> str:

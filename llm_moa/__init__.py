@@ -22,6 +22,20 @@ def register_models(register):
 
 @llm.hookimpl
 def register_commands(cli):
-    from .commands import register
+    import click
 
-    register(cli)
+    class LazyGroup(click.Group):
+        "`llm moa`, whose commands are built only when it is used."
+
+        def _group(self) -> click.Group:
+            from .commands import moa_group
+
+            return moa_group()
+
+        def list_commands(self, ctx):
+            return self._group().list_commands(ctx)
+
+        def get_command(self, ctx, name):
+            return self._group().get_command(ctx, name)
+
+    cli.add_command(LazyGroup(name="moa", help="Mixture-of-Agents: presets, runs, eval and unfinished runs"))

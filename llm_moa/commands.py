@@ -21,11 +21,19 @@ def _database(database: Path | None) -> Path:
     return database or llm.user_dir() / "logs.db"
 
 
-def register(cli: click.Group) -> None:
-    @cli.group(name="moa")
-    def moa() -> None:
-        "Mixture-of-Agents: presets, runs and unfinished runs"
+_GROUP: click.Group | None = None
 
+
+def moa_group() -> click.Group:
+    "The `llm moa` commands, built once (see the lazy group in __init__.py)."
+    global _GROUP
+    if _GROUP is None:
+        _GROUP = click.Group(name="moa")
+        _add_commands(_GROUP)
+    return _GROUP
+
+
+def _add_commands(moa: click.Group) -> None:
     @moa.command(name="save")
     @click.argument("name")
     @click.option("options", "-o", "--option", type=(str, str), multiple=True,

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional
 import llm
 from pydantic import Field
 
-from .model import AsyncMoaModel, MoaModel
+from .model import AsyncMoaModel, LazyOptions, MoaModel
 
 MODEL_ID = "gemma-3-270m-local"
 MOA_MODEL_ID = "moa-local"
@@ -227,23 +227,28 @@ def _text_of(message: Any) -> str:
 # --- the model --------------------------------------------------------------
 
 
-class LocalOptions(llm.Options):
-    max_tokens: Optional[int] = Field(
-        None, ge=1, le=N_CTX,
-        description=f"Most tokens to generate (default {DEFAULT_MAX_TOKENS}).",
-    )
-    temperature: Optional[float] = Field(
-        None, ge=0, le=2,
-        description=f"Sampling temperature; 0 always picks the likeliest token (default {DEFAULT_TEMPERATURE}).",
-    )
-    top_p: Optional[float] = Field(
-        None, gt=0, le=1,
-        description=f"Nucleus sampling: sample from the tokens that make up this much probability (default {DEFAULT_TOP_P}).",
-    )
-    seed: Optional[int] = Field(
-        None, ge=0, lt=2**32,
-        description="Random seed; the same seed, options and prompt give the same answer (default: random).",
-    )
+def _local_options() -> type:
+    "Built on first use: registration runs on every llm command (see model.LazyOptions)."
+
+    class LocalOptions(llm.Options):
+        max_tokens: Optional[int] = Field(
+            None, ge=1, le=N_CTX,
+            description=f"Most tokens to generate (default {DEFAULT_MAX_TOKENS}).",
+        )
+        temperature: Optional[float] = Field(
+            None, ge=0, le=2,
+            description=f"Sampling temperature; 0 always picks the likeliest token (default {DEFAULT_TEMPERATURE}).",
+        )
+        top_p: Optional[float] = Field(
+            None, gt=0, le=1,
+            description=f"Nucleus sampling: sample from the tokens that make up this much probability (default {DEFAULT_TOP_P}).",
+        )
+        seed: Optional[int] = Field(
+            None, ge=0, lt=2**32,
+            description="Random seed; the same seed, options and prompt give the same answer (default: random).",
+        )
+
+    return LocalOptions
 
 
 class LocalModel(llm.Model):
@@ -251,7 +256,7 @@ class LocalModel(llm.Model):
 
     model_id = MODEL_ID
     can_stream = True
-    Options = LocalOptions
+    Options = LazyOptions(_local_options)
 
     def __str__(self) -> str:
         missing = "" if local_extra_installed() else f" (not installed: {INSTALL_HINT})"

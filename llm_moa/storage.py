@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ def write_json_atomically(path: Path, data: Any) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over
     the target: a crash at any point leaves the old file or the new one,
     never a truncated one."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
