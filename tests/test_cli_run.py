@@ -341,3 +341,14 @@ def test_models_options_lists_every_option():
     for name in ("proposers", "aggregator", "layers", "proposer_options", "aggregator_options",
                  "aggregator_system", "timeout", "retries", "min_proposers", "max_concurrency", "wait"):
         assert f"    {name}: " in result.output
+
+
+def test_llm_chat_keeps_history_and_options():
+    result = run_llm("chat", "-m", "moa-default", "-o", "proposers", "fake-b,fake-c", "-o", "aggregator", "fake-a",
+                     input="hello\nand again\nquit\n")
+    assert result.exit_code == 0, result.output
+    assert "fake-a answers: hello" in result.output and "fake-a answers: and again" in result.output
+    calls = read_calls()
+    assert sorted(c["model"] for c in calls[3:]) == ["fake-a", "fake-b", "fake-c"]
+    roles = [(m["role"], m["text"]) for m in calls[-1]["messages"]][1:]
+    assert roles == [("user", "hello"), ("assistant", "fake-a answers: hello"), ("user", "and again")]
