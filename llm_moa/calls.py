@@ -106,8 +106,9 @@ def run_calls(
             try:
                 call, kind, payload, moment = events.get(timeout=_wait_time(running))
             except queue.Empty:
-                _expire(running, clock, timeout)
                 continue
+            finally:  # also while events keep coming, e.g. a call streaming slowly
+                _expire(running, clock, timeout)
             if id(call) not in running:
                 continue  # a late report from an abandoned call
             record = call.record

@@ -45,6 +45,16 @@ def test_slow_stream_counts_against_the_timeout():
     assert [c["status"] for c in layer()] == ["timeout", "ok"]
 
 
+def test_slowly_streaming_aggregator_is_stopped_at_the_timeout(user_path):
+    slow = {"text": " ".join(["word"] * 40), "chunk_delay": 0.1}
+    result = moa("-o", "proposers", "fake-a", "-o", "aggregator", json.dumps({"model": "fake-b", "options": slow}),
+                 "-o", "timeout", "1", "q")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("word word")  # what was shown stays shown
+    assert "fake-b (aggregator 1): timed out after 1s" in result.stderr
+    assert turns(user_path) == []
+
+
 def test_flaky_proposer_is_retried():
     flaky = {"model": "fake-a", "options": {"fail": "503 overloaded", "fail_times": 1}}
     result = moa("-o", "proposers", proposers(flaky), "-o", "aggregator", "fake-c", "q")
