@@ -352,3 +352,12 @@ def test_llm_chat_keeps_history_and_options():
     assert sorted(c["model"] for c in calls[3:]) == ["fake-a", "fake-b", "fake-c"]
     roles = [(m["role"], m["text"]) for m in calls[-1]["messages"]][1:]
     assert roles == [("user", "hello"), ("assistant", "fake-a answers: hello"), ("user", "and again")]
+
+
+def test_async_through_the_cli(user_path):
+    result = run_llm("--async", "-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c",
+                     "async question")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "fake-c answers: async question\n"
+    assert len(turns(user_path)) == 1
+    assert logged_json()[0]["response_json"]["moa"]["calls"] == 3
