@@ -16,9 +16,9 @@ def _database_option(fn):
 
 
 def _database(database: Path | None) -> Path:
-    import llm
+    from llm.cli import logs_db_path
 
-    return database or llm.user_dir() / "logs.db"
+    return database or logs_db_path()
 
 
 _GROUP: click.Group | None = None
@@ -257,19 +257,19 @@ def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurre
         if missing:
             raise evaluate.EvalError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
     names = list(dict.fromkeys(models))
+    resolved = evaluate.check_models(names + [name for name in (judge, baseline) if name])
     if judge:
-        baseline = baseline or evaluate.default_baseline(names)
+        baseline = baseline or evaluate.default_baseline(names, resolved)
         if baseline not in names:
             names.append(baseline)
         if len(names) < 2:
             raise evaluate.EvalError("--judge compares candidates with a baseline: give at least two models")
-    ids = evaluate.check_models(names + ([judge] if judge else []))
     return evaluate.Plan(
         rows=rows,
-        models=[ids[name] for name in names],
+        models=[resolved[name].model_id for name in names],
         results=evaluate.Results(evaluate.results_path(source, out)),
-        judge=ids[judge] if judge else None,
-        baseline=ids[baseline] if judge else None,
+        judge=resolved[judge].model_id if judge else None,
+        baseline=resolved[baseline].model_id if judge else None,
         grade=grade,
         concurrency=concurrency,
     )
@@ -307,5 +307,5 @@ def _facts(config) -> dict:
 
 def _describe(config) -> str:
     facts = _facts(config)
-    return (f"{len(facts['proposers']) if config.proposers else 3} proposers, aggregator {facts['aggregator']}, "
+    return (f"{config.proposer_count} proposers, aggregator {facts['aggregator']}, "
             f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")

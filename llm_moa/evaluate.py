@@ -168,27 +168,25 @@ class Plan:
         return [m for m in self.models if m != self.baseline] if self.judge else list(self.models)
 
 
-def check_models(names: Iterable[str]) -> dict[str, str]:
-    "Resolve every name once, up front: id or alias -> model id. One-line errors."
+def check_models(names: Iterable[str]) -> dict[str, Any]:
+    "Resolve every name once, up front: id or alias -> model. One-line errors."
     from .plan import get_model
 
     resolved = {}
-    for name in names:
+    for name in dict.fromkeys(names):
         try:
-            resolved[name] = get_model(name).model_id
+            resolved[name] = get_model(name)
         except llm.UnknownModelError:
             raise EvalError(f"Unknown model {name!r}; run 'llm models' to list the available models")
     return resolved
 
 
-def default_baseline(models: list[str]) -> str:
+def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
     "The first candidate that is not a MoA model, else the last one."
-    from .plan import get_model
-
-    for name in models:
-        if not getattr(get_model(name), "is_moa", False):
+    for name in names:
+        if not getattr(resolved[name], "is_moa", False):
             return name
-    return models[-1]
+    return names[-1]
 
 
 def run(plan: Plan, progress: Callable[[str, int, int], None] | None = None) -> None:

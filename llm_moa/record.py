@@ -15,7 +15,6 @@ from typing import Any
 
 OK, FAILED, TIMEOUT, SKIPPED, CANCELLED = "ok", "failed", "timeout", "skipped", "cancelled"
 WAITING, RUNNING = "waiting", "running"
-FINISHED = {OK, FAILED, TIMEOUT, SKIPPED, CANCELLED}
 
 _SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential", re.I)
 _KEY_SHAPES = [

@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any, Iterator
 
-import llm
 
 from .calls import Clock, Stopped
 from .config import MoaOptions, parse_config
@@ -162,9 +161,10 @@ def _logs_path():
     from pathlib import Path
 
     import click
+    from llm.cli import logs_db_path
 
     context = click.get_current_context(silent=True)
     database = context.params.get("database") if context is not None else None
-    return Path(database) if database else llm.user_dir() / "logs.db"
+    return Path(database) if database else logs_db_path()
 
 

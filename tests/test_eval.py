@@ -183,6 +183,8 @@ def test_limit(tmp_path):
     ('{"prompt": "a"}\n', ["-m", "fake-a", "--judge", "fake-b", "--grade", "exact"], "Choose one of"),
     ('{"prompt": "a"}\n', ["-m", "fake-a", "--baseline", "fake-b", "--grade", "exact"], "--baseline goes with --judge"),
     ('{"prompt": "a"}\n', ["-m", "nope", "--judge", "fake-b", "--baseline", "fake-a"], "Unknown model 'nope'"),
+    ('{"prompt": "a"}\n', ["-m", "nope", "-m", "fake-a", "--judge", "fake-b"], "Unknown model 'nope'"),
+    ('{"prompt": "a"}\n', ["-m", "fake-a", "--judge", "nope-judge"], "Unknown model 'nope-judge'"),
     ('{"prompt": "a"}\n', ["-m", "fake-a", "--judge", "fake-b"], "--judge compares candidates with a baseline"),
 ])
 def test_bad_input(tmp_path, content, args, message):

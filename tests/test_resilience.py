@@ -272,11 +272,9 @@ def test_max_concurrency_limits_copies_of_a_repeated_model():
     assert not aggregator_objects & proposer_objects  # the aggregator gets its own
 
 
-def test_reference_tags_are_deterministic_and_absent_from_answers():
+def test_reference_tags_are_deterministic():
     from llm_moa.prompts import _fresh_tag, reference_block
 
     answers = ["one", "two"]
     assert reference_block(answers) == reference_block(list(answers))
     assert _fresh_tag(answers) != _fresh_tag(["one", "three"])
-    tag = _fresh_tag(answers)
-    assert _fresh_tag([f"mentions {tag}", "two"]) not in f"mentions {tag}"
