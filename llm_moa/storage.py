@@ -1,17 +1,62 @@
-"""Files llm-moa keeps under the llm user directory (``LLM_USER_PATH`` honoured)."""
+"""Files llm-moa keeps under the llm user directory (``LLM_USER_PATH`` honoured).
+
+Every file is written whole (a temporary file renamed over the old one), and
+every read-modify-write holds a cross-process lock, so two ``llm`` processes
+saving at once both keep their change. Whatever a file contains, reading it
+gives its data or a ``MoaError`` naming the file and what is wrong.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
-import llm
+from .errors import MoaError
+from .host import user_dir
+
+T = TypeVar("T")
+LOCK_TIMEOUT = 30.0
 
 
 def moa_dir() -> Path:
-    return llm.user_dir() / "moa"
+    return user_dir() / "moa"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    "Hold ``PATH.lock`` (a cross-process lock) while the block runs."
+    import filelock
+
+    _make_parent(path)
+    try:
+        with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
+            yield
+    except filelock.Timeout:
+        raise MoaError(f"{path}: still locked by another llm process after {LOCK_TIMEOUT:g}s")
+
+
+def read_json(path: Path, default: Any, kind: type = dict) -> Any:
+    "The file's JSON (``default`` when missing); a ``MoaError`` naming the file otherwise."
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except NotADirectoryError:  # a file stands where a folder should be
+        raise MoaError(f"{path}: cannot be read, a file stands where a folder should be")
+    except OSError as ex:
+        raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+    except UnicodeDecodeError:
+        raise MoaError(f"{path}: not UTF-8 text")
+    except RecursionError:
+        raise MoaError(f"{path}: JSON nested too deeply")
+    except ValueError as ex:
+        raise MoaError(f"{path}: not valid JSON ({ex})")
+    if not isinstance(data, kind):
+        raise MoaError(f"{path}: expected a JSON {'object' if kind is dict else kind.__name__}")
+    return data
 
 
 def write_json_atomically(path: Path, data: Any) -> Path:
@@ -20,10 +65,10 @@ def write_json_atomically(path: Path, data: Any) -> Path:
     never a truncated one."""
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fp:
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
             json.dump(data, fp, indent=2)
             fp.flush()
             os.fsync(fp.fileno())
@@ -32,3 +77,21 @@ def write_json_atomically(path: Path, data: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def update_json(path: Path, change: Callable[[dict], T]) -> T:
+    "Read, change and write back a JSON object under the file's lock; return what change returns."
+    with locked(path):
+        data = read_json(path, {})
+        result = change(data)
+        write_json_atomically(path, data)
+    return result
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MoaError(f"{path.parent}: cannot be created, a file stands where a folder should be")
+    except OSError as ex:
+        raise MoaError(f"{path.parent}: cannot be created ({ex.strerror or ex})")

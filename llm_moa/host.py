@@ -1,0 +1,163 @@
+"""The one door to ``llm`` beyond its public API.
+
+Everything llm-moa reads from the host that llm does not document for plugins
+lives here: the log database (its path, ``-d``, the ``turns`` table), saved
+model options, stored keys, the logs-off switch, the running click command and
+pluggy's hooks. When the next llm changes one of them, this is the file to
+change.
+
+``llm.cli`` costs about 250 ms to import, so its helpers are used only when the
+CLI has already imported it; the Python API reads the same files directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import llm
+
+
+def user_dir() -> Path:
+    return llm.user_dir()
+
+
+def cli_params() -> dict[str, Any] | None:
+    "The parameters of the running llm command, or None outside the CLI."
+    import click
+
+    context = click.get_current_context(silent=True)
+    return None if context is None else context.params
+
+
+def logs_db_path(database: Path | str | None = None) -> Path:
+    "The database llm logs to: ``database``, else the running command's -d, else logs.db."
+    database = database or (cli_params() or {}).get("database")
+    return Path(database) if database else user_dir() / "logs.db"
+
+
+def logs_on() -> bool:
+    "False after `llm logs off`."
+    return not (user_dir() / "logs-off").exists()
+
+
+def saved_model_options(model_id: str) -> dict[str, Any]:
+    "Defaults saved with `llm models options set`, as the host reads them."
+    if "llm.cli" in sys.modules:
+        return dict(sys.modules["llm.cli"].get_model_options(model_id) or {})
+    try:
+        data = json.loads((user_dir() / "model_options.json").read_text())
+        return dict(data.get(model_id) or {})
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return {}
+
+
+def stored_keys() -> list[str]:
+    "The values in keys.json (`llm keys set`); nothing when it cannot be read."
+    try:
+        data = json.loads((user_dir() / "keys.json").read_text())
+        return [value for value in data.values() if isinstance(value, str)]
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+
+
+def keys_file() -> Path:
+    return user_dir() / "keys.json"
+
+
+# --- models ---------------------------------------------------------------
+
+RESOLVING = threading.RLock()  # llm's hooks are not re-entrant: one resolution at a time
+
+
+def get_model(name: str) -> Any:
+    "llm.get_model, serialised with every other resolution this process makes."
+    with RESOLVING:
+        return llm.get_model(name)
+
+
+def models_by_name() -> tuple[dict[str, Any], set[str]]:
+    "Every sync model by id and alias, and the names that only have an async model."
+    by_name: dict[str, Any] = {}
+    async_only: set[str] = set()
+    for entry in llm.get_models_with_aliases():
+        if entry.model is None:
+            if entry.async_model is not None:
+                async_only.update([entry.async_model.model_id, *entry.aliases])
+            continue
+        for name in [*entry.aliases, entry.model.model_id]:
+            by_name[name] = entry.model
+    return by_name, async_only
+
+
+def fresh_model(model_id: str) -> Any | None:
+    """A new object for ``model_id``, made by running only the hook of the
+    plugin that registers it (other plugins' hooks can be slow: some list
+    models over the network). None when no single plugin registers it."""
+    from llm.plugins import pm
+
+    plugins = pm.get_plugins()
+    for plugin in plugins:
+        caller = pm.subset_hook_caller("register_models", remove_plugins=[p for p in plugins if p is not plugin])
+        found: dict[str, Any] = {}
+
+        def register(model: Any, async_model: Any = None, aliases: Any = None) -> None:
+            if model is not None:
+                found[model.model_id] = model
+
+        caller(register=register, model_aliases=[])
+        if model_id in found:
+            return found[model_id]
+    return None
+
+
+# --- the log database -----------------------------------------------------
+
+
+def last_turn(thread_id: str, database: Path | None = None) -> tuple[str, dict] | None:
+    "The model and options of the newest logged turn of a conversation."
+    import sqlite3
+
+    path = logs_db_path(database)
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute(
+                "select model, options_json from turns where thread_id = ? order by id desc limit 1",
+                [thread_id],
+            ).fetchone()
+        finally:
+            conn.close()
+        options = json.loads(row[1]) if row and row[1] else {}
+    except (sqlite3.Error, ValueError, TypeError, RecursionError):
+        return None
+    return (row[0], options if isinstance(options, dict) else {}) if row else None
+
+
+def logged_turns(database: Path, *, marker: str, count: int | None = None, prefix: str | None = None) -> list[dict]:
+    """Log rows (as `llm logs --json` has them, response_json expanded) of the
+    turns whose response_json contains ``marker``, newest first."""
+    import sqlite_utils
+    from llm.logs import LogStore, log_rows
+
+    db = sqlite_utils.Database(database)
+    try:
+        sql = "select id from turns where instr(response_json, :marker) > 0"
+        params: dict[str, Any] = {"marker": marker}
+        if prefix:
+            sql += " and id like :prefix"
+            params["prefix"] = f"{prefix}%"
+        sql += " order by id desc" + (f" limit {int(count)}" if count else "")
+        try:
+            ids = [row["id"] for row in db.query(sql, params)]
+        except Exception:  # a database llm has not created its tables in yet
+            return []
+        rows = log_rows(LogStore(db), ids=ids) if ids else []
+    finally:
+        db.close()
+    return sorted(rows, key=lambda row: row["id"], reverse=True)
