@@ -11,28 +11,25 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from .plan import Member
-from .prompts import Request, call_arguments
-from .record import (
-    CANCELLED,
-    FAILED,
-    OK,
-    RUNNING,
-    SKIPPED,
-    TIMEOUT,
-    CallRecord,
-    describe_error,
-)
+from .options import Config
+from .prompts import call_arguments
+from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, Call, describe_error
 
 POLL = 0.25  # longest wait between checks for a stop request
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
+# Errors no retry can fix, whatever their type: the request itself is wrong.
+FINAL_MESSAGE = re.compile(
+    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long"
+    r"|unsupported|not supported|invalid[ _-]request|authentication|unauthori[sz]ed|permission",
+    re.I,
+)
 
 
 class EmptyAnswer(Exception):
@@ -45,19 +42,6 @@ class Stopped(Exception):
 
 
 @dataclass
-class Call:
-    "One call to make: a member, what to ask it, and where to record it."
-
-    member: Member
-    request: Request
-    record: CallRecord
-    schema: dict | None = None
-    stream: bool = False  # forward chunks to the caller (the aggregator)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    deadline: float | None = None
-
-
-@dataclass
 class Clock:
     start: float = field(default_factory=time.monotonic)
 
@@ -66,40 +50,38 @@ class Clock:
 
 
 def run_calls(
-    calls: list[Call],
-    *,
-    clock: Clock,
-    timeout: float | None,
-    retries: int,
-    need: int | None = None,
-    quorum: int = 1,
-    concurrency: int | None = None,
+    calls: list[Call], config: Config, *, clock: Clock, stream: bool = True,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Run ``calls`` concurrently; yield ``(event_type, chunk)`` of streamed ones.
 
-    Returns once every call has finished, or ``need`` calls succeeded, or
-    ``quorum`` successes are out of reach. Calls still going are abandoned
-    (recorded as skipped); on any exception, including KeyboardInterrupt, they
-    are recorded as cancelled.
+    Proposer calls return once all have finished, or ``config.wait`` of them
+    succeeded, or ``config.min_proposers`` successes are out of reach. Calls
+    still going are abandoned (recorded as skipped); on any exception,
+    including KeyboardInterrupt, they are recorded as cancelled. ``stream``
+    false makes every call non-streamed (``llm --no-stream``), which is how
+    many servers report usage.
     """
+    proposers = calls[0].role == "proposer"
+    wait = config.wait if proposers else None
+    quorum = config.min_proposers if proposers else 1
     events: queue.SimpleQueue = queue.SimpleQueue()
-    waiting = deque(calls)
-    running: dict[int, Call] = {}
+    waiting = list(calls)
+    running: list[Call] = []
     succeeded = 0
     leftover = SKIPPED
     try:
         while waiting or running:
             if stop is not None and stop.is_set():
                 raise Stopped()
-            while waiting and (concurrency is None or len(running) < concurrency):
-                call = waiting.popleft()
-                call.deadline = time.monotonic() + timeout if timeout else None
-                call.record.status = RUNNING
-                call.record.started = clock.since(time.monotonic())
-                running[id(call)] = call
-                _start_worker(call, events, retries)
-            if need is not None and succeeded >= need:
+            while waiting and (config.max_concurrency is None or len(running) < config.max_concurrency):
+                call = waiting.pop(0)
+                call.deadline = time.monotonic() + config.timeout if config.timeout else None
+                call.status, call.started = RUNNING, clock.since(time.monotonic())
+                running.append(call)
+                threading.Thread(target=_work, args=(call, events, config.retries, stream),
+                                 name="moa-call", daemon=True).start()
+            if wait is not None and succeeded >= wait:
                 break
             if succeeded + len(running) + len(waiting) < quorum:
                 break
@@ -108,118 +90,68 @@ def run_calls(
             except queue.Empty:
                 continue
             finally:  # also while events keep coming, e.g. a call streaming slowly
-                _expire(running, clock, timeout)
-            if id(call) not in running:
+                _expire(running, clock, config.timeout)
+            if call not in running:
                 continue  # a late report from an abandoned call
-            record = call.record
             if kind == "attempt":
-                record.attempts = payload
+                call.attempts = payload
             elif kind == "retry":
-                record.error = payload
+                call.error = payload
             elif kind in ("text", "reasoning"):
-                if record.first_token is None:
-                    record.first_token = clock.since(moment)
+                if call.first_token is None:
+                    call.first_token = clock.since(moment)
                 yield kind, payload
             else:
-                del running[id(call)]
-                record.ended = clock.since(moment)
+                running.remove(call)
+                call.ended = clock.since(moment)
                 if kind == "done":
-                    _record_result(record, payload)
+                    _record_result(call, payload)
                     succeeded += 1
                 else:
-                    record.status, record.error = FAILED, payload
+                    call.status, call.error = FAILED, payload
     except BaseException:
         leftover = CANCELLED
         raise
     finally:
         now = clock.since(time.monotonic())
-        for call in list(running.values()) + list(waiting):
+        for call in running + waiting:
             call.cancel.set()
-            call.record.status = leftover
-            if call.record.started is not None:
-                call.record.ended = now
+            call.status = leftover
+            if call.started is not None:
+                call.ended = now
 
 
-def _wait_time(running: dict[int, Call]) -> float:
-    deadlines = [c.deadline for c in running.values() if c.deadline is not None]
+def _wait_time(running: list[Call]) -> float:
+    deadlines = [c.deadline for c in running if c.deadline is not None]
     if not deadlines:
         return POLL
     return max(0.0, min(POLL, min(deadlines) - time.monotonic()))
 
 
-def _expire(running: dict[int, Call], clock: Clock, timeout: float | None) -> None:
+def _expire(running: list[Call], clock: Clock, timeout: float | None) -> None:
     now = time.monotonic()
-    for key, call in list(running.items()):
-        if call.deadline is not None and now >= call.deadline:
-            del running[key]
-            call.cancel.set()
-            call.record.status = TIMEOUT
-            call.record.error = f"timed out after {timeout:g}s"
-            call.record.ended = clock.since(now)
+    for call in [c for c in running if c.deadline is not None and now >= c.deadline]:
+        running.remove(call)
+        call.cancel.set()
+        call.status, call.error = TIMEOUT, f"timed out after {timeout:g}s"
+        call.ended = clock.since(now)
 
 
-def _record_result(record: CallRecord, result: dict[str, Any]) -> None:
-    record.status = OK
-    record.error = None
-    record.text = result["text"]
-    record.resolved_model = result["resolved_model"]
-    record.input_tokens = result["input"]
-    record.output_tokens = result["output"]
-    record.token_details = result["details"]
+def _record_result(call: Call, result: dict[str, Any]) -> None:
+    call.status, call.error = OK, None
+    for name, value in result.items():
+        setattr(call, name, value)
 
 
-class _Workers:
-    """Daemon worker threads, reused across calls and runs.
-
-    Starting a thread costs ~0.2 ms under load, which adds up with dozens of
-    proposers per layer; an idle worker takes a job in microseconds. A call
-    that hangs keeps its worker, and the next job simply gets a new one.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-
-    def submit(self, name: str, fn: Callable, *args: Any) -> None:
-        with self._lock:
-            spawn = self._idle == 0
-            if not spawn:
-                self._idle -= 1
-        self._jobs.put((name, fn, args))
-        if spawn:
-            threading.Thread(target=self._loop, name="moa-worker", daemon=True).start()
-
-    def _loop(self) -> None:
-        thread = threading.current_thread()
-        while True:
-            name, fn, args = self._jobs.get()
-            thread.name = name
-            try:
-                fn(*args)
-            finally:
-                thread.name = "moa-worker"
-                with self._lock:
-                    self._idle += 1
-
-
-_workers = _Workers()
-
-
-def _start_worker(call: Call, events: queue.SimpleQueue, retries: int) -> None:
-    name = f"moa-{call.record.role}-{call.record.layer}-{call.record.index}"
-    _workers.submit(name, _work, call, events, retries)
-
-
-def _work(call: Call, events: queue.SimpleQueue, retries: int) -> None:
-    "Runs on a worker thread: make the call, retrying what is worth retrying."
+def _work(call: Call, events: queue.SimpleQueue, retries: int, stream: bool) -> None:
+    "Runs on the call's own thread: make the call, retrying what is worth retrying."
     attempt = 0
     while not call.cancel.is_set():
         attempt += 1
         events.put((call, "attempt", attempt, time.monotonic()))
         streamed = [False]
         try:
-            result = _attempt(call, events, streamed)
+            result = _attempt(call, events, streamed, stream)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported
             if call.cancel.is_set():
                 return
@@ -236,15 +168,15 @@ def _work(call: Call, events: queue.SimpleQueue, retries: int) -> None:
         return
 
 
-def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool]) -> dict[str, Any] | None:
+def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream: bool) -> dict[str, Any] | None:
     member = call.member
     kwargs = call_arguments(call.request, attachments=member.attachments, schema=call.schema)
     with member.lock:
-        response = member.model.prompt(call.request.text, options=member.options, **kwargs)
-        stream = response.stream_events()
+        response = member.model.prompt(call.request.text, options=member.options, stream=stream, **kwargs)
+        events_of = response.stream_events()
         chunks: list[str] = []
         try:
-            for event in stream:
+            for event in events_of:
                 if call.cancel.is_set():
                     return None
                 if event.type == "text":
@@ -253,17 +185,29 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool]) -> dic
                     streamed[0] = True
                     events.put((call, event.type, event.chunk, time.monotonic()))
         finally:
-            stream.close()
+            events_of.close()
         text = "".join(chunks)
         if not text.strip():
             raise EmptyAnswer()
         return {
             "text": text,
             "resolved_model": response.resolved_model,
-            "input": response.input_tokens,
-            "output": response.output_tokens,
-            "details": response.token_details,
+            "input_tokens": response.input_tokens,
+            "output_tokens": response.output_tokens,
+            "token_details": response.token_details,
+            "truncated": _unfinished(response.response_json),
         }
+
+
+def _unfinished(data: Any) -> bool:
+    """Whether the provider's reply says it never finished: an OpenAI-style
+    ``finish_reason`` that is present but empty (a stream cut short)."""
+    if not isinstance(data, dict):
+        return False
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        data = choices[0]
+    return "finish_reason" in data and data["finish_reason"] is None
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -276,23 +220,13 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     if getattr(exc, "retryable", None) is False:  # an error that says so itself
         return False
-    if isinstance(
-        exc,
-        (
-            llm.NeedsKeyException,
-            llm.UnknownModelError,
-            pydantic.ValidationError,
-            ValueError,
-            TypeError,
-            NotImplementedError,
-            AttributeError,
-        ),
-    ):
+    if isinstance(exc, (llm.NeedsKeyException, llm.UnknownModelError, pydantic.ValidationError,
+                        ValueError, TypeError, NotImplementedError, AttributeError)):
         return False
     status = _status_code(exc)
     if status is not None:
         return status in (408, 409, 425, 429) or status >= 500
-    return True
+    return not FINAL_MESSAGE.search(str(exc))
 
 
 def _status_code(exc: BaseException) -> int | None:

@@ -48,14 +48,14 @@ def _add_commands(moa: click.Group) -> None:
             llm -m moa-research "..."
         """
         from . import presets
-        from .config import MoaOptions, parse_config
+        from .options import config_from, validate
         from .plan import resolve_members
 
         try:
             presets.check_name(name)
-            config = parse_config(dict(options))
+            stored = validate(dict(options)).model_dump(exclude_none=True)
+            config = config_from(stored)
             resolve_members(config)  # every model and inner option, as a run checks them
-            stored = MoaOptions(**dict(options)).model_dump(exclude_none=True)
             replaced = presets.save(name, stored, force=force)
         except ValueError as ex:
             raise click.ClickException(str(ex))
@@ -67,7 +67,7 @@ def _add_commands(moa: click.Group) -> None:
     def list_command(json_: bool) -> None:
         "List saved presets"
         from . import presets
-        from .config import parse_config
+        from .options import config_from
 
         try:
             saved = presets.load()
@@ -78,7 +78,7 @@ def _add_commands(moa: click.Group) -> None:
             options = presets.options_of(entry)
             item = {"name": name, "model_id": f"moa-{name}", "options": options, "saved": entry.get("saved")}
             try:
-                config = parse_config(options)
+                config = config_from(options)
                 item.update(_facts(config))
             except ValueError as ex:  # saved by hand or by an older version: still listed
                 item["error"] = str(ex)
@@ -292,11 +292,11 @@ def _eval_progress():
 
 
 def _facts(config) -> dict:
-    from .config import DEFAULT_SAMPLES
+    from .options import DEFAULT_SAMPLES
 
-    proposers = [spec.model for spec in config.proposers] if config.proposers else [
+    proposers = [name for name, _ in config.proposers] if config.proposers else [
         f"default model x{DEFAULT_SAMPLES}"]
-    aggregators = [spec.model for spec in config.aggregators] if config.aggregators else ["default model"]
+    aggregators = [name for name, _ in config.aggregators] if config.aggregators else ["default model"]
     return {
         "proposers": proposers,
         "aggregator": ",".join(aggregators),

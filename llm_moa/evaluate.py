@@ -170,7 +170,7 @@ class Plan:
 
 def check_models(names: Iterable[str]) -> dict[str, Any]:
     "Resolve every name once, up front: id or alias -> model. One-line errors."
-    from .plan import get_model
+    from .host import get_model
 
     resolved = {}
     for name in dict.fromkeys(names):
@@ -191,7 +191,7 @@ def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
 
 def run(plan: Plan, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
-    from .plan import get_model
+    from .host import get_model
 
     answers = [(model, row) for model in plan.models for row in plan.rows
                if (model, row.key) not in plan.results.answers]
@@ -210,7 +210,7 @@ def _run_tasks(makers: list[Callable[[], Callable[[], dict]]], plan: Plan, progr
     fresh object per task, as model objects need not be thread-safe) and
     returns the task, which runs on a daemon worker; at most plan.concurrency
     at once. Results are saved as they arrive."""
-    from .calls import _workers
+    import threading
 
     done: queue.SimpleQueue = queue.SimpleQueue()
     pending = list(reversed(makers))
@@ -220,7 +220,7 @@ def _run_tasks(makers: list[Callable[[], Callable[[], dict]]], plan: Plan, progr
     while pending or running:
         while pending and running < plan.concurrency:
             task = pending.pop()()
-            _workers.submit("moa-eval", lambda task=task: done.put(_safely(task)))
+            threading.Thread(target=lambda task=task: done.put(_safely(task)), daemon=True).start()
             running += 1
         record = done.get()
         running -= 1

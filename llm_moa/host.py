@@ -33,6 +33,33 @@ def cli_params() -> dict[str, Any] | None:
     return None if context is None else context.params
 
 
+def explicit_options() -> dict[str, Any] | None:
+    "The -o pairs typed on the running llm command (not saved defaults), or None outside the CLI."
+    params = cli_params()
+    return None if params is None else dict(params.get("options") or ())
+
+
+def on_command_end(callback: Any) -> bool:
+    """Run ``callback`` when the running llm command ends, however it ends
+    (after the answer's last newline, or while Ctrl-C unwinds it). While the
+    command runs, SIGTERM unwinds it the way Ctrl-C does. False outside the CLI."""
+    import click
+    import signal
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return False
+    context.call_on_close(callback)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+        context.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    return True
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def logs_db_path(database: Path | str | None = None) -> Path:
     "The database llm logs to: ``database``, else the running command's -d, else logs.db."
     database = database or (cli_params() or {}).get("database")
@@ -93,25 +120,35 @@ def models_by_name() -> tuple[dict[str, Any], set[str]]:
     return by_name, async_only
 
 
+_owners: dict[str, Any] = {}  # model id -> the plugin that registers it
+
+
 def fresh_model(model_id: str) -> Any | None:
     """A new object for ``model_id``, made by running only the hook of the
     plugin that registers it (other plugins' hooks can be slow: some list
     models over the network). None when no single plugin registers it."""
     from llm.plugins import pm
 
-    plugins = pm.get_plugins()
-    for plugin in plugins:
-        caller = pm.subset_hook_caller("register_models", remove_plugins=[p for p in plugins if p is not plugin])
-        found: dict[str, Any] = {}
-
-        def register(model: Any, async_model: Any = None, aliases: Any = None) -> None:
-            if model is not None:
-                found[model.model_id] = model
-
-        caller(register=register, model_aliases=[])
+    owner = _owners.get(model_id)
+    candidates = [owner] if owner is not None and pm.is_registered(owner) else []
+    for plugin in candidates + list(pm.get_plugins()):
+        found = _registered_by(pm, plugin)
         if model_id in found:
+            _owners[model_id] = plugin
             return found[model_id]
     return None
+
+
+def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
+    caller = pm.subset_hook_caller("register_models", remove_plugins=[p for p in pm.get_plugins() if p is not plugin])
+    found: dict[str, Any] = {}
+
+    def register(model: Any, async_model: Any = None, aliases: Any = None) -> None:
+        if model is not None:
+            found[model.model_id] = model
+
+    caller(register=register, model_aliases=[])
+    return found
 
 
 # --- the log database -----------------------------------------------------

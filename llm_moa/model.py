@@ -41,7 +41,7 @@ class LazyOptions:
 
 
 def _moa_options() -> type:
-    from .config import MoaOptions
+    from .options import MoaOptions
 
     return MoaOptions
 
@@ -66,14 +66,14 @@ class MoaModel(_MoaBase, llm.Model):
     def execute(self, prompt, stream, response, conversation) -> Iterator[Any]:
         from .session import Session
 
-        yield from Session(self, prompt, response, conversation).events()
+        yield from Session(self, prompt, response, conversation, stream).events()
 
 
 class AsyncMoaModel(_MoaBase, llm.AsyncModel):
     async def execute(self, prompt, stream, response, conversation) -> AsyncIterator[Any]:
         from .session import Session
 
-        session = Session(self, prompt, response, conversation)  # resolves models here
+        session = Session(self, prompt, response, conversation, stream)  # resolves models here
         stop = threading.Event()
         async for item in _in_thread(session.events(stop), stop):
             yield item

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, CallRecord, RunRecord
+from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, Call, Run
 
 REFRESH = 0.1
 
@@ -31,7 +31,7 @@ def wanted(enabled: bool, stream: TextIO | None = None) -> bool:
 
 
 class Progress:
-    def __init__(self, run: RunRecord, stream: TextIO | None = None):
+    def __init__(self, run: Run, stream: TextIO | None = None):
         self.run = run
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
@@ -73,11 +73,11 @@ class Progress:
         lines = [f"{self.run.moa_model}: {now:.1f}s"]
         for call in calls:
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
-            lines.append(f"  {where:<10} {call.model_id:<24} {describe(call, now)}")
+            lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
         return lines
 
 
-def describe(call: CallRecord, now: float) -> str:
+def describe(call: Call, now: float) -> str:
     if call.status == WAITING:
         return "waiting"
     if call.status == RUNNING:
@@ -95,6 +95,6 @@ def describe(call: CallRecord, now: float) -> str:
     }.get(call.status, call.status)
 
 
-def for_run(enabled: bool, run: RunRecord) -> Any:
+def for_run(enabled: bool, run: Run) -> Any:
     "A Progress when wanted, else None."
     return Progress(run) if wanted(enabled) else None

@@ -1,22 +1,26 @@
-"""One record per call, and the run record stored in ``turns.response_json``.
+"""What a run did: one ``Call`` per model call, and the ``Run`` stored in ``turns.response_json``.
 
-Nothing secret is ever recorded: options whose names look like credentials are
+Nothing secret is ever recorded: options whose names are credentials are
 redacted, and error messages are scrubbed of the user's stored keys, of
-credential-looking environment values and of anything shaped like a key.
+credential-looking environment values and of anything shaped like a key,
+before they are cut to length.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from .text import shorten, visible
 
 OK, FAILED, TIMEOUT, SKIPPED, CANCELLED = "ok", "failed", "timeout", "skipped", "cancelled"
 WAITING, RUNNING = "waiting", "running"
 
-_SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential", re.I)
+# Option and variable names that hold credentials (max_tokens is not one).
+SECRET_NAME = re.compile(r"api_?key|(^|[_-])key$|secret|passw|auth|credential|bearer|(^|[_-])token$", re.I)
 _KEY_SHAPES = [
     re.compile(r"\b(sk|pk|rk|gsk|xai|hf|ghp|gho|AIza)[-_][A-Za-z0-9_\-]{8,}"),
     re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}"),
@@ -28,16 +32,21 @@ _KEY_SHAPES = [
     re.compile(r"\b[A-Za-z0-9_\-]{40,}\b"),
 ]
 REDACTED = "[REDACTED]"
+ERROR_LIMIT = 500  # characters of an error message kept, after scrubbing
 
 
-@dataclass
-class CallRecord:
-    role: str  # "proposer" or "aggregator"
+@dataclass(eq=False)
+class Call:
+    "One call to one model: what to ask it, and what happened."
+
+    member: Any  # plan.Member
+    request: Any  # prompts.Request
     layer: int  # 1-based; the aggregator's layer is the last
     index: int  # position among the layer's proposers (or aggregator fallbacks)
-    model: str  # as the user named it
-    model_id: str
-    options: dict = field(default_factory=dict)  # as recorded: already made safe
+    schema: dict | None = None
+    stream: bool = False  # forward chunks to the caller (the aggregator)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
     status: str = WAITING
     text: str = ""
     error: str | None = None
@@ -49,101 +58,119 @@ class CallRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     token_details: dict | None = None
+    truncated: bool = False  # the stream ended without the provider saying it had finished
+
+    @property
+    def role(self) -> str:
+        return self.member.role
 
     @property
     def ok(self) -> bool:
         return self.status == OK
 
     @property
-    def duration(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return self.ended - self.started
+    def usage_known(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, secrets: list[str]) -> dict[str, Any]:
+        member = self.member
         data = {
-            "model": self.model_id,
-            "requested": self.model if self.model != self.model_id else None,
+            "model": member.model_id,
+            "requested": member.name if member.name != member.model_id else None,
             "resolved_model": self.resolved_model,
-            "options": self.options,
+            "options": safe_options(member.options, secrets),
             "status": self.status,
             "text": self.text,
             "error": self.error,
+            "truncated": self.truncated or None,
             "attempts": self.attempts,
             "started_ms": _ms(self.started),
             "first_token_ms": _ms(self.first_token),
             "ended_ms": _ms(self.ended),
-            "duration_ms": _ms(self.duration),
-            "usage": {
-                key: value
-                for key, value in (
-                    ("input", self.input_tokens),
-                    ("output", self.output_tokens),
-                    ("details", self.token_details),
-                )
-                if value is not None
-            },
+            "duration_ms": _ms(None if self.started is None or self.ended is None else self.ended - self.started),
+            "usage": {"input": self.input_tokens, "output": self.output_tokens, "details": self.token_details}
+            if self.usage_known else ("unknown" if self.attempts and self.ok else None),
         }
+        if isinstance(data["usage"], dict):
+            data["usage"] = {key: value for key, value in data["usage"].items() if value is not None}
         return {key: value for key, value in data.items() if value not in (None, {})}
 
 
 @dataclass
-class RunRecord:
+class Run:
+    "One MoA run, as stored under ``moa`` in the turn's response_json."
+
     moa_model: str
     layers: int
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
     wall: float | None = None
     error: str | None = None
 
-    def layer_calls(self, layer: int) -> list[CallRecord]:
-        return [c for c in self.calls if c.layer == layer and c.role == "proposer"]
+    def layer_calls(self, layer: int) -> list[Call]:
+        return [c for c in list(self.calls) if c.layer == layer and c.role == "proposer"]
 
     @property
-    def aggregator_calls(self) -> list[CallRecord]:
-        return [c for c in self.calls if c.role == "aggregator"]
+    def aggregator_calls(self) -> list[Call]:
+        return [c for c in list(self.calls) if c.role == "aggregator"]
 
     @property
-    def made_calls(self) -> list[CallRecord]:
+    def made_calls(self) -> list[Call]:
         "Calls that reached a model (not skipped before starting)."
-        return [c for c in self.calls if c.attempts > 0]
+        return [c for c in list(self.calls) if c.attempts > 0]
+
+    def missing(self) -> list[Call]:
+        "Proposers of the last proposer layer that did not answer (the run is partial)."
+        return [c for c in self.layer_calls(self.layers - 1) if not c.ok]
 
     def usage(self) -> tuple[int | None, int | None, dict]:
-        """Totals over every call, and a per-model breakdown for ``details``."""
+        """Totals over every call whose usage was reported, and a per-model
+        breakdown for ``details``; calls whose provider reported no usage are
+        named under ``usage_unknown``, so a total is never taken for complete."""
         total_in = total_out = None
         by_model: dict[str, dict[str, int]] = {}
+        unknown: dict[str, int] = {}
         for call in self.made_calls:
-            entry = by_model.setdefault(call.model_id, {"calls": 0})
+            entry = by_model.setdefault(call.member.model_id, {"calls": 0})
             entry["calls"] += 1
+            if call.ok and not call.usage_known:
+                unknown[call.member.model_id] = unknown.get(call.member.model_id, 0) + 1
             if call.input_tokens is not None:
                 total_in = (total_in or 0) + call.input_tokens
                 entry["input"] = entry.get("input", 0) + call.input_tokens
             if call.output_tokens is not None:
                 total_out = (total_out or 0) + call.output_tokens
                 entry["output"] = entry.get("output", 0) + call.output_tokens
-        details = {"moa_calls": len(self.made_calls), "moa_models": by_model}
+        details: dict[str, Any] = {"moa_calls": len(self.made_calls), "moa_models": by_model}
+        if unknown:
+            details["usage_unknown"] = {model: f"{n} of {by_model[model]['calls']} calls" for model, n in unknown.items()}
         return total_in, total_out, details
 
     def to_json(self) -> dict[str, Any]:
-        aggregators = [c.to_json() for c in self.aggregator_calls]
+        secrets = known_secrets()
+        aggregators = [c.to_json(secrets) for c in self.aggregator_calls]
         used = next((a for a in aggregators if a["status"] == OK), None)
+        missing = self.missing() if used else []
         data = {
-            "moa": {
-                "version": 1,
-                "model": self.moa_model,
-                "layers": self.layers,
-                "calls": len(self.made_calls),
-                "wall_ms": _ms(self.wall),
-                "error": self.error,
-                "proposer_layers": [
-                    {"layer": n, "proposers": [c.to_json() for c in self.layer_calls(n)]}
-                    for n in range(1, self.layers)
-                ],
-                "aggregator": used or (aggregators[-1] if aggregators else None),
-                "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
-            }
+            "version": 1,
+            "model": self.moa_model,
+            "layers": self.layers,
+            "calls": len(self.made_calls),
+            "wall_ms": _ms(self.wall),
+            "error": self.error,
+            "partial": missing_summary(missing) if missing else None,
+            "proposer_layers": [
+                {"layer": n, "proposers": [c.to_json(secrets) for c in self.layer_calls(n)]}
+                for n in range(1, self.layers)
+            ],
+            "aggregator": used or (aggregators[-1] if aggregators else None),
+            "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
         }
-        data["moa"] = {k: v for k, v in data["moa"].items() if v is not None}
-        return data
+        return {"moa": {k: v for k, v in data.items() if v is not None}}
+
+
+def missing_summary(missing: list[Call]) -> str:
+    "'gpt-4o: HTTP 429; claude: timed out after 30s'"
+    return "; ".join(f"{c.member.model_id}: {c.error or c.status}" for c in missing)
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -153,30 +180,24 @@ def _ms(seconds: float | None) -> int | None:
 def safe_options(options: dict, secrets: list[str] | None = None) -> dict:
     "Options as recorded: credential-named ones redacted, key-shaped text scrubbed."
     return {
-        key: REDACTED if _SECRET_NAME.search(key) else scrub(value, secrets) if isinstance(value, str) else value
+        key: REDACTED if SECRET_NAME.search(key) else scrub(value, secrets) if isinstance(value, str) else value
         for key, value in options.items()
     }
 
 
-MAX_KEY_LENGTH = 512  # longer text is prose, not a key: only known secrets are looked for
-
-
 def describe_error(exc: BaseException) -> str:
-    "One scrubbed line: the exception's message, or its type if it has none."
+    "One line: the exception's message (or its type), scrubbed, control characters shown, then cut."
     message = " ".join(str(exc).split()) or type(exc).__name__
-    if len(message) > 500:
-        message = message[:497] + "..."
-    return scrub(message)
+    return shorten(visible(scrub(message[: ERROR_LIMIT * 20])), ERROR_LIMIT)
 
 
 def scrub(text: str, secrets: list[str] | None = None) -> str:
-    "Replace known secrets and, in text short enough to be a key, key-shaped strings."
+    "Replace known secrets and key-shaped strings with [REDACTED]."
     for secret in known_secrets() if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    if len(text) <= MAX_KEY_LENGTH:
-        for shape in _KEY_SHAPES:
-            text = shape.sub(_redact_match, text)
+    for shape in _KEY_SHAPES:
+        text = shape.sub(_redact_match, text)
     return text
 
 
@@ -191,24 +212,16 @@ _secrets_cache: dict[tuple, list[str]] = {}
 
 def known_secrets() -> list[str]:
     "Stored keys and credential-looking environment values, longest first."
-    import llm
+    from . import host
 
-    path = llm.user_dir() / "keys.json"
     try:
-        stamp = path.stat().st_mtime_ns
+        stamp = host.keys_file().stat().st_mtime_ns
     except OSError:
         stamp = None
-    env = tuple(sorted(v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8))
-    key = (str(path), stamp, env)
+    env = tuple(sorted(v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8))
+    key = (str(host.keys_file()), stamp, env)
     if key not in _secrets_cache:
         _secrets_cache.clear()
-        secrets = set(env)
-        try:
-            if stamp is not None:
-                for value in json.loads(path.read_text()).values():
-                    if isinstance(value, str) and len(value) >= 8:
-                        secrets.add(value)
-        except Exception:  # an unreadable keys file must not break error reporting
-            pass
-        _secrets_cache[key] = sorted(secrets, key=len, reverse=True)
+        stored = [value for value in host.stored_keys() if len(value) >= 8] if stamp is not None else []
+        _secrets_cache[key] = sorted(set(env) | set(stored), key=len, reverse=True)
     return _secrets_cache[key]

@@ -11,26 +11,31 @@ import threading
 import time
 from typing import Any, Iterator
 
-
+from . import host
 from .calls import Clock, Stopped
-from .config import MoaOptions, parse_config
-from .engine import MoaRunError, run_moa
+from .engine import mixture_of_agents
+from .errors import MoaRunError
+from .options import config_from, validate
 from .plan import make_plan
-from .record import RunRecord, describe_error
+from .record import Run, describe_error, missing_summary
+from .text import visible
 
 
 class Session:
-    "One run: options parsed and models resolved up front, then the engine."
+    "One run: options merged and checked and models resolved up front, then the engine."
 
-    def __init__(self, moa: Any, prompt: Any, response: Any, conversation: Any = None):
-        given = {key: value for key, value in prompt.options if value is not None}
-        earlier = previous_options(moa.model_id, conversation)
-        defaults = saved_defaults_among(moa.model_id, given) if earlier else {}
-        explicit = {key: value for key, value in given.items() if key not in defaults}
-        self.config = parse_config({**moa.preset, **defaults, **earlier, **explicit})
+    def __init__(self, moa: Any, prompt: Any, response: Any, conversation: Any = None, stream: bool = True):
+        options = validate(effective_options(moa, prompt, conversation))
+        prompt.options = options  # what llm logs is what ran, and what llm -c continues
+        self.config = config_from(options)
         self.plan = make_plan(self.config, prompt)
-        self.run = RunRecord(moa.model_id, self.config.layers)
+        self.run = Run(moa.model_id, self.config.layers)
         self.response = response
+        self.stream = stream
+        self.done = False
+        self._saved: str | None = None
+        self._save_lock = threading.Lock()
+        self.in_cli = host.on_command_end(self._command_ended)
 
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
         from llm.parts import StreamEvent
@@ -40,16 +45,17 @@ class Session:
         clock = Clock()
         progress = for_run(self.config.progress, self.run)
         try:
-            for kind, chunk in run_moa(self.plan, self.run, clock=clock, stop=stop):
+            for kind, chunk in mixture_of_agents(self.plan, self.run, clock=clock, stream=self.stream, stop=stop):
                 if progress:  # the answer starts: clear the progress block first
                     progress.stop()
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
+            self.done = True
         except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
             if progress:
                 progress.stop()  # before anything more is printed
             self.run.wall = clock.since(time.monotonic())
             self.run.error = _failure_label(ex)
-            saved = self._save_unfinished()
+            saved = self.save_unfinished()
             if saved and isinstance(ex, MoaRunError):
                 raise MoaRunError(f"{ex}\n{saved}") from None
             if saved and isinstance(ex, KeyboardInterrupt):
@@ -62,21 +68,42 @@ class Session:
                 self.run.wall = clock.since(time.monotonic())
             self._finish()
 
-    def _save_unfinished(self) -> str | None:
-        "Keep paid-for proposals of a run that ends without an answer."
+    def save_unfinished(self) -> str | None:
+        "Keep paid-for proposals of a run that ends without an answer (once)."
         from . import unfinished
 
-        answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
-        if not answered:
-            return None
-        path = unfinished.save(
-            self.response.id, self.run.moa_model, self.plan.request.text,
-            self.run.error or "", self.run.to_json()["moa"],
-        )
-        if path is None:
-            return None
-        noun = "proposal is" if answered == 1 else "proposals are"
-        return f"The {answered} answered {noun} saved; show them with: llm moa unfinished {self.response.id}"
+        with self._save_lock:
+            if self._saved is not None:
+                return self._saved or None
+            self._saved = ""
+            answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
+            if not answered:
+                return None
+            try:
+                path = unfinished.save(self.response.id, self.run.moa_model, self.plan.request.text,
+                                       self.run.error or "interrupted", self.run.to_json()["moa"])
+            except Exception as ex:  # noqa: BLE001 - a failed save never hides the run's own error
+                self._saved = f"(the answered proposals could not be saved: {describe_error(ex)})"
+                return self._saved
+            if path is None:
+                return None
+            noun = "proposal is" if answered == 1 else "proposals are"
+            self._saved = f"The {answered} answered {noun} saved; show them with: llm moa unfinished {self.response.id}"
+            return self._saved
+
+    def _command_ended(self) -> None:
+        "The llm command is over: say what a degraded run lacked, or keep an interrupted run's proposals."
+        if self.done:
+            missing = self.run.missing()
+            if missing:
+                proposers = len(self.run.layer_calls(self.config.layers - 1))
+                print(f"moa: {proposers - len(missing)} of {proposers} proposers answered "
+                      f"({visible(missing_summary(missing), newlines=False)})", file=sys.stderr)
+        elif self.run.error is None:  # interrupted outside the run, e.g. in llm's display loop
+            self.run.error = "interrupted"
+            saved = self.save_unfinished()
+            if saved:
+                print(f"\n{saved}", file=sys.stderr)
 
     def _finish(self) -> None:
         total_in, total_out, details = self.run.usage()
@@ -92,79 +119,37 @@ def _failure_label(ex: BaseException) -> str:
     return describe_error(ex)
 
 
+def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any]:
+    """The options this run uses, from lowest to highest precedence:
+
+    1. the preset (``moa-NAME``), 2. saved defaults (``llm models options
+    set``), 3. the conversation's combination on ``llm -c`` (its last turn's
+    options, which are always the whole combination it ran with), 4. options
+    given for this prompt (``-o``, a template, or the Python API).
+    """
+    given = {key: value for key, value in prompt.options if value is not None}
+    explicit_cli = host.explicit_options()
+    saved = host.saved_model_options(moa.model_id) if explicit_cli is not None else {}
+    if explicit_cli is not None:  # llm merged saved defaults into prompt.options: take them apart
+        given = {key: value for key, value in given.items() if key not in saved or key in explicit_cli}
+    return {**moa.preset, **saved, **previous_options(moa.model_id, conversation), **given}
+
+
 def previous_options(model_id: str, conversation: Any) -> dict:
     """The options of the previous turn of this MoA conversation.
 
     llm does not carry ``-o`` options over to ``llm -c``, but for a MoA model
-    they *are* the combo, so a continued conversation keeps its proposers and
-    aggregator unless new options are given. Python conversations have their
-    responses in memory; on ``llm -c`` they are read from the host's log.
+    they *are* the combination. Python conversations and ``llm chat`` have
+    their responses in memory; on ``llm -c`` they are read from the log.
     """
     if conversation is None:
         return {}
     for earlier in reversed(getattr(conversation, "responses", None) or []):
-        if earlier.model.model_id == model_id:
-            return {k: v for k, v in earlier.prompt.options if v is not None}
-        return {}
+        if earlier.model.model_id != model_id:
+            return {}
+        return {k: v for k, v in earlier.prompt.options if v is not None}
     if not getattr(conversation, "loaded_messages", None):
         return {}
-    return _logged_options(model_id, conversation.id)
-
-
-def saved_defaults_among(model_id: str, given: dict) -> dict:
-    """The options in ``given`` that are this model's saved defaults.
-
-    The CLI merges ``llm models options set`` defaults into the options it
-    passes, so they look like ``-o`` values. On a continued conversation they
-    must not override the conversation's own combo; only a real ``-o`` may.
-    """
-    from .plan import saved_model_options
-
-    saved = saved_model_options(model_id)
-    if not saved:
-        return {}
-    try:
-        normalised = MoaOptions(**saved).model_dump(exclude_none=True)
-    except Exception:  # saved values are checked when a run parses them
-        return {}
-    return {key: value for key, value in given.items() if key in normalised and normalised[key] == value}
-
-
-def _logged_options(model_id: str, thread_id: str) -> dict:
-    import json
-    import sqlite3
-
-    path = _logs_path()
-    if not path.exists():
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute(
-                "select model, options_json from turns where thread_id = ? order by id desc limit 1",
-                [thread_id],
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    if not row or row[0] != model_id or not row[1]:
-        return {}
-    try:
-        return dict(json.loads(row[1]))
-    except (ValueError, TypeError):
-        return {}
-
-
-def _logs_path():
-    "The database llm logs to: -d/--database when given, else logs.db."
-    from pathlib import Path
-
-    import click
-    from llm.cli import logs_db_path
-
-    context = click.get_current_context(silent=True)
-    database = context.params.get("database") if context is not None else None
-    return Path(database) if database else logs_db_path()
-
+    turn = host.last_turn(conversation.id)
+    return turn[1] if turn and turn[0] == model_id else {}
 

@@ -54,6 +54,16 @@ def turns(user_path):
         conn.close()
 
 
+REFINE = "answers that other assistants wrote to it in an earlier round"  # later layers' proposers
+
+
+def by_role(calls):
+    """Proposer and aggregator calls, told apart by what each model was asked:
+    the aggregator gets references without the later proposers' instruction."""
+    aggregators = [c for c in calls if "<<<BEGIN ANSWER" in c["system"] and REFINE not in c["system"]]
+    return [c for c in calls if c not in aggregators], aggregators
+
+
 def logged_json(n=1):
     "The last n runs as `llm logs --json` shows them (response_json expanded)."
     result = run_llm("logs", "-n", str(n), "--json")

@@ -5,7 +5,7 @@ user would, e.g. ``-o proposers '[{"model": "fake-a", "options": {"delay": 1}}]'
 
 * ``delay``: seconds before the first chunk; ``chunk_delay``: between chunks
 * ``text``: the answer (default: ``"<model id> answers: <prompt>"``)
-* ``fail``: raise ``RuntimeError(fail)``; ``fail_times``: fail only the first N
+* ``fail``: raise ``RuntimeError(fail)``, with ``$VARS`` expanded; ``fail_times``: fail only the first N
   calls of this model in this process; ``status``: attach an HTTP status
 * ``fail_after``: raise after that many chunks (a dropped stream)
 * ``hang``: never answer; ``empty``: answer with nothing
@@ -131,9 +131,10 @@ class _Fake:
                     time.sleep(0.05)
                 raise RuntimeError("hung for a minute")
             if options.fail and self._should_fail(options.fail_times):
+                message = os.path.expandvars(options.fail)  # $VARS let a test put a secret in the error only
                 if options.status:
-                    raise HTTPError(options.fail, options.status)
-                raise RuntimeError(options.fail)
+                    raise HTTPError(message, options.status)
+                raise RuntimeError(message)
             chunks = _pieces(self._text(prompt, options), options.chunks)
             for i, chunk in enumerate(chunks):
                 if options.fail_after is not None and i >= options.fail_after:

@@ -70,8 +70,8 @@ def test_saving_over_a_preset_needs_force():
         (["a b", "-o", "proposers", "fake-a"], "Invalid preset name 'a b'"),
         (["default", "-o", "proposers", "fake-a"], "'default' is reserved for the built-in moa-default"),
         (["x", "-o", "proposers", "nope"], "Unknown proposer model 'nope'"),
-        (["x", "-o", "colour", "blue"], "Unknown option 'colour'; allowed: proposers"),
-        (["x", "-o", "layers", "1"], "layers: expected 2 to 10, got 1"),
+        (["x", "-o", "colour", "blue"], "colour: unknown option; allowed: proposers, aggregator"),
+        (["x", "-o", "layers", "1"], "layers: Input should be greater than or equal to 2, got '1'"),
         (["x", "-o", "proposer_options", '{"bogus": 1}'], "proposer fake-a: unknown option 'bogus'"),
     ],
 )

@@ -132,3 +132,67 @@ def test_cancelling_an_async_run_stops_it(when):
         return time.monotonic() - start
 
     assert asyncio.run(run()) < 0.5
+
+
+def unfinished_files(user_path, prompt="saved?"):
+    "Unfinished runs of this prompt (an abandoned run of an earlier test may still save its own)."
+    files = (user_path / "moa" / "unfinished").glob("*.json")
+    return [path for path in files if json.loads(path.read_text())["prompt"] == prompt]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_while_aggregating_keeps_the_proposals(user_path, sig):
+    process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
+                    "-o", "aggregator_options", '{"hang": true}', "saved?")
+    wait_for_started(user_path, 3)
+    start = time.monotonic()
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - start < 1.0
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert "The 2 answered proposals are saved" in stderr
+    assert turn_count(user_path) == 0
+    assert len(unfinished_files(user_path)) == 1
+
+
+def test_sigterm_while_proposers_run_exits_at_once(user_path):
+    process = spawn(user_path, "-m", "moa-default", "-o", "proposer_options", '{"hang": true}', "saved?")
+    wait_for_started(user_path, 3)
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - start < 1.0
+    assert process.returncode != 0 and stdout == "" and "Traceback" not in stderr
+    assert turn_count(user_path) == 0
+    assert unfinished_files(user_path) == []  # nothing was paid for: nothing to keep
+
+
+def test_ctrl_c_while_the_answer_streams_keeps_the_proposals(user_path):
+    # a long, fast answer: the interrupt lands while llm itself prints it
+    answer = " ".join(f"w{i}" for i in range(4000))
+    aggregator = json.dumps({"model": "fake-c", "options": {"text": answer, "chunk_delay": 0.001}})
+    process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", aggregator, "saved?")
+    wait_for_started(user_path, 3)
+    process.stdout.read(200)  # the answer is being printed
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - start < 1.0
+    assert process.returncode != 0 and "Traceback" not in stderr
+    assert turn_count(user_path) == 0
+    assert len(unfinished_files(user_path)) == 1
+    assert "llm moa unfinished" in stderr
+
+
+def test_ctrl_c_on_an_async_run_while_aggregating_keeps_the_proposals(user_path):
+    process = spawn(user_path, "--async", "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
+                    "-o", "aggregator_options", '{"hang": true}', "saved?")
+    wait_for_started(user_path, 3)
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - start < 1.0
+    assert process.returncode != 0 and "Traceback" not in stderr
+    assert turn_count(user_path) == 0
+    assert len(unfinished_files(user_path)) == 1

@@ -1,0 +1,326 @@
+"""The options of a MoA model, validated by pydantic as llm validates every model's.
+
+``MoaOptions`` is what ``llm models --options`` shows and what ``-o``, saved
+defaults, templates and presets are checked against; every error names the
+option, the bad value and what is allowed. ``Config`` is the same choice with
+the defaults filled in, the one object the planner and the engine read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import llm
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from .errors import MoaError
+from .text import shorten
+
+MAX_LAYERS = 10
+MAX_PROPOSERS = 128
+MAX_RETRIES = 10
+MAX_TIMEOUT = 86_400.0
+MAX_NAME = 200
+DEFAULT_SAMPLES = 3
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_RETRIES = 0  # the OpenAI and Anthropic clients already retry twice
+
+Members = Optional[Union[str, list[Union[str, dict[str, Any]]]]]
+
+
+def _error(message: str) -> PydanticCustomError:
+    "A validation error whose message is exactly ``message``."
+    return PydanticCustomError("moa_option", "{message}", {"message": message})
+
+
+def _show(value: Any) -> str:
+    return shorten(repr(value), 60)
+
+
+class MoaOptions(llm.Options):
+    proposers: Members = Field(
+        None,
+        description=(
+            "Proposer models by id or alias: 'a,b,c', 'a*3' for three samples, a JSON "
+            'list of ids, or a JSON list of {"model": ID, "options": {...}}. '
+            "Repeats allowed. Default: 3 samples of the default model (Self-MoA)."
+        ),
+    )
+    aggregator: Members = Field(
+        None,
+        description=(
+            "Aggregator model id or alias. 'a,b' tries b if a fails before "
+            'answering. Also a JSON list of ids or {"model": ID, "options": {...}}. '
+            "Default: the default model."
+        ),
+    )
+    layers: Optional[int] = Field(
+        None, ge=2, le=MAX_LAYERS,
+        description=(
+            "Layers, counted as in the paper: the aggregator's is the last. "
+            "2 (default) = proposers then aggregator; 3 adds a round where "
+            f"proposers see the first answers. 2-{MAX_LAYERS}."
+        ),
+    )
+    proposer_options: Optional[dict[str, Any]] = Field(
+        None, description='JSON options for every proposer, e.g. {"temperature": 0.7}.'
+    )
+    aggregator_options: Optional[dict[str, Any]] = Field(
+        None, description="JSON options for the aggregator."
+    )
+    aggregator_system: Optional[str] = Field(
+        None,
+        description="Replaces the built-in instruction that tells the aggregator "
+        "how to synthesise the references.",
+    )
+    timeout: Optional[float] = Field(
+        None, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+        description=(
+            f"Seconds one call may take, retries included (default {DEFAULT_TIMEOUT:g}; "
+            "0 = no limit). A proposer past it is abandoned as timed out."
+        ),
+    )
+    retries: Optional[int] = Field(
+        None, ge=0, le=MAX_RETRIES,
+        description=(
+            f"Retries of a failing call, with exponential backoff (default "
+            f"{DEFAULT_RETRIES}, max {MAX_RETRIES}), on top of any retries the "
+            "model's own client makes. Missing keys, bad requests, context-length "
+            "errors and invalid options are never retried."
+        ),
+    )
+    min_proposers: Optional[int] = Field(
+        None, ge=1, le=MAX_PROPOSERS,
+        description="Quorum: fewer successful proposers than this in a layer "
+        "ends the run with an error (default 1).",
+    )
+    max_concurrency: Optional[int] = Field(
+        None, ge=1, le=MAX_PROPOSERS,
+        description="Most calls in flight at once (default: all proposers of a "
+        "layer). Use 1 for local models that share one machine.",
+    )
+    wait: Optional[int] = Field(
+        None, ge=1, le=MAX_PROPOSERS,
+        description="Aggregate as soon as this many proposers of a layer have "
+        "answered; the rest are abandoned as skipped. Default: all.",
+    )
+    show_proposals: Optional[bool] = Field(
+        None,
+        description="Also emit each layer's answers as reasoning before the "
+        "final answer (shown dimmed while streaming, under ## Reasoning in logs).",
+    )
+    progress: Optional[bool] = Field(
+        None, description="Live progress on stderr when it is a terminal (default true)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        "An unknown option is refused with the list of allowed ones."
+        unknown = [key for key in data if key not in cls.model_fields] if isinstance(data, dict) else []
+        if unknown:
+            message = f"unknown option; allowed: {', '.join(cls.model_fields)}"
+            raise ValidationError.from_exception_data(
+                cls.__name__, [InitErrorDetails(type=_error(message), loc=(str(unknown[0]),), input=data[unknown[0]])]
+            )
+        return data
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _name_the_value(cls, value: Any, handler: Any) -> Any:
+        "pydantic's own messages, with the bad value added."
+        try:
+            return handler(value)
+        except ValidationError as ex:
+            error = ex.errors()[0]
+            if error["type"] == "moa_option":
+                raise
+            raise _error(f"{error['msg']}, got {_show(value)}")
+
+    @field_validator("proposers", "aggregator", mode="before")
+    @classmethod
+    def _members(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else parse_members(info.field_name, value)
+
+    @field_validator("proposer_options", "aggregator_options", mode="before")
+    @classmethod
+    def _object(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None or value == "" else parse_object(value)
+
+    @field_validator("aggregator_system", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _no_limit(cls, value: Any) -> Any:
+        return 0 if isinstance(value, str) and value.strip().lower() in ("none", "off") else value
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _all(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == "all" else value
+
+    @field_validator("min_proposers", "wait")
+    @classmethod
+    def _within_proposers(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        "min_proposers and wait cannot exceed the proposers; wait cannot be below the quorum."
+        proposers = info.data.get("proposers")
+        count = len(expand(proposers)) if proposers else DEFAULT_SAMPLES
+        if value is not None and value > count:
+            raise _error(f"{value} is more than the {count} proposers")
+        quorum = info.data.get("min_proposers") or 1
+        if info.field_name == "wait" and value is not None and value < quorum:
+            raise _error(f"{value} is less than min_proposers ({quorum})")
+        return value
+
+
+# --- members: 'a,b', 'a*3', JSON ids or {"model": ..., "options": ...} ---------
+
+
+def parse_members(option: str, value: Any) -> Union[str, list[Union[str, dict]]]:
+    "The entries of ``proposers`` or ``aggregator``, checked; one plain model stays a string."
+    if isinstance(value, str):
+        text = value.strip()
+        value = _load_json(text) if text.startswith(("[", "{")) else text.split(",")
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _error(f"expected model ids ('a,b', 'a*3') or a JSON list, got {_show(value)}")
+    entries = [_entry(item) for item in value]
+    count = len(expand(entries))
+    if not count:
+        raise _error("at least one model is required")
+    if count > MAX_PROPOSERS:
+        raise _error(f"at most {MAX_PROPOSERS} allowed, got {count}")
+    return entries[0] if len(entries) == 1 and isinstance(entries[0], str) else entries
+
+
+def _entry(item: Any) -> Union[str, dict]:
+    if isinstance(item, str):
+        name, count = split_repeat(item.strip())
+        _model_name(name)
+        return f"{name}*{count}" if count != 1 else name
+    if isinstance(item, dict):
+        extra = sorted((str(key) for key in item if key not in ("model", "options")))
+        if extra:
+            raise _error(f"unknown key {extra[0]!r} in {_show(item)}; allowed: model, options")
+        if "model" not in item:
+            raise _error(f'each object needs a "model", got {_show(item)}')
+        options = parse_object(item.get("options") or {})
+        return {"model": _model_name(item["model"]), "options": options}
+    raise _error(f'each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}')
+
+
+def split_repeat(text: str) -> tuple[str, int]:
+    "'gpt-4o*3' means three samples of gpt-4o."
+    if "*" not in text:
+        return text, 1
+    name, _, count = text.rpartition("*")
+    count = count.strip()
+    if not (count.isascii() and count.isdigit() and len(count) <= 3 and 1 <= int(count) <= MAX_PROPOSERS):
+        raise _error(f"repeat count in {_show(text)} must be a whole number from 1 to {MAX_PROPOSERS}")
+    return name.strip(), int(count)
+
+
+def expand(entries: Union[str, list[Union[str, dict]]]) -> list[tuple[str, dict]]:
+    "Each entry as (model name, its own options), repeats written out."
+    members: list[tuple[str, dict]] = []
+    for entry in [entries] if isinstance(entries, str) else entries:
+        if isinstance(entry, dict):
+            members.append((entry["model"], dict(entry.get("options") or {})))
+        else:
+            name, count = split_repeat(entry)
+            members.extend([(name, {})] * count)
+    return members
+
+
+def _model_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(f"expected a model id or alias, got {_show(value)}")
+    value = value.strip()
+    if len(value) > MAX_NAME or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise _error(f"not a valid model id or alias: {_show(value)}")
+    return value
+
+
+def parse_object(value: Any) -> dict[str, Any]:
+    "A JSON object of options, from text or a dict."
+    if isinstance(value, str):
+        value = _load_json(value)
+    if not isinstance(value, dict):
+        raise _error(f'expected a JSON object like {{"temperature": 0.7}}, got {_show(value)}')
+    bad = [key for key in value if not isinstance(key, str) or not key]
+    if bad:
+        raise _error(f"option names must be non-empty text, got {_show(bad[0])}")
+    return dict(value)
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _error("JSON is nested too deeply")
+    except ValueError as ex:
+        raise _error(f"invalid JSON ({ex.args[0]}): {_show(text)}")
+
+
+# --- the run's configuration --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    "Every option with its default filled in; passed whole from the engine to the calls."
+
+    proposers: tuple[tuple[str, dict], ...] | None = None  # None: Self-MoA on the default model
+    aggregators: tuple[tuple[str, dict], ...] | None = None  # None: the default model
+    layers: int = 2
+    proposer_options: dict = field(default_factory=dict)
+    aggregator_options: dict = field(default_factory=dict)
+    aggregator_system: str | None = None
+    timeout: float | None = DEFAULT_TIMEOUT  # None: no limit
+    retries: int = DEFAULT_RETRIES
+    min_proposers: int = 1
+    max_concurrency: int | None = None
+    wait: int | None = None
+    show_proposals: bool = False
+    progress: bool = True
+
+    @property
+    def proposer_count(self) -> int:
+        return len(self.proposers) if self.proposers else DEFAULT_SAMPLES
+
+    @property
+    def calls_per_prompt(self) -> int:
+        "Calls one prompt costs when nothing fails: (layers - 1) x proposers + 1."
+        return (self.layers - 1) * self.proposer_count + 1
+
+
+def config_from(options: dict[str, Any] | MoaOptions) -> Config:
+    """The run's configuration from raw option values (``-o`` strings, saved
+    defaults, a preset) or validated options; a bad value raises ``MoaError``."""
+    if not isinstance(options, MoaOptions):
+        options = validate(options)
+    given = {key: value for key, value in options if value is not None}
+    for name in ("proposers", "aggregator"):
+        if name in given:
+            given[name] = tuple(expand(given[name]))
+    if "aggregator" in given:
+        given["aggregators"] = given.pop("aggregator")
+    if "timeout" in given:
+        given["timeout"] = given["timeout"] or None  # 0: no limit
+    return Config(**given)
+
+
+def validate(options: dict[str, Any]) -> MoaOptions:
+    "MoaOptions from raw values; errors as one line (llm renders -o errors itself)."
+    try:
+        return MoaOptions(**options)
+    except ValidationError as ex:
+        error = ex.errors()[0]
+        where = ", ".join(str(part) for part in error["loc"])
+        raise MoaError(f"{where}: {error['msg']}" if where else error["msg"]) from None
