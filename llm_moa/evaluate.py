@@ -19,23 +19,25 @@ import hashlib
 import io
 import json
 import math
+import os
 import queue
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable
 
 import llm
 
+from . import host
+from .errors import MoaError
+from .text import table
+
 GRADES = ("exact", "contains", "regex")
 ORDERS = ("candidate-first", "baseline-first")
-
-
-class EvalError(Exception):
-    "Bad input or arguments; one line."
 
 
 @dataclass(frozen=True)
@@ -55,21 +57,21 @@ class Row:
 # --- reading prompts -----------------------------------------------------------
 
 
-def read_rows(source: str, stdin: TextIO | None = None) -> list[Row]:
+def read_rows(source: str) -> list[Row]:
     "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin."
     if source == "-":
-        text, name = (stdin or sys.stdin).read(), "stdin"
+        text, name = sys.stdin.read(), "stdin"
     else:
         path = Path(source)
         if not path.is_file():
-            raise EvalError(f"No such file: {source}")
+            raise MoaError(f"No such file: {source}")
         text, name = path.read_text(encoding="utf-8-sig"), path.name
     if not text.strip():
-        raise EvalError(f"{name} has no prompts")
+        raise MoaError(f"{name} has no prompts")
     looks_csv = source.lower().endswith(".csv") or not text.lstrip().startswith("{")
     rows = _csv_rows(text, name) if looks_csv else _jsonl_rows(text, name)
     if not rows:
-        raise EvalError(f"{name} has no prompts")
+        raise MoaError(f"{name} has no prompts")
     return rows
 
 
@@ -81,7 +83,7 @@ def _jsonl_rows(text: str, name: str) -> list[Row]:
         try:
             data = json.loads(line)
         except ValueError as ex:
-            raise EvalError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+            raise MoaError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
         rows.append(_row(data, number, name))
     return rows
 
@@ -89,19 +91,19 @@ def _jsonl_rows(text: str, name: str) -> list[Row]:
 def _csv_rows(text: str, name: str) -> list[Row]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise EvalError(f"{name}: CSV needs a 'prompt' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
+        raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
     return [_row(data, number, name) for number, data in enumerate(reader, 2)]
 
 
 def _row(data: Any, number: int, name: str) -> Row:
     if not isinstance(data, dict):
-        raise EvalError(f"{name} line {number}: expected an object with a 'prompt'")
+        raise MoaError(f"{name} line {number}: expected an object with a 'prompt'")
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise EvalError(f"{name} line {number}: missing or empty 'prompt'")
+        raise MoaError(f"{name} line {number}: missing or empty 'prompt'")
     for key in ("system", "answer"):
         if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
-            raise EvalError(f"{name} line {number}: '{key}' must be text")
+            raise MoaError(f"{name} line {number}: '{key}' must be text")
     answer = data.get("answer")
     return Row(number, prompt, data.get("system") or None, None if answer in (None, "") else str(answer))
 
@@ -131,8 +133,6 @@ class Results:
             self.judgements[key] = record
 
     def add(self, record: dict) -> None:
-        import os
-
         self._index(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fp:
@@ -154,7 +154,9 @@ def results_path(source: str, out: str | None) -> Path:
 
 
 @dataclass
-class Plan:
+class Eval:
+    "The prompts, the models that answer them, how they are scored, and the results file."
+
     rows: list[Row]
     models: list[str]  # every model that answers, candidates and baseline
     results: Results
@@ -167,17 +169,24 @@ class Plan:
     def candidates(self) -> list[str]:
         return [m for m in self.models if m != self.baseline] if self.judge else list(self.models)
 
+    def answer(self, model: str, row: Row) -> dict | None:
+        "The model's answer to the row, when it gave one."
+        record = self.results.answers.get((model, row.key))
+        return record if record and "text" in record else None
+
+    def judgement(self, candidate: str, row: Row, order: str) -> dict:
+        "The judge's verdict on the candidate against the baseline in this order; {} when there is none."
+        return self.results.judgements.get((candidate, self.baseline, self.judge, row.key, order)) or {}
+
 
 def check_models(names: Iterable[str]) -> dict[str, Any]:
     "Resolve every name once, up front: id or alias -> model. One-line errors."
-    from .plan import get_model
-
     resolved = {}
     for name in dict.fromkeys(names):
         try:
-            resolved[name] = get_model(name)
+            resolved[name] = host.get_model(name)
         except llm.UnknownModelError:
-            raise EvalError(f"Unknown model {name!r}; run 'llm models' to list the available models")
+            raise MoaError(f"Unknown model {name!r}; run 'llm models' to list the available models")
     return resolved
 
 
@@ -189,56 +198,48 @@ def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
     return names[-1]
 
 
-def run(plan: Plan, progress: Callable[[str, int, int], None] | None = None) -> None:
+def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
-    from .plan import get_model
-
-    answers = [(model, row) for model in plan.models for row in plan.rows
-               if (model, row.key) not in plan.results.answers]
-    _run_tasks([partial(_answer, get_model, m, r) for m, r in answers], plan,
-               progress and partial(progress, "answers"))
-    if plan.judge:
-        judgements = [(c, row, order) for c in plan.candidates for row in plan.rows for order in ORDERS
-                      if _judgeable(plan, c, row)
-                      and (c, plan.baseline, plan.judge, row.key, order) not in plan.results.judgements]
-        _run_tasks([partial(_judgement, get_model, plan, c, r, o) for c, r, o in judgements], plan,
-                   progress and partial(progress, "judgements"))
+    tasks = [partial(_answer, m, r) for m in ev.models for r in ev.rows
+             if (m, r.key) not in ev.results.answers]
+    _in_parallel(tasks, ev, progress and partial(progress, "answers"))
+    if ev.judge:
+        tasks = [partial(_judgement, ev, c, r, o) for c in ev.candidates for r in ev.rows for o in ORDERS
+                 if ev.answer(c, r) and ev.answer(ev.baseline, r)
+                 and (c, ev.baseline, ev.judge, r.key, o) not in ev.results.judgements]
+        _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
-def _run_tasks(makers: list[Callable[[], Callable[[], dict]]], plan: Plan, progress: Callable | None) -> None:
-    """Each maker runs on this thread (resolving the models its task needs: a
+def _in_parallel(makers: list[Callable[[], Callable[[], dict]]], ev: Eval, progress: Callable | None) -> None:
+    """Each maker runs on this thread (resolving the model its task needs: a
     fresh object per task, as model objects need not be thread-safe) and
-    returns the task, which runs on a daemon worker; at most plan.concurrency
-    at once. Results are saved as they arrive."""
-    from .calls import _workers
-
+    returns the task, which runs on a daemon thread, so Ctrl-C never waits for
+    a call; at most ev.concurrency at once. Results are saved as they arrive."""
     done: queue.SimpleQueue = queue.SimpleQueue()
-    pending = list(reversed(makers))
-    total, running, finished = len(makers), 0, 0
-    if progress and total:
-        progress(0, total)
-    while pending or running:
-        while pending and running < plan.concurrency:
-            task = pending.pop()()
-            _workers.submit("moa-eval", lambda task=task: done.put(_safely(task)))
+    waiting = list(reversed(makers))
+    running = finished = 0
+    if progress and makers:
+        progress(0, len(makers))
+    while waiting or running:
+        while waiting and running < ev.concurrency:
+            threading.Thread(target=_run_task, args=(waiting.pop()(), done), name="moa-eval", daemon=True).start()
             running += 1
-        record = done.get()
+        ev.results.add(done.get())
         running -= 1
-        plan.results.add(record)
         finished += 1
         if progress:
-            progress(finished, total)
+            progress(finished, len(makers))
 
 
-def _safely(task: Callable[[], dict]) -> dict:
+def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
     try:
-        return task()
+        done.put(task())
     except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
-        return {"type": "error", "error": str(ex)}
+        done.put({"type": "error", "error": str(ex)})
 
 
-def _answer(get_model: Callable, model_id: str, row: Row) -> Callable[[], dict]:
-    model = get_model(model_id)
+def _answer(model_id: str, row: Row) -> Callable[[], dict]:
+    model = host.get_model(model_id)
 
     def task() -> dict:
         from .record import describe_error
@@ -260,25 +261,18 @@ def _answer(get_model: Callable, model_id: str, row: Row) -> Callable[[], dict]:
     return task
 
 
-def _judgeable(plan: Plan, candidate: str, row: Row) -> bool:
-    answers = plan.results.answers
-    a, b = answers.get((candidate, row.key)), answers.get((plan.baseline, row.key))
-    return bool(a and b and "text" in a and "text" in b)
-
-
-def _judgement(get_model: Callable, plan: Plan, candidate: str, row: Row, order: str) -> Callable[[], dict]:
-    judge = get_model(plan.judge)
+def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> Callable[[], dict]:
+    judge = host.get_model(ev.judge)
+    mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
 
     def task() -> dict:
         from .prompts import judge_request
         from .record import describe_error
 
-        answers = plan.results.answers
-        mine, theirs = answers[(candidate, row.key)]["text"], answers[(plan.baseline, row.key)]["text"]
         first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
         system, prompt = judge_request(row.prompt, row.system, first, second)
-        record = {"type": "judgement", "candidate": candidate, "baseline": plan.baseline,
-                  "judge": plan.judge, "key": row.key, "order": order}
+        record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline,
+                  "judge": ev.judge, "key": row.key, "order": order}
         try:
             raw = judge.prompt(prompt, system=system).text()
         except Exception as ex:  # noqa: BLE001 - a failed judgement counts as no verdict
@@ -348,88 +342,69 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def report(plan: Plan) -> dict:
+def report(ev: Eval) -> dict:
     candidates = []
-    for model in plan.models:
-        answers = [plan.results.answers.get((model, row.key)) for row in plan.rows]
-        answered = [a for a in answers if a and "text" in a]
+    for model in ev.models:
+        answered = [a for a in (ev.answer(model, row) for row in ev.rows) if a]
         latencies = [a["duration_ms"] / 1000 for a in answered]
-        tokens = [(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]
         entry: dict[str, Any] = {
             "model": model,
-            "role": "baseline" if model == plan.baseline else "candidate",
-            "prompts": len(plan.rows),
+            "role": "baseline" if model == ev.baseline else "candidate",
+            "prompts": len(ev.rows),
             "answered": len(answered),
-            "failures": sum(1 for a in answers if a and "error" in a),
+            "failures": sum(1 for row in ev.rows if "error" in ev.results.answers.get((model, row.key), {})),
             "mean_latency_s": _mean(latencies),
             "p90_latency_s": percentile(latencies, 0.9),
             "mean_calls": _mean([a.get("calls") or 1 for a in answered]),
-            "mean_tokens": _mean(tokens),
+            "mean_tokens": _mean([(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]),
             "mean_length_chars": _mean([len(a["text"]) for a in answered]),
         }
-        if plan.grade:
-            entry.update(_graded(plan, answers))
-        elif model != plan.baseline:
-            entry.update(_judged(plan, model))
+        if ev.grade:
+            entry.update(_graded(ev, model))
+        elif model != ev.baseline:
+            entry.update(_judged(ev, model))
         candidates.append(entry)
     return {
-        "mode": "graded" if plan.grade else "judged",
-        "grade": plan.grade,
-        "judge": plan.judge,
-        "baseline": plan.baseline,
-        "prompts": len(plan.rows),
-        "results_file": str(plan.results.path),
+        "mode": "graded" if ev.grade else "judged",
+        "grade": ev.grade,
+        "judge": ev.judge,
+        "baseline": ev.baseline,
+        "prompts": len(ev.rows),
+        "results_file": str(ev.results.path),
         "candidates": candidates,
     }
 
 
-def _graded(plan: Plan, answers: list[dict | None]) -> dict:
-    correct = sum(
-        1 for row, a in zip(plan.rows, answers)
-        if a and "text" in a and grade(plan.grade, a["text"], row.answer or "")
-    )
-    n = len(plan.rows)  # a failed answer counts as wrong
+def _graded(ev: Eval, model: str) -> dict:
+    correct = sum(1 for row in ev.rows
+                  if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
+    n = len(ev.rows)  # a failed answer counts as wrong
     low, high = wilson(correct, n)
     return {"metric": "accuracy", "correct": correct, "quality": correct / n if n else None,
             "ci_low": low, "ci_high": high}
 
 
-def _judged(plan: Plan, candidate: str) -> dict:
-    wins = ties = losses = unreadable = 0
-    for row in plan.rows:
-        outcome = prompt_outcome(plan, candidate, row)
-        if outcome == "win":
-            wins += 1
-        elif outcome == "loss":
-            losses += 1
-        else:
-            ties += 1
-        unreadable += sum(
-            1 for order in ORDERS
-            if (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {})
-            .get("verdict", "x") is None
-        )
-    n = wins + ties + losses
+def _judged(ev: Eval, candidate: str) -> dict:
+    outcomes = [prompt_outcome(ev, candidate, row) for row in ev.rows]
+    wins, ties, losses = (outcomes.count(outcome) for outcome in ("win", "tie", "loss"))
+    unreadable = sum(1 for row in ev.rows for order in ORDERS
+                     if ev.judgement(candidate, row, order).get("verdict", "x") is None)
+    n = len(outcomes)
     low, high = wilson(wins + ties / 2, n)
     return {"metric": "win_rate", "wins": wins, "ties": ties, "losses": losses,
             "unreadable_verdicts": unreadable,
             "quality": (wins + ties / 2) / n if n else None, "ci_low": low, "ci_high": high}
 
 
-def prompt_outcome(plan: Plan, candidate: str, row: Row) -> str:
+def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:
     """win, loss or tie for one prompt. Both orders must agree for a win or a
     loss; a missing answer loses to a present one."""
-    answers = plan.results.answers
-    mine = "text" in (answers.get((candidate, row.key)) or {})
-    theirs = "text" in (answers.get((plan.baseline, row.key)) or {})
+    mine, theirs = bool(ev.answer(candidate, row)), bool(ev.answer(ev.baseline, row))
     if mine != theirs:
         return "win" if mine else "loss"
     if not mine:
         return "tie"
-    winners = {
-        (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {}).get("winner")
-        for order in ORDERS
-    }
+    winners = {ev.judgement(candidate, row, order).get("winner") for order in ORDERS}
     if winners == {"candidate"}:
         return "win"
     if winners == {"baseline"}:
@@ -444,30 +419,28 @@ def _mean(values: list[float]) -> float | None:
 # --- output --------------------------------------------------------------------
 
 
-def table(summary: dict) -> str:
-    header = ("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
-    rows = [header]
+def to_table(summary: dict) -> str:
+    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")]
     for c in summary["candidates"]:
         rows.append((
-            c["model"], _quality(c, summary), f"{c['answered']}/{c['prompts']}",
+            c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
             _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
             _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
             _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [table(rows)]
     if summary["mode"] == "judged":
         lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
                      "(ties count half). Judges tend to favour longer answers: compare the length column.")
     return "\n".join(lines)
 
 
-def _quality(c: dict, summary: dict) -> str:
+def _quality(c: dict) -> str:
     if c.get("quality") is None:
         return "baseline" if c["role"] == "baseline" else "-"
-    label = "win" if c["metric"] == "win_rate" else "acc"
-    extra = f" {c['wins']}W/{c['ties']}T/{c['losses']}L" if c["metric"] == "win_rate" else ""
-    return f"{label} {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f}){extra}"
+    if c["metric"] == "accuracy":
+        return f"acc {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f})"
+    return f"win {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f}) {c['wins']}W/{c['ties']}T/{c['losses']}L"
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -481,8 +454,7 @@ def to_csv(summary: dict) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for candidate in summary["candidates"]:
-        writer.writerow(candidate)
+    writer.writerows(summary["candidates"])
     return out.getvalue()
 
 
@@ -496,14 +468,13 @@ def cost_axis(summary: dict) -> tuple[str, str]:
 def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     "Quality (up) against cost per prompt (right), one letter per model."
     key, unit = cost_axis(summary)
-    points = [(c, c.get("quality")) for c in summary["candidates"]]
-    cost_max = max([c[key] or 0 for c, _ in points] + [1])
+    cost_max = max([c[key] or 0 for c in summary["candidates"]] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []
-    for number, (c, quality) in enumerate(points):
+    for number, c in enumerate(summary["candidates"]):
         letter = chr(ord("A") + number % 26)
-        legend.append(f"{letter} {c['model']}" + (" (baseline)" if quality is None else ""))
-        y = 0.5 if quality is None else quality  # the baseline is the 0.5 line by definition
+        legend.append(f"{letter} {c['model']}" + (" (baseline)" if c.get("quality") is None else ""))
+        y = 0.5 if c.get("quality") is None else c["quality"]  # the baseline is the 0.5 line by definition
         x = round((c[key] or 0) / cost_max * width)
         row = grid[height - round(y * height)]
         row[x] = letter if row[x] == " " else "*"  # * where models overlap
@@ -525,7 +496,7 @@ def png_chart(summary: dict, path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EvalError("--png needs matplotlib: pip install 'llm-moa[plot]'")
+        raise MoaError("--png needs matplotlib: pip install 'llm-moa[plot]'")
     key, unit = cost_axis(summary)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for number, c in enumerate(summary["candidates"]):
