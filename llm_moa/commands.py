@@ -227,9 +227,12 @@ def _eval_command(moa: click.Group) -> None:
         """
         from . import evaluate
         from .errors import MoaError
+        from .text import count
 
         try:
             ev = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
+            if ev.results.skipped:
+                click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
             evaluate.run(ev, progress=_eval_progress())
             summary = evaluate.report(ev)
             if png:

@@ -34,6 +34,7 @@ import llm
 
 from . import host
 from .errors import MoaError
+from .storage import locked
 from .text import table
 
 GRADES = ("exact", "contains", "regex")
@@ -112,18 +113,31 @@ def _row(data: Any, number: int, name: str) -> Row:
 
 
 class Results:
-    "Append-only JSONL of answers and judgements; a torn last line is ignored."
+    """Append-only JSONL of answers and judgements, which several evals may share.
+
+    A line that cannot be read (torn by a crash, edited by hand, not this
+    module's) is skipped and counted in ``skipped``."""
 
     def __init__(self, path: Path):
         self.path = path
         self.answers: dict[tuple[str, str], dict] = {}
         self.judgements: dict[tuple[str, str, str, str, str], dict] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    self._index(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue
+        self.skipped = 0
+        try:
+            lines = path.read_bytes().splitlines() if path.exists() else []
+        except OSError as ex:
+            raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # torn, not UTF-8, or nested too deeply
+                record = None
+            if _readable(record):
+                self._index(record)
+            else:
+                self.skipped += 1
 
     def _index(self, record: dict) -> None:
         if record["type"] == "answer":
@@ -133,12 +147,46 @@ class Results:
             self.judgements[key] = record
 
     def add(self, record: dict) -> None:
+        """Append one line under the file's lock (so evals sharing the file
+        never interleave), after ending a line torn by an earlier crash."""
+        line = json.dumps(record).encode() + b"\n"
+        with locked(self.path):
+            try:
+                with open(self.path, "a+b") as fp:
+                    if fp.seek(0, os.SEEK_END) and not _ends_a_line(fp):
+                        line = b"\n" + line
+                    fp.write(line)
+                    fp.flush()
+                    os.fsync(fp.fileno())
+            except OSError as ex:
+                raise MoaError(f"{self.path}: cannot be written ({ex.strerror or ex})")
         self._index(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fp:
-            fp.write(json.dumps(record) + "\n")
-            fp.flush()
-            os.fsync(fp.fileno())
+
+
+def _ends_a_line(fp: Any) -> bool:
+    fp.seek(-1, os.SEEK_END)
+    return fp.read(1) == b"\n"
+
+
+def _readable(record: Any) -> bool:
+    "Whether a record read back has the fields, of the types, that this module writes."
+    if not isinstance(record, dict):
+        return False
+    if record.get("type") == "judgement":
+        return (all(isinstance(record.get(name), str) for name in ("candidate", "baseline", "judge", "key", "order"))
+                and record.get("winner") in (None, "candidate", "baseline")
+                and record.get("verdict") in (None, "A", "B", "tie"))
+    if record.get("type") == "answer":
+        answered = isinstance(record.get("text"), str) and _is_number(record.get("duration_ms"))
+        return (isinstance(record.get("model"), str) and isinstance(record.get("key"), str)
+                and (answered or isinstance(record.get("error"), str))
+                and all(record.get(name) is None or _is_number(record[name])
+                        for name in ("duration_ms", "calls", "input_tokens", "output_tokens")))
+    return record.get("type") == "error"  # a task that raised; kept for the record, not read
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def results_path(source: str, out: str | None) -> Path:

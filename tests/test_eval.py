@@ -212,3 +212,72 @@ def test_progress_bar_on_a_terminal(tmp_path, user_path):
         user_path, "moa", "eval", str(tmp_path / "q.jsonl"), "-m", "fake-quiz-60", "--grade", "contains")
     assert "answers    [" in stderr and "] 3/3" in stderr
     assert stdout.startswith("model ")
+
+
+# --- the results file keeps what was paid for, and only that ------------------
+
+
+def test_an_answer_appended_after_a_torn_line_is_kept(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=4)
+    args = [str(tmp_path / "q.jsonl"), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"]
+    assert evaluate(*args).exit_code == 0
+    results = tmp_path / "q.eval.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:5]) + "\n" + lines[5][:15])  # a crash mid-write: no newline
+    assert evaluate(*args).exit_code == 0
+    assert len(read_calls()) == 8 + 3
+    result = evaluate(*args)
+    assert result.exit_code == 0
+    assert len(read_calls()) == 8 + 3  # the answers made after the torn line were kept
+    assert result.stderr == f"Skipped 1 unreadable line in {results}\n"
+    assert results.read_text().splitlines()[5] == lines[5][:15]  # the torn line stays alone
+
+
+def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
+    from llm_moa.evaluate import Row
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    key = Row(1, "one").key
+    bad = [
+        b'{"type": "answer", "model": 5}',
+        b'{"type": "answer", "model": "fake-a", "key": "' + key.encode() + b'", "text": 5, "duration_ms": "x"}',
+        b'{"type": "judgement", "candidate": "fake-a", "baseline": "fake-b", "judge": "fake-judge-first", "key": "'
+        + key.encode() + b'", "order": "candidate-first", "winner": ["x"]}',
+        b"[1, 2]",
+        b"[" * 100_000 + b"]" * 100_000,
+        b"\xff\xfe\x00 binary \x80 garbage",
+    ]
+    results = tmp_path / "p.eval.jsonl"
+    results.write_bytes(b"\n".join(bad) + b"\n")
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-b", "--judge", "fake-judge-first")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"Skipped 6 unreadable lines in {results}\n"
+    assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 1  # the bad answer was not taken as done
+
+
+def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
+    "Two evals may share a results file: each append holds its lock, so lines never interleave."
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import WRAPPER
+    from llm_moa.storage import locked
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    results = tmp_path / "p.eval.jsonl"
+    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
+    with locked(results):
+        process = subprocess.Popen(
+            [sys.executable, str(WRAPPER), "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-a", "--grade",
+             "contains"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not read_calls() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert read_calls(), "the answer was never made"
+        time.sleep(1)  # time enough for an append that does not take the lock
+        assert not results.exists() or results.read_bytes() == b""
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert [json.loads(line)["model"] for line in results.read_text().splitlines()] == ["fake-a"]
