@@ -35,7 +35,7 @@ import llm
 from . import host
 from .errors import MoaError
 from .storage import locked
-from .text import table
+from .text import shorten, table, visible
 
 GRADES = ("exact", "contains", "regex")
 ORDERS = ("candidate-first", "baseline-first")
@@ -115,6 +115,9 @@ def _row(data: Any, number: int, name: str) -> Row:
 class Results:
     """Append-only JSONL of answers and judgements, which several evals may share.
 
+    Only successes are done: a failure is kept for the record and the report,
+    and made again on the next run.
+
     A line that cannot be read (torn by a crash, edited by hand, not this
     module's) is skipped and counted in ``skipped``."""
 
@@ -140,11 +143,16 @@ class Results:
                 self.skipped += 1
 
     def _index(self, record: dict) -> None:
+        "The latest record for its answer or judgement; a failure never hides a success."
         if record["type"] == "answer":
-            self.answers[(record["model"], record["key"])] = record
+            known, key = self.answers, (record["model"], record["key"])
         elif record["type"] == "judgement":
-            key = (record["candidate"], record["baseline"], record["judge"], record["key"], record["order"])
-            self.judgements[key] = record
+            known, key = self.judgements, (record["candidate"], record["baseline"], record["judge"], record["key"],
+                                           record["order"])
+        else:
+            return
+        if "error" not in record or "error" in known.get(key, {"error": None}):
+            known[key] = record
 
     def add(self, record: dict) -> None:
         """Append one line under the file's lock (so evals sharing the file
@@ -220,11 +228,12 @@ class Eval:
     def answer(self, model: str, row: Row) -> dict | None:
         "The model's answer to the row, when it gave one."
         record = self.results.answers.get((model, row.key))
-        return record if record and "text" in record else None
+        return record if record and "error" not in record else None
 
     def judgement(self, candidate: str, row: Row, order: str) -> dict:
         "The judge's verdict on the candidate against the baseline in this order; {} when there is none."
-        return self.results.judgements.get((candidate, self.baseline, self.judge, row.key, order)) or {}
+        record = self.results.judgements.get((candidate, self.baseline, self.judge, row.key, order))
+        return record if record and "error" not in record else {}
 
 
 def check_models(names: Iterable[str]) -> dict[str, Any]:
@@ -248,13 +257,11 @@ def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
 
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
-    tasks = [partial(_answer, m, r) for m in ev.models for r in ev.rows
-             if (m, r.key) not in ev.results.answers]
+    tasks = [partial(_answer, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
     if ev.judge:
         tasks = [partial(_judgement, ev, c, r, o) for c in ev.candidates for r in ev.rows for o in ORDERS
-                 if ev.answer(c, r) and ev.answer(ev.baseline, r)
-                 and (c, ev.baseline, ev.judge, r.key, o) not in ev.results.judgements]
+                 if ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
         _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
@@ -393,14 +400,17 @@ def percentile(values: list[float], q: float) -> float | None:
 def report(ev: Eval) -> dict:
     candidates = []
     for model in ev.models:
-        answered = [a for a in (ev.answer(model, row) for row in ev.rows) if a]
+        records = [ev.results.answers.get((model, row.key)) or {} for row in ev.rows]
+        answered = [r for r in records if r and "error" not in r]
+        errors = [r["error"] for r in records if "error" in r]
         latencies = [a["duration_ms"] / 1000 for a in answered]
         entry: dict[str, Any] = {
             "model": model,
             "role": "baseline" if model == ev.baseline else "candidate",
             "prompts": len(ev.rows),
             "answered": len(answered),
-            "failures": sum(1 for row in ev.rows if "error" in ev.results.answers.get((model, row.key), {})),
+            "failures": len(errors),
+            "failure_reason": _most_common(errors),
             "mean_latency_s": _mean(latencies),
             "p90_latency_s": percentile(latencies, 0.9),
             "mean_calls": _mean([a.get("calls") or 1 for a in answered]),
@@ -460,6 +470,13 @@ def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:
     return "tie"
 
 
+def _most_common(errors: list[str]) -> str | None:
+    "The commonest error, safe to print: it comes from a model or a server."
+    if not errors:
+        return None
+    return shorten(visible(max(set(errors), key=errors.count), newlines=False), 100)
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -468,14 +485,16 @@ def _mean(values: list[float]) -> float | None:
 
 
 def to_table(summary: dict) -> str:
-    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")]
+    reasons = any(c["failure_reason"] for c in summary["candidates"])  # a column only when something failed
+    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
+            + (("most common failure",) if reasons else ())]
     for c in summary["candidates"]:
         rows.append((
             c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
             _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
             _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
             _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
-        ))
+        ) + ((c["failure_reason"] or "",) if reasons else ()))
     lines = [table(rows)]
     if summary["mode"] == "judged":
         lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
@@ -498,7 +517,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 def to_csv(summary: dict) -> str:
     columns = ["model", "role", "metric", "quality", "ci_low", "ci_high", "wins", "ties", "losses", "correct",
                "prompts", "answered", "failures", "mean_latency_s", "p90_latency_s", "mean_calls",
-               "mean_tokens", "mean_length_chars"]
+               "mean_tokens", "mean_length_chars", "failure_reason"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -281,3 +281,35 @@ def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert [json.loads(line)["model"] for line in results.read_text().splitlines()] == ["fake-a"]
+
+
+def test_failures_are_made_again_and_the_report_says_why(tmp_path, monkeypatch):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n{"prompt": "two", "answer": "two"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "fake-key", "-m", "fake-a", "--grade", "contains"]
+    by_model, _ = report(*args)
+    reason = by_model["fake-key"]["failure_reason"]
+    assert by_model["fake-key"]["failures"] == 2 and "key" in reason.lower()
+    assert by_model["fake-a"]["failure_reason"] is None
+    table = evaluate(*args).stdout.splitlines()
+    assert table[0].endswith("failures  most common failure")
+    assert table[1].startswith("fake-key") and table[1].endswith(f"2         {reason}")
+    as_csv = evaluate(*args, "--csv").stdout.splitlines()
+    assert as_csv[0].endswith(",failure_reason") and as_csv[1].startswith("fake-key,") and reason in as_csv[1]
+    assert [c for c in read_calls() if c["model"] == "fake-key"] == []
+    monkeypatch.setenv("FAKE_API_KEY", "sk-fixed")  # the user fixes the key and runs again
+    by_model, _ = report(*args)
+    assert len([c for c in read_calls() if c["model"] == "fake-key"]) == 2  # failures were not taken as done
+    assert (by_model["fake-key"]["answered"], by_model["fake-key"]["failures"]) == (2, 0)
+    assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 2  # successes were
+    assert "most common failure" not in evaluate(*args).stdout
+
+
+def test_error_messages_from_models_cannot_drive_the_terminal(tmp_path):
+    hostile = "boom \x1b]52;c;ZXZpbA==\x07 \x1b[2J"
+    options = json.dumps([{"model": "fake-a", "options": {"fail": hostile}}])
+    assert run_llm("moa", "save", "bad", "-o", "proposers", options, "-o", "aggregator", "fake-b").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "moa-bad", "--grade", "contains"]
+    for output in (evaluate(*args).stdout, evaluate(*args, "--csv").stdout, evaluate(*args, "--json").stdout):
+        assert "\x1b" not in output and "\x07" not in output
+    assert "\\x1b]52" in report(*args)[0]["moa-bad"]["failure_reason"]
