@@ -230,6 +230,8 @@ def _eval_command(moa: click.Group) -> None:
         from .text import count
 
         try:
+            if png:
+                evaluate.pyplot()
             ev = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
             if ev.results.skipped:
                 click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)

@@ -556,7 +556,8 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     return "\n".join(lines + ["", *legend])
 
 
-def png_chart(summary: dict, path: str) -> None:
+def pyplot() -> Any:
+    "matplotlib's pyplot, drawing to files; checked before the first call so a missing one wastes none."
     try:
         import matplotlib
 
@@ -564,6 +565,11 @@ def png_chart(summary: dict, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MoaError("--png needs matplotlib: pip install 'llm-moa[plot]'")
+    return plt
+
+
+def png_chart(summary: dict, path: str) -> None:
+    plt = pyplot()
     key, unit = cost_axis(summary)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for number, c in enumerate(summary["candidates"]):

@@ -313,3 +313,16 @@ def test_error_messages_from_models_cannot_drive_the_terminal(tmp_path):
     for output in (evaluate(*args).stdout, evaluate(*args, "--csv").stdout, evaluate(*args, "--json").stdout):
         assert "\x1b" not in output and "\x07" not in output
     assert "\\x1b]52" in report(*args)[0]["moa-bad"]["failure_reason"]
+
+
+def test_png_without_matplotlib_stops_before_any_call(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    write_quiz(tmp_path / "q.jsonl", count=3)
+    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "fake-a", "--grade", "contains", "--png",
+                      str(tmp_path / "chart.png"))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
+    assert read_calls() == [] and not (tmp_path / "q.eval.jsonl").exists()
