@@ -59,17 +59,25 @@ class Row:
 
 
 def read_rows(source: str) -> list[Row]:
-    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin."
+    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin. UTF-8, BOM or not."
     if source == "-":
-        text, name = sys.stdin.read(), "stdin"
+        data, name = sys.stdin.buffer.read(), "stdin"
     else:
         path = Path(source)
         if not path.is_file():
             raise MoaError(f"No such file: {source}")
-        text, name = path.read_text(encoding="utf-8-sig"), path.name
+        try:
+            data, name = path.read_bytes(), path.name
+        except OSError as ex:
+            raise MoaError(f"{source}: cannot be read ({ex.strerror or ex})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as ex:
+        line = data[: ex.start].count(b"\n") + 1
+        raise MoaError(f"{name} line {line}: not UTF-8 text (save the file as UTF-8)")
     if not text.strip():
         raise MoaError(f"{name} has no prompts")
-    looks_csv = source.lower().endswith(".csv") or not text.lstrip().startswith("{")
+    looks_csv = source.lower().endswith(".csv") or text.lstrip()[:1] not in ("{", "[")
     rows = _csv_rows(text, name) if looks_csv else _jsonl_rows(text, name)
     if not rows:
         raise MoaError(f"{name} has no prompts")
@@ -85,15 +93,22 @@ def _jsonl_rows(text: str, name: str) -> list[Row]:
             data = json.loads(line)
         except ValueError as ex:
             raise MoaError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+        except RecursionError:
+            raise MoaError(f"{name} line {number}: JSON nested too deeply")
         rows.append(_row(data, number, name))
     return rows
 
 
 def _csv_rows(text: str, name: str) -> list[Row]:
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a prompt may be as long as the file
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
-    return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+    try:
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            found = shorten(visible(", ".join(reader.fieldnames or []), newlines=False), 100) or "none"
+            raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {found})")
+        return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+    except csv.Error as ex:
+        raise MoaError(f"{name} line {reader.line_num}: invalid CSV ({ex})")
 
 
 def _row(data: Any, number: int, name: str) -> Row:
@@ -106,7 +121,8 @@ def _row(data: Any, number: int, name: str) -> Row:
         if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
             raise MoaError(f"{name} line {number}: '{key}' must be text")
     answer = data.get("answer")
-    return Row(number, prompt, data.get("system") or None, None if answer in (None, "") else str(answer))
+    system = data.get("system")
+    return Row(number, prompt, str(system) if system else None, None if answer in (None, "") else str(answer))
 
 
 # --- the results file ----------------------------------------------------------

@@ -326,3 +326,37 @@ def test_png_without_matplotlib_stops_before_any_call(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
     assert read_calls() == [] and not (tmp_path / "q.eval.jsonl").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "a"}\n'.encode("utf-16"), "p.jsonl line 1: not UTF-8 text"),
+    ('{"prompt": "a"}\n{"prompt": "café"}\n'.encode("latin-1"), "p.jsonl line 2: not UTF-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", "p.jsonl line 1: JSON nested too deeply"),
+    (b'{"prompt": "a"}\n{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "p.jsonl line 2: JSON nested too deeply"),
+    (b'{"prompt": "a", "system": {"x": [[["deep"]]]}}\n', "p.jsonl line 1: 'system' must be text"),
+], ids=["utf-16", "latin-1", "deep-array", "deep-prompt", "nested-system"])
+def test_input_that_cannot_be_read_is_one_line(tmp_path, content, message):
+    (tmp_path / "p.jsonl").write_bytes(content)
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "--judge", "fake-b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr[:300]
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 300
+    assert read_calls() == []
+
+
+def test_a_long_csv_field_and_a_bom_on_stdin_are_read(tmp_path):
+    long_prompt = "x" * 200_000  # over the csv module's default field limit (131072)
+    (tmp_path / "p.csv").write_text(f'prompt,answer\n"{long_prompt}",x\n')
+    by_model, _ = report(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "contains")
+    assert by_model["fake-a"]["answered"] == 1 and read_calls()[0]["prompt"] == long_prompt
+    by_model, _ = report("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"),
+                         input='\ufeff{"prompt": "say hi", "answer": "say hi"}\n')
+    assert by_model["fake-a"]["correct"] == 1
+
+
+def test_a_csv_header_is_shown_cut_and_safe(tmp_path):
+    (tmp_path / "p.csv").write_text("question\x1b[2J," + "y" * 500 + "\nx,y\n")
+    result = evaluate(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "exact")
+    assert result.stderr.startswith("Error: p.csv: CSV needs a 'prompt' column (found: question\\x1b[2J, yyy")
+    assert result.stderr.endswith("...)\n") and len(result.stderr) < 200
