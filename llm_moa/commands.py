@@ -280,6 +280,7 @@ def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurre
         baseline=resolved[baseline].model_id if judge else None,
         grade=grade,
         concurrency=concurrency,
+        options={model.model_id: evaluate.saved_options(model) for model in resolved.values()},
     )
 
 

@@ -25,7 +25,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -236,6 +236,7 @@ class Eval:
     baseline: str | None = None
     grade: str | None = None
     concurrency: int = 4
+    options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
 
     @property
     def candidates(self) -> list[str]:
@@ -263,6 +264,23 @@ def check_models(names: Iterable[str]) -> dict[str, Any]:
     return resolved
 
 
+def saved_options(model: Any) -> dict:
+    """The options saved with `llm models options set`, which `llm -m` applies
+    to every prompt: eval runs each model as that would. Checked here, so a bad
+    one is a one-line error before any call."""
+    import pydantic
+
+    options = host.saved_model_options(model.model_id)
+    try:
+        model.Options(**options)
+    except pydantic.ValidationError as ex:
+        error = ex.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "options"
+        problem = shorten(visible(f"{where}: {error['msg']}", newlines=False), 200)
+        raise MoaError(f"{model.model_id}: invalid saved option {problem} (see 'llm models options list')")
+    return options
+
+
 def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
     "The first candidate that is not a MoA model, else the last one."
     for name in names:
@@ -273,7 +291,7 @@ def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
 
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
-    tasks = [partial(_answer, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
+    tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
     if ev.judge:
         tasks = [partial(_judgement, ev, c, r, o) for c in ev.candidates for r in ev.rows for o in ORDERS
@@ -309,8 +327,8 @@ def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
         done.put({"type": "error", "error": str(ex)})
 
 
-def _answer(model_id: str, row: Row) -> Callable[[], dict]:
-    model = host.get_model(model_id)
+def _answer(ev: Eval, model_id: str, row: Row) -> Callable[[], dict]:
+    model, options = host.get_model(model_id), ev.options.get(model_id, {})
 
     def task() -> dict:
         from .record import describe_error
@@ -318,7 +336,7 @@ def _answer(model_id: str, row: Row) -> Callable[[], dict]:
         record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
         start = time.monotonic()
         try:
-            response = model.prompt(row.prompt, system=row.system)
+            response = model.prompt(row.prompt, system=row.system, **options)
             record["text"] = response.text()
             usage, data = response.usage(), response.json()
             run_record = data.get("moa") if isinstance(data, dict) else None
@@ -333,7 +351,7 @@ def _answer(model_id: str, row: Row) -> Callable[[], dict]:
 
 
 def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> Callable[[], dict]:
-    judge = host.get_model(ev.judge)
+    judge, options = host.get_model(ev.judge), ev.options.get(ev.judge, {})
     mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
 
     def task() -> dict:
@@ -345,7 +363,7 @@ def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> Callable[[], d
         record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline,
                   "judge": ev.judge, "key": row.key, "order": order}
         try:
-            raw = judge.prompt(prompt, system=system).text()
+            raw = judge.prompt(prompt, system=system, **options).text()
         except Exception as ex:  # noqa: BLE001 - a failed judgement counts as no verdict
             record["error"] = describe_error(ex)
             return record

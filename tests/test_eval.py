@@ -360,3 +360,35 @@ def test_a_csv_header_is_shown_cut_and_safe(tmp_path):
     result = evaluate(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "exact")
     assert result.stderr.startswith("Error: p.csv: CSV needs a 'prompt' column (found: question\\x1b[2J, yyy")
     assert result.stderr.endswith("...)\n") and len(result.stderr) < 200
+
+
+# --- every model runs as `llm -m MODEL` would ----------------------------------
+
+
+def test_saved_options_of_a_moa_model_are_used(tmp_path):
+    assert run_llm("models", "options", "set", "moa-default", "proposers", "fake-b,fake-c").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    by_model, _ = report(str(tmp_path / "p.jsonl"), "-m", "moa-default", "--grade", "contains")
+    assert by_model["moa-default"]["answered"] == 1
+    answered_by = sorted(c["model"] for c in read_calls() if c["prompt"] == "one")
+    # the saved proposers, then the default model (fake-a) aggregating; not three samples of fake-a
+    assert answered_by == ["fake-a", "fake-b", "fake-c"]
+
+
+def test_saved_options_of_plain_models_and_the_judge_are_used(tmp_path):
+    assert run_llm("models", "options", "set", "fake-a", "temperature", "0.5").exit_code == 0
+    assert run_llm("models", "options", "set", "fake-b", "temperature", "0.2").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    report(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-b")
+    options = {c["model"]: c["options"] for c in read_calls()}
+    assert options == {"fake-a": {"temperature": 0.5}, "fake-c": {}, "fake-b": {"temperature": 0.2}}
+
+
+def test_a_bad_saved_option_stops_the_eval_before_any_call(tmp_path, user_path):
+    (user_path / "model_options.json").write_text(json.dumps({"fake-c": {"temperature": "hot\x1b[2J"}}))
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: fake-c: invalid saved option temperature: "), result.stderr
+    assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
+    assert read_calls() == []
