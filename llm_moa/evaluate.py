@@ -37,7 +37,6 @@ from .errors import MoaError
 from .storage import locked
 from .text import shorten, table, visible
 
-GRADES = ("exact", "contains", "regex")
 ORDERS = ("candidate-first", "baseline-first")
 
 
@@ -177,8 +176,9 @@ class Results:
         with locked(self.path):
             try:
                 with open(self.path, "a+b") as fp:
-                    if fp.seek(0, os.SEEK_END) and not _ends_a_line(fp):
-                        line = b"\n" + line
+                    if fp.seek(0, os.SEEK_END):
+                        fp.seek(-1, os.SEEK_END)
+                        line = line if fp.read(1) == b"\n" else b"\n" + line
                     fp.write(line)
                     fp.flush()
                     os.fsync(fp.fileno())
@@ -187,39 +187,29 @@ class Results:
         self._index(record)
 
 
-def _ends_a_line(fp: Any) -> bool:
-    fp.seek(-1, os.SEEK_END)
-    return fp.read(1) == b"\n"
+_NAMES = {"answer": ("model", "key"), "judgement": ("candidate", "baseline", "judge", "key", "order")}
 
 
 def _readable(record: Any) -> bool:
     "Whether a record read back has the fields, of the types, that this module writes."
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or record.get("type") not in _NAMES:
+        return isinstance(record, dict) and record.get("type") == "error"  # a task that raised: not read back
+    if not all(isinstance(record.get(name), str) for name in _NAMES[record["type"]]):
         return False
-    if record.get("type") == "judgement":
-        return (all(isinstance(record.get(name), str) for name in ("candidate", "baseline", "judge", "key", "order"))
-                and record.get("winner") in (None, "candidate", "baseline")
+    if record["type"] == "judgement":
+        return (record.get("winner") in (None, "candidate", "baseline")
                 and record.get("verdict") in (None, "A", "B", "tie"))
-    if record.get("type") == "answer":
-        answered = isinstance(record.get("text"), str) and _is_number(record.get("duration_ms"))
-        return (isinstance(record.get("model"), str) and isinstance(record.get("key"), str)
-                and (answered or isinstance(record.get("error"), str))
-                and all(record.get(name) is None or _is_number(record[name])
-                        for name in ("duration_ms", "calls", "input_tokens", "output_tokens")))
-    return record.get("type") == "error"  # a task that raised; kept for the record, not read
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
+    if not all(n is None or type(n) in (int, float) for n in numbers):
+        return False
+    return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
 
 def results_path(source: str, out: str | None) -> Path:
+    "--out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin."
     if out:
         return Path(out)
-    if source == "-":
-        return Path("moa-eval-results.jsonl")
-    path = Path(source)
-    return path.with_name(f"{path.stem}.eval.jsonl")
+    return Path("moa-eval-results.jsonl") if source == "-" else Path(source).with_suffix(".eval.jsonl")
 
 
 # --- running -------------------------------------------------------------------
@@ -237,10 +227,6 @@ class Eval:
     grade: str | None = None
     concurrency: int = 4
     options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
-
-    @property
-    def candidates(self) -> list[str]:
-        return [m for m in self.models if m != self.baseline] if self.judge else list(self.models)
 
     def answer(self, model: str, row: Row) -> dict | None:
         "The model's answer to the row, when it gave one."
@@ -294,30 +280,28 @@ def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> No
     tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
     if ev.judge:
-        tasks = [partial(_judgement, ev, c, r, o) for c in ev.candidates for r in ev.rows for o in ORDERS
-                 if ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
+        tasks = [partial(_judgement, ev, c, r, o) for c in ev.models for r in ev.rows for o in ORDERS
+                 if c != ev.baseline and ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
         _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
-def _in_parallel(makers: list[Callable[[], Callable[[], dict]]], ev: Eval, progress: Callable | None) -> None:
-    """Each maker runs on this thread (resolving the model its task needs: a
-    fresh object per task, as model objects need not be thread-safe) and
-    returns the task, which runs on a daemon thread, so Ctrl-C never waits for
-    a call; at most ev.concurrency at once. Results are saved as they arrive."""
+def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable | None) -> None:
+    """Run the tasks on daemon threads (so Ctrl-C never waits for a call), at
+    most ev.concurrency at once, saving each result as it arrives."""
     done: queue.SimpleQueue = queue.SimpleQueue()
-    waiting = list(reversed(makers))
+    waiting = list(reversed(tasks))
     running = finished = 0
-    if progress and makers:
-        progress(0, len(makers))
+    if progress and tasks:
+        progress(0, len(tasks))
     while waiting or running:
         while waiting and running < ev.concurrency:
-            threading.Thread(target=_run_task, args=(waiting.pop()(), done), name="moa-eval", daemon=True).start()
+            threading.Thread(target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True).start()
             running += 1
         ev.results.add(done.get())
         running -= 1
         finished += 1
         if progress:
-            progress(finished, len(makers))
+            progress(finished, len(tasks))
 
 
 def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
@@ -327,74 +311,61 @@ def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
         done.put({"type": "error", "error": str(ex)})
 
 
-def _answer(ev: Eval, model_id: str, row: Row) -> Callable[[], dict]:
-    model, options = host.get_model(model_id), ev.options.get(model_id, {})
+def _answer(ev: Eval, model_id: str, row: Row) -> dict:
+    """One answer, as `llm -m MODEL` would make it. The model is resolved
+    afresh for each answer, as model objects need not be thread-safe."""
+    from .record import describe_error
 
-    def task() -> dict:
-        from .record import describe_error
-
-        record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
-        start = time.monotonic()
-        try:
-            response = model.prompt(row.prompt, system=row.system, **options)
-            record["text"] = response.text()
-            usage, data = response.usage(), response.json()
-            run_record = data.get("moa") if isinstance(data, dict) else None
-            record["calls"] = run_record["calls"] if run_record else 1
-            record["input_tokens"], record["output_tokens"] = usage.input, usage.output
-        except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
-            record["error"] = describe_error(ex)
-        record["duration_ms"] = int((time.monotonic() - start) * 1000)
-        return record
-
-    return task
+    record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
+    start = time.monotonic()
+    try:
+        model = host.get_model(model_id)
+        response = model.prompt(row.prompt, system=row.system, **ev.options.get(model_id, {}))
+        record["text"] = response.text()
+        usage, data = response.usage(), response.json()
+        run_record = data.get("moa") if isinstance(data, dict) else None
+        record["calls"] = run_record["calls"] if run_record else 1
+        record["input_tokens"], record["output_tokens"] = usage.input, usage.output
+    except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
+        record["error"] = describe_error(ex)
+    record["duration_ms"] = int((time.monotonic() - start) * 1000)
+    return record
 
 
-def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> Callable[[], dict]:
-    judge, options = host.get_model(ev.judge), ev.options.get(ev.judge, {})
+def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
+    "The judge's verdict on two answers, shown in this order."
+    from .prompts import judge_request
+    from .record import describe_error
+
     mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
-
-    def task() -> dict:
-        from .prompts import judge_request
-        from .record import describe_error
-
-        first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
-        system, prompt = judge_request(row.prompt, row.system, first, second)
-        record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline,
-                  "judge": ev.judge, "key": row.key, "order": order}
-        try:
-            raw = judge.prompt(prompt, system=system, **options).text()
-        except Exception as ex:  # noqa: BLE001 - a failed judgement counts as no verdict
-            record["error"] = describe_error(ex)
-            return record
-        verdict = parse_verdict(raw)
-        record["raw"] = raw
-        record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
-        record["winner"] = None if verdict in (None, "tie") else (
-            "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+    first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
+    system, prompt = judge_request(row.prompt, row.system, first, second)
+    record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline,
+              "judge": ev.judge, "key": row.key, "order": order}
+    try:
+        judge = host.get_model(ev.judge)
+        record["raw"] = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {})).text()
+    except Exception as ex:  # noqa: BLE001 - a failed judgement is made again on the next run
+        record["error"] = describe_error(ex)
         return record
-
-    return task
+    verdict = parse_verdict(record["raw"])
+    record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
+    record["winner"] = None if verdict in (None, "tie") else (
+        "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+    return record
 
 
 _VERDICT = re.compile(r"verdict\W{0,5}(?:answer\s+)?\[?\[?\s*(A|B|tie|draw|equal)\b", re.I)
 _BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.I)
+_BARE = re.compile(r"^[\s.*\"'`]*(?:answer\s+)?(A|B|tie)[\s.*\"'`]*$", re.I)
 
 
 def parse_verdict(text: str) -> str | None:
     "The judge's verdict: the last 'VERDICT: X' (or [[X]], or a bare X); None if unreadable."
-    for pattern in (_VERDICT, _BRACKETED):
-        found = pattern.findall(text)
-        if found:
-            return _normal(found[-1])
-    bare = text.strip().strip(".*\"'` ").lower()
-    if bare in ("a", "b", "tie", "answer a", "answer b"):
-        return _normal(bare.replace("answer ", ""))
-    return None
-
-
-def _normal(value: str) -> str:
-    value = value.lower()
+    found = _VERDICT.findall(text) or _BRACKETED.findall(text) or _BARE.findall(text)
+    if not found:
+        return None
+    value = found[-1].lower()
     return value.upper() if value in ("a", "b") else "tie"
 
 
@@ -559,28 +530,27 @@ def to_csv(summary: dict) -> str:
     return out.getvalue()
 
 
-def cost_axis(summary: dict) -> tuple[str, str]:
-    "Tokens per prompt when the models report usage, else calls per prompt."
-    if any(c["mean_tokens"] for c in summary["candidates"]):
-        return "mean_tokens", "tokens"
-    return "mean_calls", "calls"
+def _points(summary: dict) -> tuple[str, list[tuple[str, float, float, dict]]]:
+    """The cost unit (tokens per prompt when the models report usage, else
+    calls) and each model's (label, cost, quality, entry) for a chart. The
+    baseline has no quality of its own: it is the 0.5 line by definition."""
+    key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in summary["candidates"]) else (
+        "mean_calls", "calls")
+    return unit, [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
+                   0.5 if c.get("quality") is None else c["quality"], c) for c in summary["candidates"]]
 
 
 def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     "Quality (up) against cost per prompt (right), one letter per model."
-    key, unit = cost_axis(summary)
-    cost_max = max([c[key] or 0 for c in summary["candidates"]] + [1])
+    unit, points = _points(summary)
+    cost_max = max([cost for _, cost, _, _ in points] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []
-    for number, c in enumerate(summary["candidates"]):
+    for number, (label, cost, quality, _) in enumerate(points):
         letter = chr(ord("A") + number % 26)
-        legend.append(f"{letter} {c['model']}" + (" (baseline)" if c.get("quality") is None else ""))
-        y = 0.5 if c.get("quality") is None else c["quality"]  # the baseline is the 0.5 line by definition
-        x = round((c[key] or 0) / cost_max * width)
-        row = grid[height - round(y * height)]
+        row, x = grid[height - round(quality * height)], round(cost / cost_max * width)
         row[x] = letter if row[x] == " " else "*"  # * where models overlap
-        if row[x] == "*":
-            legend[-1] += " (at *)"
+        legend.append(f"{letter} {label}" + (" (at *)" if row[x] == "*" else ""))
     lines = [f"quality against cost (mean {unit} per prompt)"]
     for i, cells in enumerate(grid):
         label = {0: "1.0", height // 2: "0.5", height: "0.0"}.get(i, "")
@@ -604,17 +574,14 @@ def pyplot() -> Any:
 
 def png_chart(summary: dict, path: str) -> None:
     plt = pyplot()
-    key, unit = cost_axis(summary)
+    unit, points = _points(summary)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for number, c in enumerate(summary["candidates"]):
-        quality = 0.5 if c.get("quality") is None else c["quality"]
-        cost = c[key] or 0
+    for number, (label, cost, quality, c) in enumerate(points):
         axes.scatter([cost], [quality], s=60)
         if c.get("quality") is not None:
             axes.errorbar([cost], [quality], fmt="none", ecolor="gray",
                           yerr=[[quality - c["ci_low"]], [c["ci_high"] - quality]])
-        axes.annotate(c["model"] + (" (baseline)" if c.get("quality") is None else ""),
-                      (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
+        axes.annotate(label, (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
     axes.set_xlabel(f"mean {unit} per prompt")
     axes.set_xlim(left=0)
     axes.set_ylabel("win rate" if summary["mode"] == "judged" else "accuracy")
