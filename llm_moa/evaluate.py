@@ -131,15 +131,15 @@ class Results:
     """Append-only JSONL of answers and judgements, which several evals may share.
 
     Only successes are done: a failure is kept for the record and the report,
-    and made again on the next run.
+    and made again on the next run. So are answers and judgements made with
+    other saved options than today's (``options_sha`` tells them apart).
 
     A line that cannot be read (torn by a crash, edited by hand, not this
     module's) is skipped and counted in ``skipped``."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.answers: dict[tuple[str, str], dict] = {}
-        self.judgements: dict[tuple[str, str, str, str, str], dict] = {}
+        self.records: dict[tuple, dict] = {}
         self.skipped = 0
         try:
             lines = path.read_bytes().splitlines() if path.exists() else []
@@ -158,16 +158,15 @@ class Results:
                 self.skipped += 1
 
     def _index(self, record: dict) -> None:
-        "The latest record for its answer or judgement; a failure never hides a success."
-        if record["type"] == "answer":
-            known, key = self.answers, (record["model"], record["key"])
-        elif record["type"] == "judgement":
-            known, key = self.judgements, (record["candidate"], record["baseline"], record["judge"], record["key"],
-                                           record["order"])
-        else:
-            return
-        if "error" not in record or "error" in known.get(key, {"error": None}):
-            known[key] = record
+        "The latest record of its answer or judgement; a failure never hides a success."
+        if record["type"] in _NAMES:
+            key = (record["type"], *(record[name] for name in _NAMES[record["type"]]), record.get("options_sha"))
+            if "error" not in record or "error" in self.records.get(key, {"error": None}):
+                self.records[key] = record
+
+    def get(self, *key: str | None) -> dict:
+        "The record of ('answer', model, prompt key, options_sha) or ('judgement', ...); {} when none."
+        return self.records.get(key) or {}
 
     def add(self, record: dict) -> None:
         """Append one line under the file's lock (so evals sharing the file
@@ -195,6 +194,8 @@ def _readable(record: Any) -> bool:
     if not isinstance(record, dict) or record.get("type") not in _NAMES:
         return isinstance(record, dict) and record.get("type") == "error"  # a task that raised: not read back
     if not all(isinstance(record.get(name), str) for name in _NAMES[record["type"]]):
+        return False
+    if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
         return False
     if record["type"] == "judgement":
         return (record.get("winner") in (None, "candidate", "baseline")
@@ -230,13 +231,21 @@ class Eval:
 
     def answer(self, model: str, row: Row) -> dict | None:
         "The model's answer to the row, when it gave one."
-        record = self.results.answers.get((model, row.key))
+        record = self.results.get("answer", model, row.key, self.options_sha(model))
         return record if record and "error" not in record else None
 
     def judgement(self, candidate: str, row: Row, order: str) -> dict:
         "The judge's verdict on the candidate against the baseline in this order; {} when there is none."
-        record = self.results.judgements.get((candidate, self.baseline, self.judge, row.key, order))
-        return record if record and "error" not in record else {}
+        record = self.results.get("judgement", candidate, self.baseline, self.judge, row.key, order,
+                                  self.options_sha(candidate, self.baseline, self.judge))
+        return record if "error" not in record else {}
+
+    def options_sha(self, *models: str | None) -> str | None:
+        "Identifies the saved options these models run with; None when they have none."
+        options = [self.options.get(model) or {} for model in models]
+        if not any(options):
+            return None
+        return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def check_models(names: Iterable[str]) -> dict[str, Any]:
@@ -316,7 +325,8 @@ def _answer(ev: Eval, model_id: str, row: Row) -> dict:
     afresh for each answer, as model objects need not be thread-safe."""
     from .record import describe_error
 
-    record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
+    record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line,
+              "options_sha": ev.options_sha(model_id)}
     start = time.monotonic()
     try:
         model = host.get_model(model_id)
@@ -340,8 +350,8 @@ def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
     mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
     first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
     system, prompt = judge_request(row.prompt, row.system, first, second)
-    record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline,
-              "judge": ev.judge, "key": row.key, "order": order}
+    record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline, "judge": ev.judge,
+              "key": row.key, "order": order, "options_sha": ev.options_sha(candidate, ev.baseline, ev.judge)}
     try:
         judge = host.get_model(ev.judge)
         record["raw"] = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {})).text()
@@ -405,7 +415,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def report(ev: Eval) -> dict:
     candidates = []
     for model in ev.models:
-        records = [ev.results.answers.get((model, row.key)) or {} for row in ev.rows]
+        records = [ev.results.get("answer", model, row.key, ev.options_sha(model)) for row in ev.rows]
         answered = [r for r in records if r and "error" not in r]
         errors = [r["error"] for r in records if "error" in r]
         latencies = [a["duration_ms"] / 1000 for a in answered]
@@ -441,10 +451,7 @@ def report(ev: Eval) -> dict:
 def _graded(ev: Eval, model: str) -> dict:
     correct = sum(1 for row in ev.rows
                   if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
-    n = len(ev.rows)  # a failed answer counts as wrong
-    low, high = wilson(correct, n)
-    return {"metric": "accuracy", "correct": correct, "quality": correct / n if n else None,
-            "ci_low": low, "ci_high": high}
+    return _scored("accuracy", correct, len(ev.rows), correct=correct)  # a failed answer counts as wrong
 
 
 def _judged(ev: Eval, candidate: str) -> dict:
@@ -452,11 +459,13 @@ def _judged(ev: Eval, candidate: str) -> dict:
     wins, ties, losses = (outcomes.count(outcome) for outcome in ("win", "tie", "loss"))
     unreadable = sum(1 for row in ev.rows for order in ORDERS
                      if ev.judgement(candidate, row, order).get("verdict", "x") is None)
-    n = len(outcomes)
-    low, high = wilson(wins + ties / 2, n)
-    return {"metric": "win_rate", "wins": wins, "ties": ties, "losses": losses,
-            "unreadable_verdicts": unreadable,
-            "quality": (wins + ties / 2) / n if n else None, "ci_low": low, "ci_high": high}
+    return _scored("win_rate", wins + ties / 2, len(outcomes),
+                   wins=wins, ties=ties, losses=losses, unreadable_verdicts=unreadable)
+
+
+def _scored(metric: str, successes: float, n: int, **counts: int) -> dict:
+    low, high = wilson(successes, n)
+    return {"metric": metric, **counts, "quality": successes / n if n else None, "ci_low": low, "ci_high": high}
 
 
 def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:

@@ -392,3 +392,18 @@ def test_a_bad_saved_option_stops_the_eval_before_any_call(tmp_path, user_path):
     assert result.stderr.startswith("Error: fake-c: invalid saved option temperature: "), result.stderr
     assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
     assert read_calls() == []
+
+
+def test_answers_made_with_other_saved_options_are_not_reused(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-judge-first"]
+    report(*args)
+    assert [c["model"] for c in read_calls()] == ["fake-a", "fake-c"]
+    assert run_llm("models", "options", "set", "fake-a", "temperature", "0.5").exit_code == 0
+    report(*args)
+    # fake-a answers again with its new options; fake-c's answer is kept; both judgements concern fake-a's answer
+    assert [(c["model"], c["options"]) for c in read_calls()[2:]] == [("fake-a", {"temperature": 0.5})]
+    lines = [json.loads(line) for line in (tmp_path / "p.eval.jsonl").read_text().splitlines()]
+    assert len([r for r in lines if r["type"] == "judgement"]) == 4
+    report(*args)
+    assert len(read_calls()) == 3  # and that answer is kept in turn
