@@ -407,3 +407,28 @@ def test_answers_made_with_other_saved_options_are_not_reused(tmp_path):
     assert len([r for r in lines if r["type"] == "judgement"]) == 4
     report(*args)
     assert len(read_calls()) == 3  # and that answer is kept in turn
+
+
+def test_ctrl_c_stops_an_eval_without_waiting_for_its_calls(tmp_path, user_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import WRAPPER
+
+    assert run_llm("models", "options", "set", "fake-c", "hang", "true").exit_code == 0  # a minute, then fails
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    process = subprocess.Popen(
+        [sys.executable, str(WRAPPER), "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-c", "--grade",
+         "contains"], env={**os.environ, "LLM_USER_PATH": str(user_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = user_path / "fake-started.jsonl"
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the call never started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=50)  # the hanging call would hold a non-daemon thread for 60 s
+    assert process.returncode != 0 and b"Aborted!" in stderr
