@@ -85,7 +85,7 @@ def read_rows(source: str) -> list[Row]:
 
 def _jsonl_rows(text: str, name: str) -> list[Row]:
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not line.strip():
             continue
         try:
@@ -191,9 +191,11 @@ _NAMES = {"answer": ("model", "key"), "judgement": ("candidate", "baseline", "ju
 
 def _readable(record: Any) -> bool:
     "Whether a record read back has the fields, of the types, that this module writes."
-    if not isinstance(record, dict) or record.get("type") not in _NAMES:
-        return isinstance(record, dict) and record.get("type") == "error"  # a task that raised: not read back
-    if not all(isinstance(record.get(name), str) for name in _NAMES[record["type"]]):
+    if not isinstance(record, dict):
+        return False
+    if record.get("type") == "error":
+        return True  # a task that raised: kept for the record, not read back
+    if record.get("type") not in _NAMES or not all(isinstance(record.get(n), str) for n in _NAMES[record["type"]]):
         return False
     if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
         return False
@@ -317,7 +319,9 @@ def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
     try:
         done.put(task())
     except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
-        done.put({"type": "error", "error": str(ex)})
+        from .record import describe_error
+
+        done.put({"type": "error", "error": describe_error(ex)})
 
 
 def _answer(ev: Eval, model_id: str, row: Row) -> dict:

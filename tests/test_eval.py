@@ -351,8 +351,8 @@ def test_a_long_csv_field_and_a_bom_on_stdin_are_read(tmp_path):
     by_model, _ = report(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "contains")
     assert by_model["fake-a"]["answered"] == 1 and read_calls()[0]["prompt"] == long_prompt
     by_model, _ = report("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"),
-                         input='\ufeff{"prompt": "say hi", "answer": "say hi"}\n')
-    assert by_model["fake-a"]["correct"] == 1
+                         input='\ufeff{"prompt": "say hi", "answer": "say hi"}\r\n{"prompt": "a\u2028b", "answer": "b"}\n')
+    assert by_model["fake-a"]["correct"] == 2
 
 
 def test_a_csv_header_is_shown_cut_and_safe(tmp_path):
