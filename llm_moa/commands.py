@@ -267,7 +267,8 @@ def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurre
     names = list(dict.fromkeys(models))
     resolved = evaluate.check_models(names + [name for name in (judge, baseline) if name])
     if judge:
-        baseline = baseline or evaluate.default_baseline(names, resolved)
+        # by default, the first candidate that is not a MoA model, else the last one
+        baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
         if baseline not in names:
             names.append(baseline)
         if len(names) < 2:

@@ -278,14 +278,6 @@ def saved_options(model: Any) -> dict:
     return options
 
 
-def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
-    "The first candidate that is not a MoA model, else the last one."
-    for name in names:
-        if not getattr(resolved[name], "is_moa", False):
-            return name
-    return names[-1]
-
-
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
     tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]

@@ -345,13 +345,13 @@ def test_input_that_cannot_be_read_is_one_line(tmp_path, content, message):
     assert read_calls() == []
 
 
-def test_a_long_csv_field_and_a_bom_on_stdin_are_read(tmp_path):
+def test_a_long_csv_field_a_bom_on_stdin_and_a_line_separator_are_read(tmp_path):
     long_prompt = "x" * 200_000  # over the csv module's default field limit (131072)
     (tmp_path / "p.csv").write_text(f'prompt,answer\n"{long_prompt}",x\n')
     by_model, _ = report(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "contains")
     assert by_model["fake-a"]["answered"] == 1 and read_calls()[0]["prompt"] == long_prompt
-    by_model, _ = report("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"),
-                         input='\ufeff{"prompt": "say hi", "answer": "say hi"}\r\n{"prompt": "a\u2028b", "answer": "b"}\n')
+    stdin = '\ufeff{"prompt": "say hi", "answer": "say hi"}\r\n{"prompt": "a\u2028b", "answer": "b"}\n'
+    by_model, _ = report("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"), input=stdin)
     assert by_model["fake-a"]["correct"] == 2
 
 
