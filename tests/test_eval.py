@@ -431,4 +431,4 @@ def test_ctrl_c_stops_an_eval_without_waiting_for_its_calls(tmp_path, user_path)
     assert started.exists(), "the call never started"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=50)  # the hanging call would hold a non-daemon thread for 60 s
-    assert process.returncode != 0 and b"Aborted!" in stderr
+    assert process.returncode != 0, stderr  # interrupted, well before the hanging call would have ended
