@@ -226,45 +226,54 @@ def _eval_command(moa: click.Group) -> None:
             llm moa eval math.jsonl -m moa-default -m gpt-4o-mini --grade exact
         """
         from . import evaluate
+        from .errors import MoaError
+        from .text import count
 
         try:
-            plan = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
-            evaluate.run(plan, progress=_eval_progress())
-            summary = evaluate.report(plan)
+            if png:
+                evaluate.pyplot()
+            ev = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
+            if ev.results.skipped:
+                click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
+            evaluate.run(ev, progress=_eval_progress())
+            summary = evaluate.report(ev)
             if png:
                 evaluate.png_chart(summary, png)
-        except evaluate.EvalError as ex:
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         if json_:
             click.echo(json.dumps(summary, indent=2))
         elif csv_:
             click.echo(evaluate.to_csv(summary), nl=False)
         else:
-            click.echo(evaluate.table(summary))
+            click.echo(evaluate.to_table(summary))
             click.echo("")
             click.echo(evaluate.text_chart(summary))
             click.echo(f"\nResults saved in {summary['results_file']}")
 
 
 def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out):
+    from .errors import MoaError
+
     if bool(judge) == bool(grade):
-        raise evaluate.EvalError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
+        raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
     if baseline and not judge:
-        raise evaluate.EvalError("--baseline goes with --judge")
+        raise MoaError("--baseline goes with --judge")
     rows = evaluate.read_rows(source)[:limit]
     if grade:
         missing = [row.line for row in rows if row.answer is None]
         if missing:
-            raise evaluate.EvalError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
+            raise MoaError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
     names = list(dict.fromkeys(models))
     resolved = evaluate.check_models(names + [name for name in (judge, baseline) if name])
     if judge:
-        baseline = baseline or evaluate.default_baseline(names, resolved)
+        # by default, the first candidate that is not a MoA model, else the last one
+        baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
         if baseline not in names:
             names.append(baseline)
         if len(names) < 2:
-            raise evaluate.EvalError("--judge compares candidates with a baseline: give at least two models")
-    return evaluate.Plan(
+            raise MoaError("--judge compares candidates with a baseline: give at least two models")
+    return evaluate.Eval(
         rows=rows,
         models=[resolved[name].model_id for name in names],
         results=evaluate.Results(evaluate.results_path(source, out)),
@@ -272,6 +281,7 @@ def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurre
         baseline=resolved[baseline].model_id if judge else None,
         grade=grade,
         concurrency=concurrency,
+        options={model.model_id: evaluate.saved_options(model) for model in resolved.values()},
     )
 
 

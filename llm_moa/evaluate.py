@@ -19,23 +19,25 @@ import hashlib
 import io
 import json
 import math
+import os
 import queue
 import re
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable
 
 import llm
 
-GRADES = ("exact", "contains", "regex")
+from . import host
+from .errors import MoaError
+from .storage import locked
+from .text import shorten, table, visible
+
 ORDERS = ("candidate-first", "baseline-first")
-
-
-class EvalError(Exception):
-    "Bad input or arguments; one line."
 
 
 @dataclass(frozen=True)
@@ -55,106 +57,171 @@ class Row:
 # --- reading prompts -----------------------------------------------------------
 
 
-def read_rows(source: str, stdin: TextIO | None = None) -> list[Row]:
-    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin."
+def read_rows(source: str) -> list[Row]:
+    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin. UTF-8, BOM or not."
     if source == "-":
-        text, name = (stdin or sys.stdin).read(), "stdin"
+        data, name = sys.stdin.buffer.read(), "stdin"
     else:
         path = Path(source)
         if not path.is_file():
-            raise EvalError(f"No such file: {source}")
-        text, name = path.read_text(encoding="utf-8-sig"), path.name
+            raise MoaError(f"No such file: {source}")
+        try:
+            data, name = path.read_bytes(), path.name
+        except OSError as ex:
+            raise MoaError(f"{source}: cannot be read ({ex.strerror or ex})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as ex:
+        line = data[: ex.start].count(b"\n") + 1
+        raise MoaError(f"{name} line {line}: not UTF-8 text (save the file as UTF-8)")
     if not text.strip():
-        raise EvalError(f"{name} has no prompts")
-    looks_csv = source.lower().endswith(".csv") or not text.lstrip().startswith("{")
+        raise MoaError(f"{name} has no prompts")
+    looks_csv = source.lower().endswith(".csv") or text.lstrip()[:1] not in ("{", "[")
     rows = _csv_rows(text, name) if looks_csv else _jsonl_rows(text, name)
     if not rows:
-        raise EvalError(f"{name} has no prompts")
+        raise MoaError(f"{name} has no prompts")
     return rows
 
 
 def _jsonl_rows(text: str, name: str) -> list[Row]:
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not line.strip():
             continue
         try:
             data = json.loads(line)
         except ValueError as ex:
-            raise EvalError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+            raise MoaError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+        except RecursionError:
+            raise MoaError(f"{name} line {number}: JSON nested too deeply")
         rows.append(_row(data, number, name))
     return rows
 
 
 def _csv_rows(text: str, name: str) -> list[Row]:
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a prompt may be as long as the file
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise EvalError(f"{name}: CSV needs a 'prompt' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
-    return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+    try:
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            found = shorten(visible(", ".join(reader.fieldnames or []), newlines=False), 100) or "none"
+            raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {found})")
+        return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+    except csv.Error as ex:
+        raise MoaError(f"{name} line {reader.line_num}: invalid CSV ({ex})")
 
 
 def _row(data: Any, number: int, name: str) -> Row:
     if not isinstance(data, dict):
-        raise EvalError(f"{name} line {number}: expected an object with a 'prompt'")
+        raise MoaError(f"{name} line {number}: expected an object with a 'prompt'")
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise EvalError(f"{name} line {number}: missing or empty 'prompt'")
+        raise MoaError(f"{name} line {number}: missing or empty 'prompt'")
     for key in ("system", "answer"):
         if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
-            raise EvalError(f"{name} line {number}: '{key}' must be text")
+            raise MoaError(f"{name} line {number}: '{key}' must be text")
     answer = data.get("answer")
-    return Row(number, prompt, data.get("system") or None, None if answer in (None, "") else str(answer))
+    system = data.get("system")
+    return Row(number, prompt, str(system) if system else None, None if answer in (None, "") else str(answer))
 
 
 # --- the results file ----------------------------------------------------------
 
 
 class Results:
-    "Append-only JSONL of answers and judgements; a torn last line is ignored."
+    """Append-only JSONL of answers and judgements, which several evals may share.
+
+    Only successes are done: a failure is kept for the record and the report,
+    and made again on the next run. So are answers and judgements made with
+    other saved options than today's (``options_sha`` tells them apart).
+
+    A line that cannot be read (torn by a crash, edited by hand, not this
+    module's) is skipped and counted in ``skipped``."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.answers: dict[tuple[str, str], dict] = {}
-        self.judgements: dict[tuple[str, str, str, str, str], dict] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    self._index(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue
+        self.records: dict[tuple, dict] = {}
+        self.skipped = 0
+        try:
+            lines = path.read_bytes().splitlines() if path.exists() else []
+        except OSError as ex:
+            raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # torn, not UTF-8, or nested too deeply
+                record = None
+            if _readable(record):
+                self._index(record)
+            else:
+                self.skipped += 1
 
     def _index(self, record: dict) -> None:
-        if record["type"] == "answer":
-            self.answers[(record["model"], record["key"])] = record
-        elif record["type"] == "judgement":
-            key = (record["candidate"], record["baseline"], record["judge"], record["key"], record["order"])
-            self.judgements[key] = record
+        "The latest record of its answer or judgement; a failure never hides a success."
+        if record["type"] in _NAMES:
+            key = (record["type"], *(record[name] for name in _NAMES[record["type"]]), record.get("options_sha"))
+            if "error" not in record or "error" in self.records.get(key, {"error": None}):
+                self.records[key] = record
+
+    def get(self, *key: str | None) -> dict:
+        "The record of ('answer', model, prompt key, options_sha) or ('judgement', ...); {} when none."
+        return self.records.get(key) or {}
 
     def add(self, record: dict) -> None:
-        import os
-
+        """Append one line under the file's lock (so evals sharing the file
+        never interleave), after ending a line torn by an earlier crash."""
+        line = json.dumps(record).encode() + b"\n"
+        with locked(self.path):
+            try:
+                with open(self.path, "a+b") as fp:
+                    if fp.seek(0, os.SEEK_END):
+                        fp.seek(-1, os.SEEK_END)
+                        line = line if fp.read(1) == b"\n" else b"\n" + line
+                    fp.write(line)
+                    fp.flush()
+                    os.fsync(fp.fileno())
+            except OSError as ex:
+                raise MoaError(f"{self.path}: cannot be written ({ex.strerror or ex})")
         self._index(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fp:
-            fp.write(json.dumps(record) + "\n")
-            fp.flush()
-            os.fsync(fp.fileno())
+
+
+_NAMES = {"answer": ("model", "key"), "judgement": ("candidate", "baseline", "judge", "key", "order")}
+
+
+def _readable(record: Any) -> bool:
+    "Whether a record read back has the fields, of the types, that this module writes."
+    if not isinstance(record, dict):
+        return False
+    if record.get("type") == "error":
+        return True  # a task that raised: kept for the record, not read back
+    if record.get("type") not in _NAMES or not all(isinstance(record.get(n), str) for n in _NAMES[record["type"]]):
+        return False
+    if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
+        return False
+    if record["type"] == "judgement":
+        return (record.get("winner") in (None, "candidate", "baseline")
+                and record.get("verdict") in (None, "A", "B", "tie"))
+    numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
+    if not all(n is None or type(n) in (int, float) for n in numbers):
+        return False
+    return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
 
 def results_path(source: str, out: str | None) -> Path:
+    "--out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin."
     if out:
         return Path(out)
-    if source == "-":
-        return Path("moa-eval-results.jsonl")
-    path = Path(source)
-    return path.with_name(f"{path.stem}.eval.jsonl")
+    return Path("moa-eval-results.jsonl") if source == "-" else Path(source).with_suffix(".eval.jsonl")
 
 
 # --- running -------------------------------------------------------------------
 
 
 @dataclass
-class Plan:
+class Eval:
+    "The prompts, the models that answer them, how they are scored, and the results file."
+
     rows: list[Row]
     models: list[str]  # every model that answers, candidates and baseline
     results: Results
@@ -162,156 +229,149 @@ class Plan:
     baseline: str | None = None
     grade: str | None = None
     concurrency: int = 4
+    options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
 
-    @property
-    def candidates(self) -> list[str]:
-        return [m for m in self.models if m != self.baseline] if self.judge else list(self.models)
+    def answer(self, model: str, row: Row) -> dict | None:
+        "The model's answer to the row, when it gave one."
+        record = self.results.get("answer", model, row.key, self.options_sha(model))
+        return record if record and "error" not in record else None
+
+    def judgement(self, candidate: str, row: Row, order: str) -> dict:
+        "The judge's verdict on the candidate against the baseline in this order; {} when there is none."
+        record = self.results.get("judgement", candidate, self.baseline, self.judge, row.key, order,
+                                  self.options_sha(candidate, self.baseline, self.judge))
+        return record if "error" not in record else {}
+
+    def options_sha(self, *models: str | None) -> str | None:
+        "Identifies the saved options these models run with; None when they have none."
+        options = [self.options.get(model) or {} for model in models]
+        if not any(options):
+            return None
+        return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def check_models(names: Iterable[str]) -> dict[str, Any]:
     "Resolve every name once, up front: id or alias -> model. One-line errors."
-    from .host import get_model
-
     resolved = {}
     for name in dict.fromkeys(names):
         try:
-            resolved[name] = get_model(name)
+            resolved[name] = host.get_model(name)
         except llm.UnknownModelError:
-            raise EvalError(f"Unknown model {name!r}; run 'llm models' to list the available models")
+            raise MoaError(f"Unknown model {name!r}; run 'llm models' to list the available models")
     return resolved
 
 
-def default_baseline(names: list[str], resolved: dict[str, Any]) -> str:
-    "The first candidate that is not a MoA model, else the last one."
-    for name in names:
-        if not getattr(resolved[name], "is_moa", False):
-            return name
-    return names[-1]
+def saved_options(model: Any) -> dict:
+    """The options saved with `llm models options set`, which `llm -m` applies
+    to every prompt: eval runs each model as that would. Checked here, so a bad
+    one is a one-line error before any call."""
+    import pydantic
+
+    options = host.saved_model_options(model.model_id)
+    try:
+        model.Options(**options)
+    except pydantic.ValidationError as ex:
+        error = ex.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "options"
+        problem = shorten(visible(f"{where}: {error['msg']}", newlines=False), 200)
+        raise MoaError(f"{model.model_id}: invalid saved option {problem} (see 'llm models options list')")
+    return options
 
 
-def run(plan: Plan, progress: Callable[[str, int, int], None] | None = None) -> None:
+def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
-    from .host import get_model
-
-    answers = [(model, row) for model in plan.models for row in plan.rows
-               if (model, row.key) not in plan.results.answers]
-    _run_tasks([partial(_answer, get_model, m, r) for m, r in answers], plan,
-               progress and partial(progress, "answers"))
-    if plan.judge:
-        judgements = [(c, row, order) for c in plan.candidates for row in plan.rows for order in ORDERS
-                      if _judgeable(plan, c, row)
-                      and (c, plan.baseline, plan.judge, row.key, order) not in plan.results.judgements]
-        _run_tasks([partial(_judgement, get_model, plan, c, r, o) for c, r, o in judgements], plan,
-                   progress and partial(progress, "judgements"))
+    tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
+    _in_parallel(tasks, ev, progress and partial(progress, "answers"))
+    if ev.judge:
+        tasks = [partial(_judgement, ev, c, r, o) for c in ev.models for r in ev.rows for o in ORDERS
+                 if c != ev.baseline and ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
+        _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
-def _run_tasks(makers: list[Callable[[], Callable[[], dict]]], plan: Plan, progress: Callable | None) -> None:
-    """Each maker runs on this thread (resolving the models its task needs: a
-    fresh object per task, as model objects need not be thread-safe) and
-    returns the task, which runs on a daemon worker; at most plan.concurrency
-    at once. Results are saved as they arrive."""
-    import threading
-
+def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable | None) -> None:
+    """Run the tasks on daemon threads (so Ctrl-C never waits for a call), at
+    most ev.concurrency at once, saving each result as it arrives."""
     done: queue.SimpleQueue = queue.SimpleQueue()
-    pending = list(reversed(makers))
-    total, running, finished = len(makers), 0, 0
-    if progress and total:
-        progress(0, total)
-    while pending or running:
-        while pending and running < plan.concurrency:
-            task = pending.pop()()
-            threading.Thread(target=lambda task=task: done.put(_safely(task)), daemon=True).start()
+    waiting = list(reversed(tasks))
+    running = finished = 0
+    if progress and tasks:
+        progress(0, len(tasks))
+    while waiting or running:
+        while waiting and running < ev.concurrency:
+            threading.Thread(target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True).start()
             running += 1
-        record = done.get()
+        ev.results.add(done.get())
         running -= 1
-        plan.results.add(record)
         finished += 1
         if progress:
-            progress(finished, total)
+            progress(finished, len(tasks))
 
 
-def _safely(task: Callable[[], dict]) -> dict:
+def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
     try:
-        return task()
+        done.put(task())
     except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
-        return {"type": "error", "error": str(ex)}
-
-
-def _answer(get_model: Callable, model_id: str, row: Row) -> Callable[[], dict]:
-    model = get_model(model_id)
-
-    def task() -> dict:
         from .record import describe_error
 
-        record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line}
-        start = time.monotonic()
-        try:
-            response = model.prompt(row.prompt, system=row.system)
-            record["text"] = response.text()
-            usage, data = response.usage(), response.json()
-            run_record = data.get("moa") if isinstance(data, dict) else None
-            record["calls"] = run_record["calls"] if run_record else 1
-            record["input_tokens"], record["output_tokens"] = usage.input, usage.output
-        except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
-            record["error"] = describe_error(ex)
-        record["duration_ms"] = int((time.monotonic() - start) * 1000)
+        done.put({"type": "error", "error": describe_error(ex)})
+
+
+def _answer(ev: Eval, model_id: str, row: Row) -> dict:
+    """One answer, as `llm -m MODEL` would make it. The model is resolved
+    afresh for each answer, as model objects need not be thread-safe."""
+    from .record import describe_error
+
+    record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line,
+              "options_sha": ev.options_sha(model_id)}
+    start = time.monotonic()
+    try:
+        model = host.get_model(model_id)
+        response = model.prompt(row.prompt, system=row.system, **ev.options.get(model_id, {}))
+        record["text"] = response.text()
+        usage, data = response.usage(), response.json()
+        run_record = data.get("moa") if isinstance(data, dict) else None
+        record["calls"] = run_record["calls"] if run_record else 1
+        record["input_tokens"], record["output_tokens"] = usage.input, usage.output
+    except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
+        record["error"] = describe_error(ex)
+    record["duration_ms"] = int((time.monotonic() - start) * 1000)
+    return record
+
+
+def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
+    "The judge's verdict on two answers, shown in this order."
+    from .prompts import judge_request
+    from .record import describe_error
+
+    mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
+    first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
+    system, prompt = judge_request(row.prompt, row.system, first, second)
+    record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline, "judge": ev.judge,
+              "key": row.key, "order": order, "options_sha": ev.options_sha(candidate, ev.baseline, ev.judge)}
+    try:
+        judge = host.get_model(ev.judge)
+        record["raw"] = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {})).text()
+    except Exception as ex:  # noqa: BLE001 - a failed judgement is made again on the next run
+        record["error"] = describe_error(ex)
         return record
-
-    return task
-
-
-def _judgeable(plan: Plan, candidate: str, row: Row) -> bool:
-    answers = plan.results.answers
-    a, b = answers.get((candidate, row.key)), answers.get((plan.baseline, row.key))
-    return bool(a and b and "text" in a and "text" in b)
-
-
-def _judgement(get_model: Callable, plan: Plan, candidate: str, row: Row, order: str) -> Callable[[], dict]:
-    judge = get_model(plan.judge)
-
-    def task() -> dict:
-        from .prompts import judge_request
-        from .record import describe_error
-
-        answers = plan.results.answers
-        mine, theirs = answers[(candidate, row.key)]["text"], answers[(plan.baseline, row.key)]["text"]
-        first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
-        system, prompt = judge_request(row.prompt, row.system, first, second)
-        record = {"type": "judgement", "candidate": candidate, "baseline": plan.baseline,
-                  "judge": plan.judge, "key": row.key, "order": order}
-        try:
-            raw = judge.prompt(prompt, system=system).text()
-        except Exception as ex:  # noqa: BLE001 - a failed judgement counts as no verdict
-            record["error"] = describe_error(ex)
-            return record
-        verdict = parse_verdict(raw)
-        record["raw"] = raw
-        record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
-        record["winner"] = None if verdict in (None, "tie") else (
-            "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
-        return record
-
-    return task
+    verdict = parse_verdict(record["raw"])
+    record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
+    record["winner"] = None if verdict in (None, "tie") else (
+        "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+    return record
 
 
 _VERDICT = re.compile(r"verdict\W{0,5}(?:answer\s+)?\[?\[?\s*(A|B|tie|draw|equal)\b", re.I)
 _BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.I)
+_BARE = re.compile(r"^[\s.*\"'`]*(?:answer\s+)?(A|B|tie)[\s.*\"'`]*$", re.I)
 
 
 def parse_verdict(text: str) -> str | None:
     "The judge's verdict: the last 'VERDICT: X' (or [[X]], or a bare X); None if unreadable."
-    for pattern in (_VERDICT, _BRACKETED):
-        found = pattern.findall(text)
-        if found:
-            return _normal(found[-1])
-    bare = text.strip().strip(".*\"'` ").lower()
-    if bare in ("a", "b", "tie", "answer a", "answer b"):
-        return _normal(bare.replace("answer ", ""))
-    return None
-
-
-def _normal(value: str) -> str:
-    value = value.lower()
+    found = _VERDICT.findall(text) or _BRACKETED.findall(text) or _BARE.findall(text)
+    if not found:
+        return None
+    value = found[-1].lower()
     return value.upper() if value in ("a", "b") else "tie"
 
 
@@ -348,93 +408,83 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def report(plan: Plan) -> dict:
+def report(ev: Eval) -> dict:
     candidates = []
-    for model in plan.models:
-        answers = [plan.results.answers.get((model, row.key)) for row in plan.rows]
-        answered = [a for a in answers if a and "text" in a]
+    for model in ev.models:
+        records = [ev.results.get("answer", model, row.key, ev.options_sha(model)) for row in ev.rows]
+        answered = [r for r in records if r and "error" not in r]
+        errors = [r["error"] for r in records if "error" in r]
         latencies = [a["duration_ms"] / 1000 for a in answered]
-        tokens = [(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]
         entry: dict[str, Any] = {
             "model": model,
-            "role": "baseline" if model == plan.baseline else "candidate",
-            "prompts": len(plan.rows),
+            "role": "baseline" if model == ev.baseline else "candidate",
+            "prompts": len(ev.rows),
             "answered": len(answered),
-            "failures": sum(1 for a in answers if a and "error" in a),
+            "failures": len(errors),
+            "failure_reason": _most_common(errors),
             "mean_latency_s": _mean(latencies),
             "p90_latency_s": percentile(latencies, 0.9),
             "mean_calls": _mean([a.get("calls") or 1 for a in answered]),
-            "mean_tokens": _mean(tokens),
+            "mean_tokens": _mean([(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]),
             "mean_length_chars": _mean([len(a["text"]) for a in answered]),
         }
-        if plan.grade:
-            entry.update(_graded(plan, answers))
-        elif model != plan.baseline:
-            entry.update(_judged(plan, model))
+        if ev.grade:
+            entry.update(_graded(ev, model))
+        elif model != ev.baseline:
+            entry.update(_judged(ev, model))
         candidates.append(entry)
     return {
-        "mode": "graded" if plan.grade else "judged",
-        "grade": plan.grade,
-        "judge": plan.judge,
-        "baseline": plan.baseline,
-        "prompts": len(plan.rows),
-        "results_file": str(plan.results.path),
+        "mode": "graded" if ev.grade else "judged",
+        "grade": ev.grade,
+        "judge": ev.judge,
+        "baseline": ev.baseline,
+        "prompts": len(ev.rows),
+        "results_file": str(ev.results.path),
         "candidates": candidates,
     }
 
 
-def _graded(plan: Plan, answers: list[dict | None]) -> dict:
-    correct = sum(
-        1 for row, a in zip(plan.rows, answers)
-        if a and "text" in a and grade(plan.grade, a["text"], row.answer or "")
-    )
-    n = len(plan.rows)  # a failed answer counts as wrong
-    low, high = wilson(correct, n)
-    return {"metric": "accuracy", "correct": correct, "quality": correct / n if n else None,
-            "ci_low": low, "ci_high": high}
+def _graded(ev: Eval, model: str) -> dict:
+    correct = sum(1 for row in ev.rows
+                  if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
+    return _scored("accuracy", correct, len(ev.rows), correct=correct)  # a failed answer counts as wrong
 
 
-def _judged(plan: Plan, candidate: str) -> dict:
-    wins = ties = losses = unreadable = 0
-    for row in plan.rows:
-        outcome = prompt_outcome(plan, candidate, row)
-        if outcome == "win":
-            wins += 1
-        elif outcome == "loss":
-            losses += 1
-        else:
-            ties += 1
-        unreadable += sum(
-            1 for order in ORDERS
-            if (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {})
-            .get("verdict", "x") is None
-        )
-    n = wins + ties + losses
-    low, high = wilson(wins + ties / 2, n)
-    return {"metric": "win_rate", "wins": wins, "ties": ties, "losses": losses,
-            "unreadable_verdicts": unreadable,
-            "quality": (wins + ties / 2) / n if n else None, "ci_low": low, "ci_high": high}
+def _judged(ev: Eval, candidate: str) -> dict:
+    outcomes = [prompt_outcome(ev, candidate, row) for row in ev.rows]
+    wins, ties, losses = (outcomes.count(outcome) for outcome in ("win", "tie", "loss"))
+    unreadable = sum(1 for row in ev.rows for order in ORDERS
+                     if ev.judgement(candidate, row, order).get("verdict", "x") is None)
+    return _scored("win_rate", wins + ties / 2, len(outcomes),
+                   wins=wins, ties=ties, losses=losses, unreadable_verdicts=unreadable)
 
 
-def prompt_outcome(plan: Plan, candidate: str, row: Row) -> str:
+def _scored(metric: str, successes: float, n: int, **counts: int) -> dict:
+    low, high = wilson(successes, n)
+    return {"metric": metric, **counts, "quality": successes / n if n else None, "ci_low": low, "ci_high": high}
+
+
+def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:
     """win, loss or tie for one prompt. Both orders must agree for a win or a
     loss; a missing answer loses to a present one."""
-    answers = plan.results.answers
-    mine = "text" in (answers.get((candidate, row.key)) or {})
-    theirs = "text" in (answers.get((plan.baseline, row.key)) or {})
+    mine, theirs = bool(ev.answer(candidate, row)), bool(ev.answer(ev.baseline, row))
     if mine != theirs:
         return "win" if mine else "loss"
     if not mine:
         return "tie"
-    winners = {
-        (plan.results.judgements.get((candidate, plan.baseline, plan.judge, row.key, order)) or {}).get("winner")
-        for order in ORDERS
-    }
+    winners = {ev.judgement(candidate, row, order).get("winner") for order in ORDERS}
     if winners == {"candidate"}:
         return "win"
     if winners == {"baseline"}:
         return "loss"
     return "tie"
+
+
+def _most_common(errors: list[str]) -> str | None:
+    "The commonest error, safe to print: it comes from a model or a server."
+    if not errors:
+        return None
+    return shorten(visible(max(set(errors), key=errors.count), newlines=False), 100)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -444,30 +494,30 @@ def _mean(values: list[float]) -> float | None:
 # --- output --------------------------------------------------------------------
 
 
-def table(summary: dict) -> str:
-    header = ("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
-    rows = [header]
+def to_table(summary: dict) -> str:
+    reasons = any(c["failure_reason"] for c in summary["candidates"])  # a column only when something failed
+    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
+            + (("most common failure",) if reasons else ())]
     for c in summary["candidates"]:
         rows.append((
-            c["model"], _quality(c, summary), f"{c['answered']}/{c['prompts']}",
+            c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
             _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
             _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
             _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        ) + ((c["failure_reason"] or "",) if reasons else ()))
+    lines = [table(rows)]
     if summary["mode"] == "judged":
         lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
                      "(ties count half). Judges tend to favour longer answers: compare the length column.")
     return "\n".join(lines)
 
 
-def _quality(c: dict, summary: dict) -> str:
+def _quality(c: dict) -> str:
     if c.get("quality") is None:
         return "baseline" if c["role"] == "baseline" else "-"
-    label = "win" if c["metric"] == "win_rate" else "acc"
-    extra = f" {c['wins']}W/{c['ties']}T/{c['losses']}L" if c["metric"] == "win_rate" else ""
-    return f"{label} {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f}){extra}"
+    if c["metric"] == "accuracy":
+        return f"acc {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f})"
+    return f"win {c['quality']:.2f} ({c['ci_low']:.2f}-{c['ci_high']:.2f}) {c['wins']}W/{c['ties']}T/{c['losses']}L"
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -477,38 +527,35 @@ def _fmt(value: float | None, pattern: str) -> str:
 def to_csv(summary: dict) -> str:
     columns = ["model", "role", "metric", "quality", "ci_low", "ci_high", "wins", "ties", "losses", "correct",
                "prompts", "answered", "failures", "mean_latency_s", "p90_latency_s", "mean_calls",
-               "mean_tokens", "mean_length_chars"]
+               "mean_tokens", "mean_length_chars", "failure_reason"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for candidate in summary["candidates"]:
-        writer.writerow(candidate)
+    writer.writerows(summary["candidates"])
     return out.getvalue()
 
 
-def cost_axis(summary: dict) -> tuple[str, str]:
-    "Tokens per prompt when the models report usage, else calls per prompt."
-    if any(c["mean_tokens"] for c in summary["candidates"]):
-        return "mean_tokens", "tokens"
-    return "mean_calls", "calls"
+def _points(summary: dict) -> tuple[str, list[tuple[str, float, float, dict]]]:
+    """The cost unit (tokens per prompt when the models report usage, else
+    calls) and each model's (label, cost, quality, entry) for a chart. The
+    baseline has no quality of its own: it is the 0.5 line by definition."""
+    key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in summary["candidates"]) else (
+        "mean_calls", "calls")
+    return unit, [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
+                   0.5 if c.get("quality") is None else c["quality"], c) for c in summary["candidates"]]
 
 
 def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     "Quality (up) against cost per prompt (right), one letter per model."
-    key, unit = cost_axis(summary)
-    points = [(c, c.get("quality")) for c in summary["candidates"]]
-    cost_max = max([c[key] or 0 for c, _ in points] + [1])
+    unit, points = _points(summary)
+    cost_max = max([cost for _, cost, _, _ in points] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []
-    for number, (c, quality) in enumerate(points):
+    for number, (label, cost, quality, _) in enumerate(points):
         letter = chr(ord("A") + number % 26)
-        legend.append(f"{letter} {c['model']}" + (" (baseline)" if quality is None else ""))
-        y = 0.5 if quality is None else quality  # the baseline is the 0.5 line by definition
-        x = round((c[key] or 0) / cost_max * width)
-        row = grid[height - round(y * height)]
+        row, x = grid[height - round(quality * height)], round(cost / cost_max * width)
         row[x] = letter if row[x] == " " else "*"  # * where models overlap
-        if row[x] == "*":
-            legend[-1] += " (at *)"
+        legend.append(f"{letter} {label}" + (" (at *)" if row[x] == "*" else ""))
     lines = [f"quality against cost (mean {unit} per prompt)"]
     for i, cells in enumerate(grid):
         label = {0: "1.0", height // 2: "0.5", height: "0.0"}.get(i, "")
@@ -518,25 +565,28 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     return "\n".join(lines + ["", *legend])
 
 
-def png_chart(summary: dict, path: str) -> None:
+def pyplot() -> Any:
+    "matplotlib's pyplot, drawing to files; checked before the first call so a missing one wastes none."
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EvalError("--png needs matplotlib: pip install 'llm-moa[plot]'")
-    key, unit = cost_axis(summary)
+        raise MoaError("--png needs matplotlib: pip install 'llm-moa[plot]'")
+    return plt
+
+
+def png_chart(summary: dict, path: str) -> None:
+    plt = pyplot()
+    unit, points = _points(summary)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for number, c in enumerate(summary["candidates"]):
-        quality = 0.5 if c.get("quality") is None else c["quality"]
-        cost = c[key] or 0
+    for number, (label, cost, quality, c) in enumerate(points):
         axes.scatter([cost], [quality], s=60)
         if c.get("quality") is not None:
             axes.errorbar([cost], [quality], fmt="none", ecolor="gray",
                           yerr=[[quality - c["ci_low"]], [c["ci_high"] - quality]])
-        axes.annotate(c["model"] + (" (baseline)" if c.get("quality") is None else ""),
-                      (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
+        axes.annotate(label, (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
     axes.set_xlabel(f"mean {unit} per prompt")
     axes.set_xlim(left=0)
     axes.set_ylabel("win rate" if summary["mode"] == "judged" else "accuracy")

@@ -212,3 +212,223 @@ def test_progress_bar_on_a_terminal(tmp_path, user_path):
         user_path, "moa", "eval", str(tmp_path / "q.jsonl"), "-m", "fake-quiz-60", "--grade", "contains")
     assert "answers    [" in stderr and "] 3/3" in stderr
     assert stdout.startswith("model ")
+
+
+# --- the results file keeps what was paid for, and only that ------------------
+
+
+def test_an_answer_appended_after_a_torn_line_is_kept(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=4)
+    args = [str(tmp_path / "q.jsonl"), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"]
+    assert evaluate(*args).exit_code == 0
+    results = tmp_path / "q.eval.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:5]) + "\n" + lines[5][:15])  # a crash mid-write: no newline
+    assert evaluate(*args).exit_code == 0
+    assert len(read_calls()) == 8 + 3
+    result = evaluate(*args)
+    assert result.exit_code == 0
+    assert len(read_calls()) == 8 + 3  # the answers made after the torn line were kept
+    assert result.stderr == f"Skipped 1 unreadable line in {results}\n"
+    assert results.read_text().splitlines()[5] == lines[5][:15]  # the torn line stays alone
+
+
+def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
+    from llm_moa.evaluate import Row
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    key = Row(1, "one").key
+    bad = [
+        b'{"type": "answer", "model": 5}',
+        b'{"type": "answer", "model": "fake-a", "key": "' + key.encode() + b'", "text": 5, "duration_ms": "x"}',
+        b'{"type": "judgement", "candidate": "fake-a", "baseline": "fake-b", "judge": "fake-judge-first", "key": "'
+        + key.encode() + b'", "order": "candidate-first", "winner": ["x"]}',
+        b"[1, 2]",
+        b"[" * 100_000 + b"]" * 100_000,
+        b"\xff\xfe\x00 binary \x80 garbage",
+    ]
+    results = tmp_path / "p.eval.jsonl"
+    results.write_bytes(b"\n".join(bad) + b"\n")
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-b", "--judge", "fake-judge-first")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"Skipped 6 unreadable lines in {results}\n"
+    assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 1  # the bad answer was not taken as done
+
+
+def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
+    "Two evals may share a results file: each append holds its lock, so lines never interleave."
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import WRAPPER
+    from llm_moa.storage import locked
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    results = tmp_path / "p.eval.jsonl"
+    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
+    with locked(results):
+        process = subprocess.Popen(
+            [sys.executable, str(WRAPPER), "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-a", "--grade",
+             "contains"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not read_calls() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert read_calls(), "the answer was never made"
+        time.sleep(1)  # time enough for an append that does not take the lock
+        assert not results.exists() or results.read_bytes() == b""
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert [json.loads(line)["model"] for line in results.read_text().splitlines()] == ["fake-a"]
+
+
+def test_failures_are_made_again_and_the_report_says_why(tmp_path, monkeypatch):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n{"prompt": "two", "answer": "two"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "fake-key", "-m", "fake-a", "--grade", "contains"]
+    by_model, _ = report(*args)
+    reason = by_model["fake-key"]["failure_reason"]
+    assert by_model["fake-key"]["failures"] == 2 and "key" in reason.lower()
+    assert by_model["fake-a"]["failure_reason"] is None
+    table = evaluate(*args).stdout.splitlines()
+    assert table[0].endswith("failures  most common failure")
+    assert table[1].startswith("fake-key") and table[1].endswith(f"2         {reason}")
+    as_csv = evaluate(*args, "--csv").stdout.splitlines()
+    assert as_csv[0].endswith(",failure_reason") and as_csv[1].startswith("fake-key,") and reason in as_csv[1]
+    assert [c for c in read_calls() if c["model"] == "fake-key"] == []
+    monkeypatch.setenv("FAKE_API_KEY", "sk-fixed")  # the user fixes the key and runs again
+    by_model, _ = report(*args)
+    assert len([c for c in read_calls() if c["model"] == "fake-key"]) == 2  # failures were not taken as done
+    assert (by_model["fake-key"]["answered"], by_model["fake-key"]["failures"]) == (2, 0)
+    assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 2  # successes were
+    assert "most common failure" not in evaluate(*args).stdout
+
+
+def test_error_messages_from_models_cannot_drive_the_terminal(tmp_path):
+    hostile = "boom \x1b]52;c;ZXZpbA==\x07 \x1b[2J"
+    options = json.dumps([{"model": "fake-a", "options": {"fail": hostile}}])
+    assert run_llm("moa", "save", "bad", "-o", "proposers", options, "-o", "aggregator", "fake-b").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "moa-bad", "--grade", "contains"]
+    for output in (evaluate(*args).stdout, evaluate(*args, "--csv").stdout, evaluate(*args, "--json").stdout):
+        assert "\x1b" not in output and "\x07" not in output
+    assert "\\x1b]52" in report(*args)[0]["moa-bad"]["failure_reason"]
+
+
+def test_png_without_matplotlib_stops_before_any_call(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    write_quiz(tmp_path / "q.jsonl", count=3)
+    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "fake-a", "--grade", "contains", "--png",
+                      str(tmp_path / "chart.png"))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
+    assert read_calls() == [] and not (tmp_path / "q.eval.jsonl").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "a"}\n'.encode("utf-16"), "p.jsonl line 1: not UTF-8 text"),
+    ('{"prompt": "a"}\n{"prompt": "café"}\n'.encode("latin-1"), "p.jsonl line 2: not UTF-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", "p.jsonl line 1: JSON nested too deeply"),
+    (b'{"prompt": "a"}\n{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "p.jsonl line 2: JSON nested too deeply"),
+    (b'{"prompt": "a", "system": {"x": [[["deep"]]]}}\n', "p.jsonl line 1: 'system' must be text"),
+], ids=["utf-16", "latin-1", "deep-array", "deep-prompt", "nested-system"])
+def test_input_that_cannot_be_read_is_one_line(tmp_path, content, message):
+    (tmp_path / "p.jsonl").write_bytes(content)
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "--judge", "fake-b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr[:300]
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 300
+    assert read_calls() == []
+
+
+def test_a_long_csv_field_a_bom_on_stdin_and_a_line_separator_are_read(tmp_path):
+    long_prompt = "x" * 200_000  # over the csv module's default field limit (131072)
+    (tmp_path / "p.csv").write_text(f'prompt,answer\n"{long_prompt}",x\n')
+    by_model, _ = report(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "contains")
+    assert by_model["fake-a"]["answered"] == 1 and read_calls()[0]["prompt"] == long_prompt
+    stdin = '\ufeff{"prompt": "say hi", "answer": "say hi"}\r\n{"prompt": "a\u2028b", "answer": "b"}\n'
+    by_model, _ = report("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"), input=stdin)
+    assert by_model["fake-a"]["correct"] == 2
+
+
+def test_a_csv_header_is_shown_cut_and_safe(tmp_path):
+    (tmp_path / "p.csv").write_text("question\x1b[2J," + "y" * 500 + "\nx,y\n")
+    result = evaluate(str(tmp_path / "p.csv"), "-m", "fake-a", "--grade", "exact")
+    assert result.stderr.startswith("Error: p.csv: CSV needs a 'prompt' column (found: question\\x1b[2J, yyy")
+    assert result.stderr.endswith("...)\n") and len(result.stderr) < 200
+
+
+# --- every model runs as `llm -m MODEL` would ----------------------------------
+
+
+def test_saved_options_of_a_moa_model_are_used(tmp_path):
+    assert run_llm("models", "options", "set", "moa-default", "proposers", "fake-b,fake-c").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    by_model, _ = report(str(tmp_path / "p.jsonl"), "-m", "moa-default", "--grade", "contains")
+    assert by_model["moa-default"]["answered"] == 1
+    answered_by = sorted(c["model"] for c in read_calls() if c["prompt"] == "one")
+    # the saved proposers, then the default model (fake-a) aggregating; not three samples of fake-a
+    assert answered_by == ["fake-a", "fake-b", "fake-c"]
+
+
+def test_saved_options_of_plain_models_and_the_judge_are_used(tmp_path):
+    assert run_llm("models", "options", "set", "fake-a", "temperature", "0.5").exit_code == 0
+    assert run_llm("models", "options", "set", "fake-b", "temperature", "0.2").exit_code == 0
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    report(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-b")
+    options = {c["model"]: c["options"] for c in read_calls()}
+    assert options == {"fake-a": {"temperature": 0.5}, "fake-c": {}, "fake-b": {"temperature": 0.2}}
+
+
+def test_a_bad_saved_option_stops_the_eval_before_any_call(tmp_path, user_path):
+    (user_path / "model_options.json").write_text(json.dumps({"fake-c": {"temperature": "hot\x1b[2J"}}))
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: fake-c: invalid saved option temperature: "), result.stderr
+    assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
+    assert read_calls() == []
+
+
+def test_answers_made_with_other_saved_options_are_not_reused(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
+    args = [str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-judge-first"]
+    report(*args)
+    assert [c["model"] for c in read_calls()] == ["fake-a", "fake-c"]
+    assert run_llm("models", "options", "set", "fake-a", "temperature", "0.5").exit_code == 0
+    report(*args)
+    # fake-a answers again with its new options; fake-c's answer is kept; both judgements concern fake-a's answer
+    assert [(c["model"], c["options"]) for c in read_calls()[2:]] == [("fake-a", {"temperature": 0.5})]
+    lines = [json.loads(line) for line in (tmp_path / "p.eval.jsonl").read_text().splitlines()]
+    assert len([r for r in lines if r["type"] == "judgement"]) == 4
+    report(*args)
+    assert len(read_calls()) == 3  # and that answer is kept in turn
+
+
+def test_ctrl_c_stops_an_eval_without_waiting_for_its_calls(tmp_path, user_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import WRAPPER
+
+    assert run_llm("models", "options", "set", "fake-c", "hang", "true").exit_code == 0  # a minute, then fails
+    (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
+    process = subprocess.Popen(
+        [sys.executable, str(WRAPPER), "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-c", "--grade",
+         "contains"], env={**os.environ, "LLM_USER_PATH": str(user_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = user_path / "fake-started.jsonl"
+    deadline = time.monotonic() + 120
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the call never started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=50)  # the hanging call would hold a non-daemon thread for 60 s
+    assert process.returncode != 0, stderr  # interrupted, well before the hanging call would have ended
