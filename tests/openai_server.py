@@ -66,7 +66,9 @@ class Behaviour:
     # How a dropped stream ends: "reset" closes the connection in the middle of
     # the chunked body (the client sees a broken body); "eof" ends the body
     # properly, but with no finish_reason and no [DONE] (the client sees a
-    # clean end of a stream that never finished).
+    # clean end of a stream that never finished); "done" sends [DONE] with no
+    # finish_reason, as llama_cpp.server does when another request interrupts
+    # a stream (its --interrupt_requests, on by default).
     drop: str = "reset"
     finish_reason: str = "stop"
     # An error on a streamed request comes as an event in a 200 stream
@@ -265,8 +267,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error_reply(404, Behaviour(status=404, error_message=f"Unknown path {self.path}",
                                                   error_code="unknown_url"))
             return
-        if behaviour.status != 200 and not (behaviour.error_in_stream and received.stream):
-            self._send_error_reply(behaviour.status, behaviour)
+        if behaviour.status != 200:
+            if behaviour.error_in_stream and received.stream:
+                self._stream_error(behaviour)
+            else:
+                self._send_error_reply(behaviour.status, behaviour)
             return
         text = behaviour.reply if behaviour.reply is not None else f"{received.model} says: {received.last_user_text}"
         usage = received.usage = _usage(received, text)
@@ -305,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
         self._send_json(status, {"error": _error_body(status, behaviour)}, headers)
 
-    def _stream(self, received: Received, number: int, text: str, usage: dict, behaviour: Behaviour) -> None:
+    def _start_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -313,6 +318,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+
+    def _stream_error(self, behaviour: Behaviour) -> None:
+        "A 200 stream whose only event is the error."
+        self._start_stream()
+        self._event(json.dumps({"error": _error_body(behaviour.status, behaviour)}))
+        self._write(b"0\r\n\r\n")
+
+    def _stream(self, received: Received, number: int, text: str, usage: dict, behaviour: Behaviour) -> None:
+        self._start_stream()
 
         def chunk(choices: list, **extra: Any) -> dict:
             return {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": CREATED,
@@ -326,10 +340,6 @@ class _Handler(BaseHTTPRequestHandler):
                 piece["content"] = content
             return {"index": 0, "delta": piece, "finish_reason": finish}
 
-        if behaviour.status != 200:  # error_in_stream: the error is the stream's only event
-            self._event(json.dumps({"error": _error_body(behaviour.status, behaviour)}))
-            self._write(b"0\r\n\r\n")
-            return
         events = [chunk([delta("", role="assistant")])]
         events += [chunk([delta(word)]) for word in _words(text)]
         stopping = self.server.stopping
@@ -357,7 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
     def _drop(self, how: str) -> None:
-        if how == "eof":
+        if how in ("eof", "done"):
+            if how == "done":
+                self._event("[DONE]")
             self._write(b"0\r\n\r\n")  # the body ends cleanly, unfinished
             return
         try:  # the connection goes away in the middle of the body

@@ -330,8 +330,10 @@ def test_error_events_in_a_stream_are_not_retried(srv_models, model, behaviour, 
 
 
 @pytest.mark.xfail(strict=True, reason="issue 13: a stream that ends without finish_reason is recorded as a clean ok")
-def test_stream_ending_without_finish_reason_is_recorded_as_truncated(srv_models):
-    srv_models.behave("srv-a", srv.dropped(after=2, how="eof"))
+@pytest.mark.parametrize("how", ["eof", "done"])
+def test_stream_ending_without_finish_reason_is_recorded_as_truncated(srv_models, how):
+    # eof: the body just ends; done: [DONE] comes with no finish_reason before it
+    srv_models.behave("srv-a", srv.dropped(after=2, how=how))
     result = moa(*COMBO, "-o", "retries", "0", "q")
     assert result.exit_code == 0, result.output
     [a, b] = record()["proposer_layers"][0]["proposers"]
