@@ -22,11 +22,14 @@ KEY = "srvkey-7f3a9c1e5b2d8f4a6c0e"
 
 
 def register_openai_models(user_path: Path, api_base: str, model_ids, key_name: str | None = KEY_NAME,
-                           **extra) -> None:
-    "Write extra-openai-models.yaml registering ``model_ids`` against ``api_base``."
+                           model_name: str | None = None, **extra) -> None:
+    """Write extra-openai-models.yaml registering ``model_ids`` against ``api_base``.
+
+    Each model is asked for by its own id, or by ``model_name`` when given.
+    """
     entries = []
     for model_id in model_ids:
-        entry = {"model_id": model_id, "model_name": model_id, "api_base": api_base, **extra}
+        entry = {"model_id": model_id, "model_name": model_name or model_id, "api_base": api_base, **extra}
         if key_name:
             entry["api_key_name"] = key_name
         entries.append(entry)
