@@ -6,9 +6,9 @@ model ids ``llama-a``, ``llama-b`` and ``llama-c`` are registered on it through
 every call goes through llm's built-in OpenAI plugin.
 
 Skipped when ``llama_cpp.server`` or its dependencies are not installed
-(``pip install 'llm-moa[local]' 'llama-cpp-python[server]'``), unless ``LLM_MOA_REQUIRE_LOCAL=1`` (as in
-CI), where that fails instead. The tests marked ``xfail(strict=True)`` pin
-defects of issue 13.
+(``pip install 'llm-moa[local]' 'llama-cpp-python[server]'``), unless
+``LLM_MOA_REQUIRE_LOCAL=1`` (as in CI), where that fails instead. The tests
+marked ``xfail(strict=True)`` pin defects of issue 13.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
 import pytest
