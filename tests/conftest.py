@@ -13,6 +13,7 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fake_models  # noqa: E402
+from openai_fixtures import openai_server, srv_models  # noqa: E402,F401 - fixtures
 
 fake_models.register()
 
