@@ -200,14 +200,14 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream
 
 
 def _unfinished(data: Any) -> bool:
-    """Whether the provider's reply says it never finished: an OpenAI-style
-    ``finish_reason`` that is present but empty (a stream cut short)."""
+    """Whether an OpenAI-style reply says it never finished: no ``finish_reason``
+    in a streamed reply (a stream cut short) or in its first choice."""
     if not isinstance(data, dict):
         return False
     choices = data.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        data = choices[0]
-    return "finish_reason" in data and data["finish_reason"] is None
+        return not choices[0].get("finish_reason")
+    return data.get("object") == "chat.completion.chunk" and not data.get("finish_reason")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -226,7 +226,8 @@ def is_retryable(exc: BaseException) -> bool:
     status = _status_code(exc)
     if status is not None:
         return status in (408, 409, 425, 429) or status >= 500
-    return not FINAL_MESSAGE.search(str(exc))
+    said = " ".join(str(part) for part in (exc, getattr(exc, "code", ""), getattr(exc, "type", "")))
+    return not FINAL_MESSAGE.search(said)
 
 
 def _status_code(exc: BaseException) -> int | None:

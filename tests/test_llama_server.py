@@ -7,8 +7,7 @@ every call goes through llm's built-in OpenAI plugin.
 
 Skipped when ``llama_cpp.server`` or its dependencies are not installed
 (``pip install 'llm-moa[local]' 'llama-cpp-python[server]'``), unless
-``LLM_MOA_REQUIRE_LOCAL=1`` (as in CI), where that fails instead. The tests
-marked ``xfail(strict=True)`` pin defects of issue 13.
+``LLM_MOA_REQUIRE_LOCAL=1`` (as in CI), where that fails instead.
 """
 
 from __future__ import annotations
@@ -209,7 +208,6 @@ def test_moa_run_and_a_continued_turn(conversation):
     assert rows[0]["thread_id"] == rows[1]["thread_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: llm -c forgets the MoA combination from the third turn")
 def test_three_turns_keep_the_combination(conversation):
     _, _, (third, third_logged) = conversation[0]
     assert_answered_by_the_server(answered(third, third_logged))
@@ -217,8 +215,6 @@ def test_three_turns_keep_the_combination(conversation):
     assert len(rows) == 3 and len({row["thread_id"] for row in rows}) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: llama_cpp.server reports no usage when streaming; "
-                                      "--no-stream must count every call, streaming must say unknown")
 def test_usage_totals_include_every_call(conversation, llama_models, user_path):
     # Streamed (the conversation's first turn, with -u), the server reports no
     # usage: every call's usage is marked unknown, and so are the totals.
@@ -239,9 +235,6 @@ def test_usage_totals_include_every_call(conversation, llama_models, user_path):
     assert (turn["input_tokens"], turn["output_tokens"]) == (total_in, total_out)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: a streamed request that overflows the context gets an empty "
-                                      "200 stream from llama_cpp.server, is retried and loses the server's message; "
-                                      "--no-stream must get the 400 and not retry it")
 def test_context_overflow_reaches_the_user_once(llama_models):
     before = llama_models.chat_requests()
     result = run_llm(*COMBO, "--no-stream", "-o", "retries", "3", "word " * 3000)
