@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .errors import MoaError
+
 
 def _database_option(fn):
     return click.option(
@@ -68,10 +70,11 @@ def _add_commands(moa: click.Group) -> None:
         "List saved presets"
         from . import presets
         from .config import parse_config
+        from .text import count, visible
 
         try:
-            saved = presets.load()
-        except presets.PresetError as ex:
+            saved, invalid = presets.read()
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         entries = []
         for name, entry in sorted(saved.items()):
@@ -83,20 +86,23 @@ def _add_commands(moa: click.Group) -> None:
             except ValueError as ex:  # saved by hand or by an older version: still listed
                 item["error"] = str(ex)
             entries.append(item)
+        skipped = [{"name": name, "model_id": None, "error": problem} for name, problem in sorted(invalid.items())]
         if json_:
-            click.echo(json.dumps(entries, indent=2))
+            click.echo(json.dumps(entries + skipped, indent=2))
             return
-        if not entries:
+        if not entries and not skipped:
             click.echo("No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C")
-            return
         for item in entries:
             if "error" in item:
-                click.echo(f"moa-{item['name']}: invalid ({item['error']})")
+                click.echo(visible(f"moa-{item['name']}: invalid ({item['error']})", newlines=False))
                 continue
-            click.echo(
+            click.echo(visible(
                 f"moa-{item['name']}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
-                f"{item['layers']} layers; {item['calls_per_prompt']} calls per prompt"
-            )
+                f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt",
+                newlines=False,
+            ))
+        for item in skipped:
+            click.echo(visible(f"{presets.path()}: skipped, not a preset: {item['error']}", newlines=False))
 
     @moa.command(name="remove")
     @click.argument("name")
@@ -106,7 +112,7 @@ def _add_commands(moa: click.Group) -> None:
 
         try:
             presets.remove(name)
-        except presets.PresetError as ex:
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         click.echo(f"Removed preset {name!r} (model moa-{name})")
 
