@@ -169,21 +169,24 @@ def _add_commands(moa: click.Group) -> None:
         prefix of it), shows the prompt, the error and every answered proposal.
         """
         from . import unfinished
+        from .text import table, visible
 
         if run_id is None:
-            found = unfinished.entries()
+            found, problems = unfinished.read()
+            for problem in problems:
+                click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
             if json_:
                 click.echo(json.dumps(found, indent=2))
-                return
-            if not found:
+            elif not found:
                 click.echo("No unfinished runs.")
-            for entry in found:
-                answered = len(unfinished.answered_proposals(entry.get("run", {})))
-                first_line = (entry.get("error") or "").splitlines()[:1] or [""]
-                click.echo(
-                    f"{entry['id']}  {entry.get('datetime_utc', '')[:19]}  {entry.get('model')}  "
-                    f"{answered} answered  {first_line[0]}"
-                )
+            else:
+                rows = [("id", "time (UTC)", "model", "answered", "error")]
+                for entry in found:
+                    answered = len(unfinished.answered_proposals(entry.get("run", {})))
+                    first_line = (entry.get("error") or "").splitlines()[:1] or [""]
+                    rows.append((entry["id"], entry.get("datetime_utc", "")[:19].replace("T", " "),
+                                 entry.get("model", ""), str(answered), first_line[0]))
+                click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
             return
         entry = unfinished.find(run_id)
         if entry is None:
@@ -193,11 +196,11 @@ def _add_commands(moa: click.Group) -> None:
         if json_:
             click.echo(json.dumps(entry, indent=2))
             return
-        click.echo(f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model')}\n")
-        click.echo(f"## Prompt\n\n{entry.get('prompt', '')}\n")
-        click.echo(f"## Error\n\n{entry.get('error', '')}\n")
+        lines = [f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}", "",
+                 "## Prompt", "", entry.get("prompt", ""), "", "## Error", "", entry.get("error", ""), ""]
         for number, proposal in enumerate(unfinished.answered_proposals(entry.get("run", {})), 1):
-            click.echo(f"## Proposal {number}: {proposal.get('model')}\n\n{proposal.get('text', '')}\n")
+            lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
+        click.echo(visible("\n".join(lines)))
 
 
 def _eval_command(moa: click.Group) -> None:
