@@ -17,12 +17,6 @@ def _database_option(fn):
     )(fn)
 
 
-def _database(database: Path | None) -> Path:
-    from llm.cli import logs_db_path
-
-    return database or logs_db_path()
-
-
 _GROUP: click.Group | None = None
 
 
@@ -122,11 +116,12 @@ def _add_commands(moa: click.Group) -> None:
     @_database_option
     def runs_command(count: int, json_: bool, database: Path | None) -> None:
         "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
-        from .views import RunsError, load_runs, runs_table, summary
+        from .host import logs_db_path
+        from .views import load_runs, runs_table, summary
 
         try:
-            runs = load_runs(_database(database), count=count or None)
-        except RunsError as ex:
+            runs = load_runs(logs_db_path(database), count=count or None)
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         if json_:
             click.echo(json.dumps([summary(run) for run in runs], indent=2))
@@ -144,11 +139,12 @@ def _add_commands(moa: click.Group) -> None:
 
         RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
         """
-        from .views import RunsError, find_run, show_text
+        from .host import logs_db_path
+        from .views import find_run, show_text
 
         try:
-            run = find_run(_database(database), run_id)
-        except RunsError as ex:
+            run = find_run(logs_db_path(database), run_id)
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         if json_:
             keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
