@@ -58,7 +58,7 @@ def find_run(database: Path, run_id: str | None) -> dict:
     if not runs:
         raise MoaError(f"No MoA run matches {run_id!r}" if run_id else "No MoA runs logged yet")
     if run_id and len(runs) > 1 and runs[0]["id"] != run_id:
-        raise MoaError(f"{run_id!r} matches {len(runs)} runs; give more of the id")
+        raise MoaError(f"{run_id!r} matches {text.count(len(runs), 'run')}; give more of the id")
     return runs[0]
 
 
@@ -220,7 +220,7 @@ def _call_heading(call: dict) -> str:
     if usage.get("input") is not None or usage.get("output") is not None:
         bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
     if (call.get("attempts") or 1) > 1:
-        bits.append(f"{call['attempts']} attempts")
+        bits.append(text.count(call["attempts"], "attempt"))
     return " · ".join(bits)
 
 
