@@ -51,15 +51,15 @@ def read() -> tuple[list[dict], list[str]]:
     found, problems = [], []
     for path in sorted(folder.glob("*.json")):
         try:
-            found.append(_check(path, read_json(path, None)))
+            entry = read_json(path, None)
+            if entry is not None:  # None: removed since the folder was listed
+                found.append(_check(path, entry))
         except MoaError as ex:
             problems.append(str(ex))
     return sorted(found, key=lambda entry: entry["id"], reverse=True), problems
 
 
-def _check(path: Path, entry: dict | None) -> dict:
-    if entry is None:  # removed since the folder was listed
-        raise MoaError(f"{path}: no longer there")
+def _check(path: Path, entry: dict) -> dict:
     if not isinstance(entry.get("id"), str) or not entry["id"]:
         raise MoaError(f"{path}: not an unfinished run (no run id)")
     wrong = [key for key in TEXT_FIELDS if not isinstance(entry.get(key, ""), str)]
