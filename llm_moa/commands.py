@@ -7,18 +7,14 @@ from pathlib import Path
 
 import click
 
+from .errors import MoaError
+
 
 def _database_option(fn):
     return click.option(
         "-d", "--database", type=click.Path(dir_okay=False, path_type=Path),
         help="Path to the log database (default: the one `llm logs` reads)",
     )(fn)
-
-
-def _database(database: Path | None) -> Path:
-    from llm.cli import logs_db_path
-
-    return database or logs_db_path()
 
 
 _GROUP: click.Group | None = None
@@ -68,10 +64,11 @@ def _add_commands(moa: click.Group) -> None:
         "List saved presets"
         from . import presets
         from .options import config_from
+        from .text import count, visible
 
         try:
-            saved = presets.load()
-        except presets.PresetError as ex:
+            saved, invalid = presets.read()
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         entries = []
         for name, entry in sorted(saved.items()):
@@ -83,20 +80,23 @@ def _add_commands(moa: click.Group) -> None:
             except ValueError as ex:  # saved by hand or by an older version: still listed
                 item["error"] = str(ex)
             entries.append(item)
+        skipped = [{"name": name, "model_id": None, "error": problem} for name, problem in sorted(invalid.items())]
         if json_:
-            click.echo(json.dumps(entries, indent=2))
+            click.echo(json.dumps(entries + skipped, indent=2))
             return
-        if not entries:
+        if not entries and not skipped:
             click.echo("No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C")
-            return
         for item in entries:
             if "error" in item:
-                click.echo(f"moa-{item['name']}: invalid ({item['error']})")
+                click.echo(visible(f"moa-{item['name']}: invalid ({item['error']})", newlines=False))
                 continue
-            click.echo(
+            click.echo(visible(
                 f"moa-{item['name']}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
-                f"{item['layers']} layers; {item['calls_per_prompt']} calls per prompt"
-            )
+                f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt",
+                newlines=False,
+            ))
+        for item in skipped:
+            click.echo(visible(f"{presets.path()}: skipped, not a preset: {item['error']}", newlines=False))
 
     @moa.command(name="remove")
     @click.argument("name")
@@ -106,7 +106,7 @@ def _add_commands(moa: click.Group) -> None:
 
         try:
             presets.remove(name)
-        except presets.PresetError as ex:
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         click.echo(f"Removed preset {name!r} (model moa-{name})")
 
@@ -116,11 +116,12 @@ def _add_commands(moa: click.Group) -> None:
     @_database_option
     def runs_command(count: int, json_: bool, database: Path | None) -> None:
         "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
-        from .views import RunsError, load_runs, runs_table, summary
+        from .host import logs_db_path
+        from .views import load_runs, runs_table, summary
 
         try:
-            runs = load_runs(_database(database), count=count or None)
-        except RunsError as ex:
+            runs = load_runs(logs_db_path(database), count=count or None)
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         if json_:
             click.echo(json.dumps([summary(run) for run in runs], indent=2))
@@ -138,11 +139,12 @@ def _add_commands(moa: click.Group) -> None:
 
         RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
         """
-        from .views import RunsError, find_run, show_text
+        from .host import logs_db_path
+        from .views import find_run, show_text
 
         try:
-            run = find_run(_database(database), run_id)
-        except RunsError as ex:
+            run = find_run(logs_db_path(database), run_id)
+        except MoaError as ex:
             raise click.ClickException(str(ex))
         if json_:
             keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
@@ -163,21 +165,24 @@ def _add_commands(moa: click.Group) -> None:
         prefix of it), shows the prompt, the error and every answered proposal.
         """
         from . import unfinished
+        from .text import table, visible
 
         if run_id is None:
-            found = unfinished.entries()
+            found, problems = unfinished.read()
+            for problem in problems:
+                click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
             if json_:
                 click.echo(json.dumps(found, indent=2))
-                return
-            if not found:
+            elif not found:
                 click.echo("No unfinished runs.")
-            for entry in found:
-                answered = len(unfinished.answered_proposals(entry.get("run", {})))
-                first_line = (entry.get("error") or "").splitlines()[:1] or [""]
-                click.echo(
-                    f"{entry['id']}  {entry.get('datetime_utc', '')[:19]}  {entry.get('model')}  "
-                    f"{answered} answered  {first_line[0]}"
-                )
+            else:
+                rows = [("id", "time (UTC)", "model", "answered", "error")]
+                for entry in found:
+                    answered = len(unfinished.answered_proposals(entry.get("run", {})))
+                    first_line = (entry.get("error") or "").splitlines()[:1] or [""]
+                    rows.append((entry["id"], entry.get("datetime_utc", "")[:19].replace("T", " "),
+                                 entry.get("model", ""), str(answered), first_line[0]))
+                click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
             return
         entry = unfinished.find(run_id)
         if entry is None:
@@ -187,11 +192,11 @@ def _add_commands(moa: click.Group) -> None:
         if json_:
             click.echo(json.dumps(entry, indent=2))
             return
-        click.echo(f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model')}\n")
-        click.echo(f"## Prompt\n\n{entry.get('prompt', '')}\n")
-        click.echo(f"## Error\n\n{entry.get('error', '')}\n")
+        lines = [f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}", "",
+                 "## Prompt", "", entry.get("prompt", ""), "", "## Error", "", entry.get("error", ""), ""]
         for number, proposal in enumerate(unfinished.answered_proposals(entry.get("run", {})), 1):
-            click.echo(f"## Proposal {number}: {proposal.get('model')}\n\n{proposal.get('text', '')}\n")
+            lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
+        click.echo(visible("\n".join(lines)))
 
 
 def _eval_command(moa: click.Group) -> None:
@@ -316,6 +321,8 @@ def _facts(config) -> dict:
 
 
 def _describe(config) -> str:
+    from .text import count
+
     facts = _facts(config)
-    return (f"{config.proposer_count} proposers, aggregator {facts['aggregator']}, "
+    return (f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
             f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")

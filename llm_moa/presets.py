@@ -1,87 +1,101 @@
 """Named presets: saved option sets that become ``moa-NAME`` models.
 
-All presets live in one file, ``<llm user dir>/moa/presets.json``, written
-atomically. A preset keeps the options exactly as ``-o`` would give them to
-the model, so ``llm -m moa-NAME -o layers 2`` overrides a saved value.
+All presets live in one file, ``<llm user dir>/moa/presets.json``. Every
+change is a locked read-modify-write (``storage.update_json``), so ``llm``
+processes saving or removing presets at the same time keep each other's
+changes. A preset keeps the options exactly as ``-o`` would give them to the
+model, so ``llm -m moa-NAME -o layers 2`` overrides a saved value.
+
+The file may have been edited by hand: an entry that is not a preset (a bad
+or reserved name, not an object) is never registered, and ``llm moa list``
+says why.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from .storage import moa_dir, write_json_atomically
+from .errors import MoaError
+from .storage import moa_dir, read_json, update_json
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,47}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,47}")
 RESERVED = {"default", "local"}
-
-
-class PresetError(ValueError):
-    "A bad preset name or file; one line."
 
 
 def path() -> Path:
     return moa_dir() / "presets.json"
 
 
-def load() -> dict[str, dict]:
-    "Every saved preset by name. A missing file is no presets; a damaged one is an error."
-    file = path()
-    if not file.exists():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as ex:
-        raise PresetError(f"Cannot read {file}: {ex}")
-    if not isinstance(data, dict):
-        raise PresetError(f"Cannot read {file}: expected a JSON object")
-    return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
+def read() -> tuple[dict[str, dict], dict[str, str]]:
+    """The presets by name, and the file's other entries with what is wrong
+    with each. A missing file is no presets; an unreadable one a ``MoaError``."""
+    presets: dict[str, dict] = {}
+    invalid: dict[str, str] = {}
+    for name, entry in read_json(path(), {}).items():
+        try:
+            presets[check_name(name)] = _check_entry(name, entry)
+        except MoaError as ex:
+            invalid[name] = str(ex)
+    return presets, invalid
 
 
 def load_quietly() -> dict[str, dict]:
     "For model registration, which runs on every llm command: never raise."
     try:
-        return load()
-    except PresetError:
+        return read()[0]
+    except MoaError:
         return {}
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
-        raise PresetError(
+    if not NAME.fullmatch(name):
+        raise MoaError(
             f"Invalid preset name {name!r}: use lowercase letters, digits, '.', '_' or '-' "
             "(it becomes the model id moa-NAME)"
         )
     if name in RESERVED:
-        raise PresetError(f"{name!r} is reserved for the built-in moa-{name}; choose another name")
+        raise MoaError(f"{name!r} is reserved for the built-in moa-{name}; choose another name")
     return name
+
+
+def _check_entry(name: str, entry: Any) -> dict:
+    if not isinstance(entry, dict):
+        raise MoaError(f"Preset {name!r} is not a JSON object")
+    if not isinstance(entry.get("options", {}), dict):
+        raise MoaError(f"Preset {name!r} has options that are not a JSON object")
+    return entry
 
 
 def save(name: str, options: dict[str, Any], *, force: bool) -> bool:
     "Save a preset; return True when it replaced one. Refuses to replace without force."
-    presets = load()
-    replaced = name in presets
-    if replaced and not force:
-        raise PresetError(f"Preset {name!r} already exists; use --force to replace it")
-    presets[name] = {
-        "options": options,
-        "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json_atomically(path(), presets)
-    return replaced
+    check_name(name)
+
+    def change(presets: dict) -> bool:
+        replaced = name in presets
+        if replaced and not force:
+            raise MoaError(f"Preset {name!r} already exists; use --force to replace it")
+        presets[name] = {
+            "options": options,
+            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        return replaced
+
+    return update_json(path(), change)
 
 
 def remove(name: str) -> None:
-    presets = load()
-    if name not in presets:
-        raise PresetError(f"No preset named {name!r}; 'llm moa list' shows them")
-    del presets[name]
-    write_json_atomically(path(), presets)
+    "Remove a preset, or any entry of that name (one that is not a valid preset, too)."
+
+    def change(presets: dict) -> None:
+        if name not in presets:
+            raise MoaError(f"No preset named {name!r}; 'llm moa list' shows them")
+        del presets[name]
+
+    update_json(path(), change)
 
 
 def options_of(entry: dict) -> dict[str, Any]:
-    options = entry.get("options")
-    return dict(options) if isinstance(options, dict) else {}
+    return dict(entry.get("options") or {})

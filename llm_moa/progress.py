@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, Call, Run
+from .text import shorten, visible
 
 REFRESH = 0.1
 
@@ -58,7 +59,7 @@ class Progress:
                 self._erase()
                 lines = self.lines()
                 width = max(20, shutil.get_terminal_size().columns - 1)
-                self.stream.write("".join(f"{line[:width]}\n" for line in lines))
+                self.stream.write("".join(f"{shorten(line, width)}\n" for line in lines))
                 self.stream.flush()
                 self._drawn = len(lines)
 
@@ -68,13 +69,14 @@ class Progress:
             self._drawn = 0
 
     def lines(self) -> list[str]:
+        "One line per call; model ids and errors made visible (they are not ours to send to the terminal)."
         now = time.monotonic() - self.start
         calls = list(self.run.calls)
         lines = [f"{self.run.moa_model}: {now:.1f}s"]
         for call in calls:
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
             lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
-        return lines
+        return [visible(line, newlines=False) for line in lines]
 
 
 def describe(call: Call, now: float) -> str:

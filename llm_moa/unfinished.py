@@ -6,17 +6,21 @@ per run under ``<llm user dir>/moa/unfinished/`` (so ``LLM_USER_PATH`` is
 honoured) and shown again by ``llm moa unfinished``. Files, not database rows:
 the plugin never writes to the host's database, where it could cause locking.
 Nothing is saved when logging is off (``llm logs off``).
+
+A file that does not read as an unfinished run (damaged, edited by hand) is
+skipped, with one line naming it.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
-import llm
+from .errors import MoaError
+from .host import logs_on
+from .storage import moa_dir, read_json, write_json_atomically
 
-from .storage import moa_dir, write_json_atomically
+TEXT_FIELDS = ("datetime_utc", "model", "prompt", "error")
 
 
 def directory() -> Path:
@@ -25,7 +29,7 @@ def directory() -> Path:
 
 def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -> Path | None:
     "Write one unfinished run atomically; return its path (None when logs are off)."
-    if (llm.user_dir() / "logs-off").exists():
+    if not logs_on():
         return None
     entry = {
         "id": run_id,
@@ -38,27 +42,48 @@ def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -
     return write_json_atomically(directory() / f"{run_id}.json", entry)
 
 
-def entries() -> list[dict]:
-    "Every saved unfinished run, newest first; unreadable files are skipped."
+def read() -> tuple[list[dict], list[str]]:
+    "Every saved unfinished run, newest first, and a line for each file that is not one."
     folder = directory()
-    found = []
-    for path in folder.glob("*.json") if folder.exists() else []:
+    for place in (moa_dir(), folder):
+        if place.exists() and not place.is_dir():
+            return [], [f"{place}: cannot be read, a file stands where a folder should be"]
+    found, problems = [], []
+    for path in sorted(folder.glob("*.json")):
         try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(found, key=lambda entry: entry.get("id", ""), reverse=True)
+            entry = read_json(path, None)
+            if entry is not None:  # None: removed since the folder was listed
+                found.append(_check(path, entry))
+        except MoaError as ex:
+            problems.append(str(ex))
+    return sorted(found, key=lambda entry: entry["id"], reverse=True), problems
+
+
+def _check(path: Path, entry: dict) -> dict:
+    if not isinstance(entry.get("id"), str) or not entry["id"]:
+        raise MoaError(f"{path}: not an unfinished run (no run id)")
+    wrong = [key for key in TEXT_FIELDS if not isinstance(entry.get(key, ""), str)]
+    if wrong:
+        raise MoaError(f"{path}: not an unfinished run ({wrong[0]} is not text)")
+    if not isinstance(entry.get("run", {}), dict):
+        raise MoaError(f"{path}: not an unfinished run (run is not a JSON object)")
+    return entry
 
 
 def find(prefix: str) -> dict | None:
-    matches = [entry for entry in entries() if entry.get("id", "").startswith(prefix)]
+    matches = [entry for entry in read()[0] if entry["id"].startswith(prefix)]
     return matches[0] if len(matches) == 1 else None
 
 
 def answered_proposals(run: dict) -> list[dict]:
     "The successful proposals of the last proposer layer that has any."
-    for layer in reversed(run.get("proposer_layers", [])):
-        answered = [p for p in layer.get("proposers", []) if p.get("status") == "ok"]
+    for layer in reversed(_objects(run.get("proposer_layers"))):
+        answered = [p for p in _objects(layer.get("proposers")) if p.get("status") == "ok"]
         if answered:
             return answered
     return []
+
+
+def _objects(value: object) -> list[dict]:
+    "The JSON objects in a list (nothing when it is not a list)."
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

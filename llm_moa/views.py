@@ -1,63 +1,106 @@
 """Reading MoA runs back from llm's own log database, and showing them.
 
 Runs are read only through the host's store (the database ``llm logs`` reads),
-with llm's own row builder, so condensed ``response_json`` comes back whole.
+as ``llm logs --json`` has them, so condensed ``response_json`` comes back whole.
+A row that only looks like a run is skipped. Everything shown passes through
+``text.visible``: answers and errors come from models and must not drive the
+terminal.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import text
+from .errors import MoaError
+from .host import logged_turns
 
 BAR_WIDTH = 48
-
-
-class RunsError(Exception):
-    "A missing database or run; one line."
+MARKER = '"moa":'  # in the response_json of every MoA run (and maybe of other turns)
 
 
 def load_runs(database: Path, *, count: int | None = None, run_id: str | None = None) -> list[dict]:
-    "MoA runs, newest first, as llm's log rows with the run record under 'moa'."
-    import sqlite_utils
-    from llm.logs import LogStore, log_rows
+    """MoA runs, newest first, as llm's log rows with the run record under 'moa'.
 
+    A turn whose response_json only looks like a run (another model's JSON
+    that contains the marker, a damaged record) is skipped."""
     if not database.exists():
-        raise RunsError(f"No log database found at {database}")
-    db = sqlite_utils.Database(database)
+        raise MoaError(f"No log database found at {database}")
+    asked = count
+    while True:
+        try:
+            rows = logged_turns(database, marker=MARKER, count=asked, prefix=run_id)
+        except (ValueError, RecursionError) as ex:  # llm's own reader fails on a turn that is not JSON
+            raise MoaError(f"{database}: a logged turn cannot be read ({type(ex).__name__}: {ex})")
+        runs = [row for row in rows if _read_record(row)]
+        if not count or len(runs) >= count or len(rows) < asked:
+            return runs[:count] if count else runs
+        asked *= 2  # some rows were not runs: look further back
+
+
+def _read_record(row: dict) -> bool:
+    "Put the run record under row['moa']; False when the row has none."
     try:
-        where = ["response_json like '%\"moa\":%'"]
-        params: dict[str, Any] = {}
-        if run_id:
-            where.append("id like :prefix")
-            params["prefix"] = f"{run_id}%"
-        sql = f"select id from turns where {' and '.join(where)} order by id desc"
-        if count:
-            sql += f" limit {int(count)}"
-        try:
-            ids = [row["id"] for row in db.query(sql, params)]
-        except Exception:  # a database llm has not created its tables in yet
-            ids = []
-        rows = log_rows(LogStore(db), ids=ids) if ids else []
-    finally:
-        db.close()
-    runs = []
-    for row in rows:
-        try:
-            row["moa"] = json.loads(row["response_json"])["moa"]
-        except (TypeError, ValueError, KeyError):
-            continue
-        runs.append(row)
-    return sorted(runs, key=lambda row: row["id"], reverse=True)
+        record = json.loads(row["response_json"])["moa"]
+        _Record.model_validate(record)
+    except (TypeError, ValueError, KeyError, RecursionError):  # pydantic's ValidationError is a ValueError
+        return False
+    row["moa"] = record
+    return True
 
 
 def find_run(database: Path, run_id: str | None) -> dict:
     runs = load_runs(database, count=None if run_id else 1, run_id=run_id)
     if not runs:
-        raise RunsError(f"No MoA run matches {run_id!r}" if run_id else "No MoA runs logged yet")
+        raise MoaError(f"No MoA run matches {run_id!r}" if run_id else "No MoA runs logged yet")
     if run_id and len(runs) > 1 and runs[0]["id"] != run_id:
-        raise RunsError(f"{run_id!r} matches {len(runs)} runs; give more of the id")
+        raise MoaError(f"{run_id!r} matches {text.count(len(runs), 'run')}; give more of the id")
     return runs[0]
+
+
+# The parts of the run record (record.py) the views read, with the types they
+# need: a record that does not have them is not shown.
+
+Ms = Optional[Annotated[int, Field(ge=0, le=10**12)]]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class _Usage(_Shape):
+    input: Optional[int] = None
+    output: Optional[int] = None
+
+
+class _Call(_Shape):
+    model: Optional[str] = None
+    status: Optional[str] = None
+    text: str = ""
+    error: Optional[str] = None
+    attempts: Optional[int] = None
+    started_ms: Ms = None
+    ended_ms: Ms = None
+    duration_ms: Ms = None
+    usage: _Usage = _Usage()
+
+
+class _Layer(_Shape):
+    layer: int
+    proposers: list[_Call] = []
+
+
+class _Record(_Shape):
+    layers: Optional[int] = None
+    calls: Optional[int] = None
+    wall_ms: Ms = None
+    proposer_layers: list[_Layer] = []
+    aggregator: Optional[_Call] = None
+    aggregator_attempts: Optional[list[_Call]] = None
 
 
 def calls_of(record: dict) -> list[tuple[str, dict]]:
@@ -76,7 +119,7 @@ def summary(run: dict) -> dict:
     "The facts of one run for `llm moa runs`."
     record = run["moa"]
     layers = record.get("proposer_layers", [])
-    proposers = layers[-1]["proposers"] if layers else []
+    proposers = layers[-1].get("proposers", []) if layers else []
     aggregator = record.get("aggregator") or {}
     return {
         "id": run["id"],
@@ -106,8 +149,7 @@ def runs_table(runs: Iterable[dict]) -> str:
             facts["aggregator"] or "-", str(facts["calls"]),
             f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}", _seconds(facts["wall_ms"]),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return text.table([[text.visible(cell, newlines=False) for cell in row] for row in rows])
 
 
 def show_text(run: dict) -> str:
@@ -115,8 +157,9 @@ def show_text(run: dict) -> str:
     lines = [
         f"# MoA run {run['id']}",
         "",
-        f"{run['model']} · {run['datetime_utc'][:19].replace('T', ' ')} UTC · {record.get('layers')} layers · "
-        f"{record.get('calls')} calls · {_n(run.get('input_tokens'))} input / "
+        f"{run['model']} · {run['datetime_utc'][:19].replace('T', ' ')} UTC · "
+        f"{_count(record.get('layers'), 'layer')} · {_count(record.get('calls'), 'call')} · "
+        f"{_n(run.get('input_tokens'))} input / "
         f"{_n(run.get('output_tokens'))} output tokens · {_seconds(record.get('wall_ms'))}",
         "",
         "## Prompt",
@@ -130,14 +173,15 @@ def show_text(run: dict) -> str:
         lines += [f"## Layer {layer['layer']}", ""]
         for number, call in enumerate(layer.get("proposers", []), 1):
             lines += [f"### {number}. {_call_heading(call)}", ""]
-            lines += [call["text"] if call.get("status") == "ok" else f"Error: {call.get('error') or call.get('status')}", ""]
+            failed = f"Error: {call.get('error') or call.get('status')}"
+            lines += [call.get("text", "") if call.get("status") == "ok" else failed, ""]
     for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
         if call:
             lines += [f"## Aggregator: {_call_heading(call)}", ""]
             if call.get("status") != "ok":
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
     lines += ["## Answer", "", run.get("response") or "", "", "## Timeline", "", timeline(record)]
-    return "\n".join(lines)
+    return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 
 
 def timeline(record: dict, width: int = BAR_WIDTH) -> str:
@@ -176,8 +220,12 @@ def _call_heading(call: dict) -> str:
     if usage.get("input") is not None or usage.get("output") is not None:
         bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
     if (call.get("attempts") or 1) > 1:
-        bits.append(f"{call['attempts']} attempts")
+        bits.append(text.count(call["attempts"], "attempt"))
     return " · ".join(bits)
+
+
+def _count(value: int | None, noun: str) -> str:
+    return f"? {noun}s" if value is None else text.count(value, noun)
 
 
 def _n(value: Any) -> str:

@@ -91,3 +91,55 @@ def test_python_api_raises_only_value_error_or_model_error(options):
         pass
     else:
         assert text.endswith("question")
+
+
+def _paths(value, prefix=()):
+    "Every place in a JSON value, as a tuple of keys and indexes."
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from _paths(inner, (*prefix, key))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    value = json.loads(json.dumps(value))
+    parent = value
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = new
+    return value
+
+
+_LOGGED: dict = {}
+
+
+def _logged_record(user_path):
+    "The id and expanded response_json of one real run, logged once per test (examples share the user dir)."
+    if user_path not in _LOGGED:
+        proposers = json.dumps(["fake-a", {"model": "fake-b", "options": {"fail": "down"}}])
+        result = run_llm("-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q")
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(run_llm("logs", "-n", "1", "--json").output)
+        _LOGGED[user_path] = row["id"], row["response_json"]
+    return _LOGGED[user_path]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_views_never_crash_on_a_damaged_run_record(data, user_path):
+    import sqlite3
+
+    turn_id, record = _logged_record(user_path)
+    path = data.draw(st.sampled_from(list(_paths(record))))
+    damaged = _replaced(record, path, data.draw(JSONISH))
+    conn = sqlite3.connect(user_path / "logs.db")
+    with conn:
+        conn.execute("update turns set response_json = ? where id = ?", [json.dumps(damaged), turn_id])
+    conn.close()
+    for command in (["runs"], ["runs", "--json"], ["show"], ["show", "--json"], ["show", turn_id]):
+        result = run_llm("moa", *command)
+        event(f"{command[0]}: {'shown' if result.exit_code == 0 else 'refused'}")
+        if result.exit_code:
+            assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr

@@ -68,6 +68,7 @@ def test_saving_over_a_preset_needs_force():
     [
         (["Research", "-o", "proposers", "fake-a"], "Invalid preset name 'Research'"),
         (["a b", "-o", "proposers", "fake-a"], "Invalid preset name 'a b'"),
+        (["evil\n", "-o", "proposers", "fake-a"], "Invalid preset name 'evil\\n'"),
         (["default", "-o", "proposers", "fake-a"], "'default' is reserved for the built-in moa-default"),
         (["x", "-o", "proposers", "nope"], "Unknown proposer model 'nope'"),
         (["x", "-o", "colour", "blue"], "colour: unknown option; allowed: proposers, aggregator"),
@@ -133,7 +134,7 @@ def test_damaged_presets_file_does_not_break_llm(user_path):
     assert run_llm("models").exit_code == 0
     listed = run_llm("moa", "list")
     assert listed.exit_code == 1
-    assert listed.stderr.startswith("Error: Cannot read ")
+    assert listed.stderr.startswith(f"Error: {user_path / 'moa' / 'presets.json'}: not valid JSON (")
 
 
 def test_models_options_set_applies_to_moa_models():

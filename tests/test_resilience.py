@@ -190,7 +190,8 @@ def test_failed_aggregation_keeps_the_proposals(user_path):
     assert "## Proposal 1: fake-a\n\nfake-a answers: Big question" in shown.output
     assert "## Proposal 2: fake-b\n\nfake-b answers: Big question" in shown.output
     listed = run_llm("moa", "unfinished")
-    assert listed.output.startswith(f"{run_id}  ")
+    assert listed.output.splitlines()[0].split() == ["id", "time", "(UTC)", "model", "answered", "error"]
+    assert listed.output.splitlines()[1].startswith(f"{run_id}  ")
     as_json = json.loads(run_llm("moa", "unfinished", run_id[:12], "--json").output)
     assert [p["text"] for p in as_json["run"]["proposer_layers"][0]["proposers"]] == [
         "fake-a answers: Big question", "fake-b answers: Big question"]
