@@ -184,7 +184,7 @@ def logged_turns(database: Path, *, marker: str, count: int | None = None, prefi
 
     db = sqlite_utils.Database(database)
     try:
-        sql = "select id from turns where instr(response_json, :marker) > 0"
+        sql = "select id from turns where instr(response_json, :marker) > 0 and json_valid(response_json)"
         params: dict[str, Any] = {"marker": marker}
         if prefix:
             sql += " and id like :prefix"

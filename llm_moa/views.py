@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Optional
+from typing import Annotated, Any, Iterable, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,7 +86,7 @@ class _Call(_Shape):
     started_ms: Ms = None
     ended_ms: Ms = None
     duration_ms: Ms = None
-    usage: _Usage = _Usage()
+    usage: Union[_Usage, str] = _Usage()  # "unknown" when the provider reported none
 
 
 class _Layer(_Shape):
@@ -132,6 +132,8 @@ def summary(run: dict) -> dict:
         "calls": record.get("calls"),
         "input_tokens": run.get("input_tokens"),
         "output_tokens": run.get("output_tokens"),
+        "usage_complete": all(call.get("usage") != "unknown" for _, call in calls_of(record)),
+        "partial": record.get("partial"),
         "wall_ms": record.get("wall_ms"),
     }
 
@@ -147,7 +149,8 @@ def runs_table(runs: Iterable[dict]) -> str:
         rows.append((
             facts["id"], facts["datetime_utc"][:19].replace("T", " "), facts["model"], proposers,
             facts["aggregator"] or "-", str(facts["calls"]),
-            f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}", _seconds(facts["wall_ms"]),
+            ("" if facts["usage_complete"] else "≥") + f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}",
+            _seconds(facts["wall_ms"]),
         ))
     return text.table([[text.visible(cell, newlines=False) for cell in row] for row in rows])
 
@@ -162,11 +165,12 @@ def show_text(run: dict) -> str:
         f"{_n(run.get('input_tokens'))} input / "
         f"{_n(run.get('output_tokens'))} output tokens · {_seconds(record.get('wall_ms'))}",
         "",
-        "## Prompt",
-        "",
-        run.get("prompt") or "",
-        "",
     ]
+    if record.get("partial"):
+        lines += [f"Partial: not every proposer answered ({record['partial']})", ""]
+    if not all(call.get("usage") != "unknown" for _, call in calls_of(record)):
+        lines += ["Token totals are a lower bound: some providers reported no usage.", ""]
+    lines += ["## Prompt", "", run.get("prompt") or "", ""]
     if run.get("system"):
         lines += ["## System", "", run["system"], ""]
     for layer in record.get("proposer_layers", []):
@@ -217,7 +221,11 @@ def _slowest_per_layer(calls: list[tuple[str, dict]]) -> set[int]:
 def _call_heading(call: dict) -> str:
     usage = call.get("usage") or {}
     bits = [str(call.get("model")), str(call.get("status")), _seconds(call.get("duration_ms"))]
-    if usage.get("input") is not None or usage.get("output") is not None:
+    if call.get("truncated"):
+        bits.append("truncated")
+    if usage == "unknown":
+        bits.append("usage unknown")
+    elif usage.get("input") is not None or usage.get("output") is not None:
         bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
     if (call.get("attempts") or 1) > 1:
         bits.append(text.count(call["attempts"], "attempt"))
