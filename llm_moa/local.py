@@ -20,8 +20,9 @@ import os
 import random
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import llm
 from llm.parts import TextPart
@@ -169,7 +170,8 @@ def _local_options() -> type:
 
     class LocalOptions(llm.Options):
         max_tokens: int | None = Field(
-            None, ge=1, le=N_CTX, description=f"Most tokens to generate (default {DEFAULTS['max_tokens']})."
+            None, ge=1, le=N_CTX,
+            description=f"Most tokens to generate (default {DEFAULTS['max_tokens']}).",
         )
         temperature: float | None = Field(
             None, ge=0, le=2,
