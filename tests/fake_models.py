@@ -119,6 +119,7 @@ class _Fake:
             "started": started,
         }
         logging = not os.environ.get("FAKE_MODELS_NO_LOG")
+        log_path = calls_log()  # now: a hung call that ends after its test must not log into the next one
         if logging:
             with _log_lock, open(started_log(), "a") as fp:
                 fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
@@ -157,7 +158,7 @@ class _Fake:
         finally:
             entry["ended"] = time.time()
             if logging:
-                with _log_lock, open(calls_log(), "a") as fp:
+                with _log_lock, open(log_path, "a") as fp:
                     fp.write(json.dumps(entry) + "\n")
 
     def _should_fail(self, fail_times: int | None) -> bool:

@@ -282,3 +282,15 @@ def test_a_file_where_the_moa_folder_should_be(user_path):
     one = run_llm("moa", "unfinished", "01x")
     assert one.exit_code == 1 and one.stderr.count("\n") == 1
     assert folder.read_text() == "not a folder"
+
+
+def test_a_failed_save_never_hides_the_runs_own_error(user_path):
+    (user_path / "moa").write_text("not a folder")
+    result = run_llm("-m", "moa-default", "-o", "proposers", "fake-a",
+                     "-o", "aggregator_options", '{"fail": "HTTP 503 overloaded", "status": 503}', "q")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: The aggregator failed after 1 proposal had been answered:"
+    assert lines[1] == "  fake-a (aggregator 1): HTTP 503 overloaded"
+    assert lines[2].startswith("(the answered proposals could not be saved: ")
+    assert "Traceback" not in result.stderr and len(lines) == 3
