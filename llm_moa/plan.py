@@ -72,14 +72,14 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
     "Every proposer and aggregator resolved, with validated options."
     with host.RESOLVING:
         default = llm.get_default_model()
-        objects = _Objects(default)
+        objects, saved = _Objects(default), {}
         proposers = [
             _member(objects.get("proposer", name, config.max_concurrency), name, "proposer",
-                    {**config.proposer_options, **options})
+                    {**config.proposer_options, **options}, saved)
             for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES
         ]
         aggregators = [
-            _member(objects.get("aggregator", name), name, "aggregator", {**config.aggregator_options, **options})
+            _member(objects.get("aggregator", name), name, "aggregator", {**config.aggregator_options, **options}, saved)
             for name, options in config.aggregators or [(default, {})]
         ]
     locks: dict[int, threading.Lock] = {}
@@ -125,8 +125,10 @@ class _Objects:
         return model
 
 
-def _member(model: Any, name: str, role: str, options: dict) -> Member:
-    merged = {**host.saved_model_options(model.model_id), **options}
+def _member(model: Any, name: str, role: str, options: dict, saved: dict[str, dict]) -> Member:
+    if model.model_id not in saved:
+        saved[model.model_id] = host.saved_model_options(model.model_id)
+    merged = {**saved[model.model_id], **options}
     return Member(name, model, role, validate_model_options(role, name, model, merged))
 
 
