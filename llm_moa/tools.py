@@ -113,25 +113,24 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
     from .errors import MoaError
 
     tools = [tool for tool in prompt.tools if not is_panel(tool)]
-    results = list(prompt.tool_results or [])
+    history, results = _turn(prompt)
     if not tools and not results:
         return None
     for member in plan.aggregators:
         if not member.model.supports_tools:
             raise MoaError(f"aggregator {member.name} does not support tools; "
                            "choose one that does (llm models --tools)")
-    history = _earlier_messages(prompt, results)
     request = plan.request
     plan.request = replace(
         request,
         system=_join(request.system, AGGREGATOR_NOTE) if tools else request.system,
         history=tuple(_with_tool_parts(history)),
         tools=tuple(tools),
-        tool_results=tuple(results),
+        tool_results=tuple(results),  # llm adds them to the messages
     )
     plan.proposer_request = replace(
         request,
-        text=RESULTS_TURN.format(results=_results_text(results, history)) if results else request.text,
+        text=_join(RESULTS_TURN.format(results=_results_text(results, history)), request.text) if results else request.text,
         system=_join(request.system, PROPOSER_NOTE.format(tools=tools_text(tools))) if tools else request.system,
         history=tuple(_as_text(history)),
     )
@@ -165,16 +164,25 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
     return None
 
 
-def _earlier_messages(prompt: Any, results: list) -> list:
-    "The conversation before this turn: no system message, no current user or tool message."
+def _turn(prompt: Any) -> tuple[list, list]:
+    """The conversation before this turn (no system message) and this turn's
+    tool results: ``prompt.tool_results`` in llm's chain; after
+    ``response.reply()`` they come only as the last message."""
     messages = list(prompt.messages)
     if messages and messages[0].role == "system":
         messages = messages[1:]
-    if messages and messages[-1].role == "user":
+    if messages and messages[-1].role == "user":  # the prompt's own text: request.text
         messages = messages[:-1]
-    if results and messages and messages[-1].role == "tool":
-        messages = messages[:-1]  # llm adds it again from tool_results=
-    return messages
+        if not prompt.tool_results:
+            return messages, []
+    if messages and messages[-1].role == "tool":
+        results = list(prompt.tool_results) or [
+            llm.ToolResult(name=part.name, output=part.output, tool_call_id=part.tool_call_id,
+                           attachments=list(part.attachments or []))
+            for part in messages[-1].parts if type(part).__name__ == "ToolResultPart"
+        ]
+        return messages[:-1], results
+    return messages, list(prompt.tool_results or [])
 
 
 def _with_tool_parts(messages: list) -> Iterator[Any]:
