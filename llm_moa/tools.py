@@ -73,7 +73,8 @@ class MoA(llm.Toolbox):
         return model
 
     def ask(self, question: str) -> str:
-        "Ask a panel of several AI models for a second opinion: their combined, checked answer. The panel does not see this conversation: put everything it needs in the question."  # noqa: E501 - the tool's description, as one line
+        ("Ask a panel of several AI models for a second opinion: their combined, checked answer. "
+         "The panel does not see this conversation: put everything it needs in the question.")  # one line
         return self._model().prompt(question).text()
 
 
