@@ -39,3 +39,10 @@ def register_commands(cli):
             return self._group().get_command(ctx, name)
 
     cli.add_command(LazyGroup(name="moa", help="Mixture-of-Agents: presets, runs, eval and unfinished runs"))
+
+
+@llm.hookimpl
+def register_tools(register):
+    from .tools import MoA  # light: llm and the standard library only
+
+    register(MoA)

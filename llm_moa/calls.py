@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from .options import Config
 from .prompts import call_arguments
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, Call, describe_error
+from .tools import requested_tool_calls
 
 POLL = 0.25  # longest wait between checks for a stop request
 BACKOFF_BASE = 0.5
@@ -190,7 +191,8 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream
         finally:
             events_of.close()
         text = "".join(chunks)
-        if not text.strip():
+        tool_calls = requested_tool_calls(response) if call.request.tools else []
+        if not text.strip() and not tool_calls:
             raise EmptyAnswer()
         return {
             "text": text,
@@ -199,6 +201,7 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream
             "output_tokens": response.output_tokens,
             "token_details": response.token_details,
             "truncated": _unfinished(response.response_json),
+            "tool_calls": tool_calls,
         }
 
 

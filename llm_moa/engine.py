@@ -22,9 +22,10 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
                       stop: threading.Event | None = None) -> Iterator[tuple[str, str]]:
     "Yield the final answer as ``(event_type, chunk)`` pairs."
     config = plan.config
-    answers: list[str] = []
-    for layer in range(1, config.layers):
-        request = plan.request if layer == 1 else with_references(plan.request, answers, REFINE)
+    answers: list[str] = list(plan.given_answers or [])
+    asked = plan.proposer_request or plan.request
+    for layer in range(1, config.layers if plan.given_answers is None else 1):
+        request = asked if layer == 1 else with_references(asked, answers, REFINE)
         calls = [_call(plan, run, m, layer, i, request) for i, m in enumerate(plan.proposers)]
         for _ in run_calls(calls, config, clock=clock, stream=stream, stop=stop):
             pass

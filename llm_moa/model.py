@@ -49,6 +49,7 @@ def _moa_options() -> type:
 class _MoaBase:
     can_stream = True
     supports_schema = True
+    supports_tools = True  # the aggregator's tool calls are passed on; llm runs the tools
     attachment_types = ATTACHMENT_TYPES
     is_moa = True  # lets the planner refuse a MoA model as a member
     Options = LazyOptions(_moa_options)

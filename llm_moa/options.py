@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import llm
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -114,6 +114,12 @@ class MoaOptions(llm.Options):
     )
     progress: Optional[bool] = Field(
         None, description="Live progress on stderr when it is a terminal (default true)."
+    )
+    tool_turns: Optional[Literal["aggregator", "all"]] = Field(
+        None,
+        description="With tools (-T), who answers when tool results come back: "
+        "'aggregator' (default) continues alone, one call per tool round; 'all' "
+        "makes each round a full MoA run, the proposers reading the results as text.",
     )
 
     @model_validator(mode="before")
@@ -289,6 +295,7 @@ class Config:
     wait: int | None = None
     show_proposals: bool = False
     progress: bool = True
+    tool_turns: str = "aggregator"
 
     @property
     def proposer_count(self) -> int:

@@ -47,6 +47,8 @@ class Plan:
     proposers: list[Member]
     aggregators: list[Member]
     schema: dict | None = None
+    proposer_request: Request | None = None  # when the proposers are asked otherwise (tools)
+    given_answers: list[str] | None = None  # known answers to aggregate: no proposer runs
 
 
 def make_plan(config: Config, prompt: Any) -> Plan:

@@ -59,6 +59,8 @@ class Request:
     system: str = ""
     history: tuple[Any, ...] = ()  # prior turns as text-only llm.parts.Message
     attachments: tuple[Any, ...] = ()
+    tools: tuple[Any, ...] = ()  # llm.Tool, for the aggregator only
+    tool_results: tuple[Any, ...] = ()  # this turn's llm.ToolResult
 
 
 def request_from_prompt(prompt: Any) -> Request:
@@ -136,6 +138,10 @@ def call_arguments(
         kwargs["attachments"] = attachments
     if schema:
         kwargs["schema"] = schema
+    if request.tools:
+        kwargs["tools"] = list(request.tools)
+    if request.tool_results:
+        kwargs["tool_results"] = list(request.tool_results)
     if request.history:
         system = (
             [Message(role="system", parts=[TextPart(text=request.system)])]

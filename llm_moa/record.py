@@ -59,6 +59,7 @@ class Call:
     output_tokens: int | None = None
     token_details: dict | None = None
     truncated: bool = False  # the stream ended without the provider saying it had finished
+    tool_calls: list = field(default_factory=list)  # llm.parts.ToolCallPart asked for by the aggregator
 
     @property
     def role(self) -> str:
@@ -83,6 +84,8 @@ class Call:
             "text": self.text,
             "error": self.error,
             "truncated": self.truncated or None,
+            "tool_calls": [{"name": c.name, "arguments": c.arguments, "tool_call_id": c.tool_call_id}
+                           for c in self.tool_calls] or None,
             "attempts": self.attempts,
             "started_ms": _ms(self.started),
             "first_token_ms": _ms(self.first_token),
@@ -105,6 +108,7 @@ class Run:
     calls: list[Call] = field(default_factory=list)
     wall: float | None = None
     error: str | None = None
+    tools: dict | None = None  # what tools.fit_tools did: tools offered, results, proposals reused
 
     def layer_calls(self, layer: int) -> list[Call]:
         return [c for c in list(self.calls) if c.layer == layer and c.role == "proposer"]
@@ -164,6 +168,7 @@ class Run:
             ],
             "aggregator": used or (aggregators[-1] if aggregators else None),
             "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
+            "tools": self.tools,
         }
         return {"moa": {k: v for k, v in data.items() if v is not None}}
 

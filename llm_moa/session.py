@@ -19,6 +19,7 @@ from .options import config_from, validate
 from .plan import make_plan
 from .record import Run, describe_error, missing_summary
 from .text import visible
+from .tools import fit_tools, pass_on
 
 
 class Session:
@@ -30,6 +31,7 @@ class Session:
         self.config = config_from(options)
         self.plan = make_plan(self.config, prompt)
         self.run = Run(moa.model_id, self.config.layers)
+        self.run.tools = fit_tools(self.plan, prompt, conversation, moa.model_id)
         self.response = response
         self.stream = stream
         self.done = False
@@ -49,6 +51,7 @@ class Session:
                 if progress:  # the answer starts: clear the progress block first
                     progress.stop()
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
+            yield from pass_on(self.run, self.response)
             self.done = True
         except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
             if progress:

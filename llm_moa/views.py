@@ -173,7 +173,17 @@ def show_text(run: dict) -> str:
     lines += ["## Prompt", "", run.get("prompt") or "", ""]
     if run.get("system"):
         lines += ["## System", "", run["system"], ""]
+    tools = record.get("tools")
+    if tools:  # a run with tools (-T): what it was offered, got back, and whose proposals it reused
+        lines += ["## Tools", "", f"Offered: {', '.join(tools.get('offered') or []) or '-'}"]
+        if tools.get("tool_results"):
+            lines += [f"Tool results received: {tools['tool_results']} (tool_turns {tools.get('tool_turns')})"]
+        if tools.get("proposals_from"):
+            lines += [f"Proposals reused from run {tools['proposals_from']}"]
+        lines += [""]
     for layer in record.get("proposer_layers", []):
+        if not layer.get("proposers"):
+            continue  # no proposer ran (an aggregator-only tool turn)
         lines += [f"## Layer {layer['layer']}", ""]
         for number, call in enumerate(layer.get("proposers", []), 1):
             lines += [f"### {number}. {_call_heading(call)}", ""]
@@ -184,6 +194,8 @@ def show_text(run: dict) -> str:
             lines += [f"## Aggregator: {_call_heading(call)}", ""]
             if call.get("status") != "ok":
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
+            for tool_call in call.get("tool_calls") or []:
+                lines += [f"Tool call: {tool_call['name']}({json.dumps(tool_call.get('arguments'))})", ""]
     lines += ["## Answer", "", run.get("response") or "", "", "## Timeline", "", timeline(record)]
     return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 

@@ -11,6 +11,10 @@ user would, e.g. ``-o proposers '[{"model": "fake-a", "options": {"delay": 1}}]'
 * ``hang``: never answer; ``empty``: answer with nothing
 * ``chunks``: stream the answer in that many pieces (default: word by word)
 
+``fake-tooler`` (sync and async) supports tools: given tools it calls one
+(``tool``, ``tool_args``) until ``tool_rounds`` results came back, then answers
+with them. ``Notebook`` and ``fake_boom`` (which raises) are the tests' own tools.
+
 Every call appends a JSON line to ``$LLM_USER_PATH/fake-calls.jsonl`` with what
 the model was sent, when it started and ended (``time.time()``), when it yielded
 its first chunk (``first_chunk``, ``time.monotonic()``) and which object served
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 import llm
-from pydantic import Field
+from pydantic import Field, field_validator
 
 _log_lock = threading.Lock()
 _counts: dict[str, int] = {}
@@ -110,9 +114,13 @@ class _Fake:
             "prompt": prompt.prompt,
             "system": prompt.system,
             "messages": [
-                {"role": m.role, "text": "".join(getattr(p, "text", "") or "" for p in m.parts)}
+                {"role": m.role, "text": "".join(getattr(p, "text", "") or "" for p in m.parts),
+                 "parts": [type(p).__name__ for p in m.parts]}
                 for m in prompt.messages
             ],
+            "tools": [tool.name for tool in prompt.tools],
+            "tool_results": [{"name": r.name, "output": r.output, "tool_call_id": r.tool_call_id}
+                             for r in prompt.tool_results],
             "attachments": [a.resolve_type() for a in prompt.attachments],
             "schema": prompt.schema or None,
             "options": {k: v for k, v in options if v is not None},
@@ -242,6 +250,114 @@ class FakeJudge(llm.Model):
             yield f"Reasoning...\nVERDICT: {good[0] if len(good) == 1 else 'TIE'}"
 
 
+class ToolerOptions(FakeOptions):
+    tool: Optional[str] = Field(None, description="The tool to call (default: the first one offered)")
+    tool_args: Optional[dict] = Field(None, description="Its arguments (default: none)")
+    tool_rounds: Optional[int] = Field(None, description="Call tools until this many results came back (default 1)")
+    call_style: Optional[str] = Field(None, description="'both' (default): events and add_tool_call, like "
+                                      "llm's OpenAI plugin; 'add': add_tool_call only; 'events': id-less events only")
+
+    @field_validator("tool_args", mode="before")
+    @classmethod
+    def _json(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class _Tooler(_Fake):
+    """Supports tools: given tools, it calls one (``tool``, or the first) until
+    ``tool_rounds`` results came back, then answers with the results it got."""
+
+    supports_tools = True
+    Options = ToolerOptions
+
+    def _answer(self, prompt, response):
+        from llm.parts import StreamEvent
+
+        yield from super()._answer(prompt, response)  # no text while calling a tool, unless ``text``
+        call = self._wanted_call(prompt)
+        if call is None:
+            return
+        style = prompt.options.call_style or "both"
+        if style in ("both", "events"):
+            call_id = None if style == "events" else call.tool_call_id
+            yield StreamEvent(type="tool_call_name", chunk=call.name, tool_call_id=call_id)
+            yield StreamEvent(type="tool_call_args", chunk=json.dumps(call.arguments), tool_call_id=call_id)
+        if style in ("both", "add"):
+            response.add_tool_call(call)
+
+    def _wanted_call(self, prompt):
+        users = [i for i, message in enumerate(prompt.messages) if message.role == "user"]
+        rounds = sum(message.role == "tool" for message in prompt.messages[users[-1] if users else 0:])
+        if not prompt.tools or rounds >= (prompt.options.tool_rounds or 1):
+            return None
+        name = prompt.options.tool or prompt.tools[0].name
+        return llm.ToolCall(name=name, arguments=prompt.options.tool_args or {},
+                            tool_call_id=f"call-{self.model_id}-{rounds + 1}")
+
+    def _text(self, prompt, options):
+        if self._wanted_call(prompt) is not None:
+            return options.text or ""
+        results = prompt.tool_results or []
+        if results and options.text is None:
+            return "; ".join(f"{self.model_id} got {r.name}: {r.output}" for r in results)
+        return super()._text(prompt, options)
+
+
+class FakeTooler(_Tooler, llm.Model):
+    pass
+
+
+class AsyncFakeTooler(llm.AsyncModel):
+    "The async face of fake-tooler, for hosts that run async models (llm --async)."
+
+    can_stream = True
+    supports_tools = True
+    Options = ToolerOptions
+
+    def __init__(self, model_id: str):
+        self.model_id = model_id
+        self._sync = FakeTooler(model_id)
+
+    async def execute(self, prompt, stream, response, conversation):
+        for chunk in self._sync.execute(prompt, stream, response, conversation):
+            yield chunk
+
+
+class Notebook(llm.Toolbox):
+    "The tests' own toolbox: notes kept in memory."
+
+    def __init__(self):
+        self._notes = []
+
+    def add(self, note: str) -> str:
+        "Add a note."
+        self._notes.append(note)
+        return f"noted ({len(self._notes)})"
+
+    def read(self) -> str:
+        "Read the notes."
+        return "\n".join(self._notes) or "(no notes)"
+
+
+def fake_boom(reason: str = "no reason") -> str:
+    "A tool that always raises."
+    raise RuntimeError(f"boom: {reason}")
+
+
+class FakeToolsPlugin:
+    __name__ = "llm_moa_test_tools"
+
+    @llm.hookimpl
+    def register_models(self, register):
+        for name in ("fake-tooler", "fake-tooler-2"):
+            register(FakeTooler(name), AsyncFakeTooler(name))
+
+    @llm.hookimpl
+    def register_tools(self, register):
+        register(Notebook)
+        register(fake_boom)
+
+
 _SHARED = None
 
 
@@ -277,3 +393,5 @@ def register() -> None:
 
     if pm.get_plugin("llm-moa-test-fakes") is None:
         pm.register(FakePlugin(), name="llm-moa-test-fakes")
+    if pm.get_plugin("llm-moa-test-tools") is None:
+        pm.register(FakeToolsPlugin(), name="llm-moa-test-tools")
