@@ -1,15 +1,8 @@
 """``llm moa eval``: does a combo beat a single model on your prompts, and at what cost?
 
-Every candidate answers every prompt through llm's Python API. Answers and
-judgements are appended to a results file as they arrive (one JSON object a
-line, fsynced), so an interrupted eval resumes where it stopped and never pays
-twice for the same answer. Two modes:
-
-* judged: a judge model compares each candidate with a baseline, asked both
-  ways round; a candidate wins a prompt only when both verdicts agree (a
-  disagreement is a tie, which cancels position bias). Win rate counts a tie
-  as half a win.
-* graded: each answer is compared with the row's known answer.
+The modes, the scores and the results file are described in the README
+("Does it pay off?"). Results are appended as they arrive, so an interrupted
+eval resumes where it stopped and never pays twice for the same answer.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Live progress of a run on stderr, only when stderr is a terminal.
-
-A block of lines (one per call) is redrawn in place a few times a second and
-erased before the first byte of the answer is written, so stdout carries the
-answer only and pipes and scripts see nothing extra.
+"""Live progress of a run on stderr (README: "Seeing a run"): redrawn in place and
+erased before the answer, so stdout carries the answer only.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Every prompt an inner model receives is built here.
 
-Layer 1 proposers get the user's request as the host gave it. Later layers and
-the aggregator get the same request with the previous layer's answers appended
-to the system prompt as numbered, anonymous references (the paper's
-aggregate-and-synthesise layout, in our own words).
-
-Each reference sits between a BEGIN and an END line carrying a tag derived
-from a hash of all the answers: no answer can contain it (an answer cannot
-contain a hash of itself), so none can close its own block or pose as another
-one. Being deterministic, the same answers give the same prompt, which keeps
-seeded runs reproducible and lets providers cache prompts.
+Later layers and the aggregator get the request with the previous layer's
+answers appended to the system prompt as anonymous references, each fenced by
+a tag no answer can contain (README: "Prompt injection between proposers").
 """
 
 from __future__ import annotations
