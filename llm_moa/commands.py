@@ -17,6 +17,16 @@ def _database_option(fn):
     )(fn)
 
 
+class _Command(click.Command):
+    "A command whose bad input (a MoaError) is click's one-line 'Error: ...'."
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MoaError as ex:
+            raise click.ClickException(str(ex))
+
+
 _GROUP: click.Group | None = None
 
 
@@ -25,6 +35,7 @@ def moa_group() -> click.Group:
     global _GROUP
     if _GROUP is None:
         _GROUP = click.Group(name="moa")
+        _GROUP.command_class = _Command
         _add_commands(_GROUP)
     return _GROUP
 
@@ -46,6 +57,7 @@ def _add_commands(moa: click.Group) -> None:
         from . import presets
         from .options import config_from, validate
         from .plan import resolve_members
+        from .text import count
 
         try:
             presets.check_name(name)
@@ -55,8 +67,10 @@ def _add_commands(moa: click.Group) -> None:
             replaced = presets.save(name, stored, force=force)
         except ValueError as ex:
             raise click.ClickException(str(ex))
-        verb = "Replaced" if replaced else "Saved"
-        click.echo(f"{verb} preset {name!r} as model moa-{name}: {_describe(config)}")
+        facts = _facts(config)
+        click.echo(f"{'Replaced' if replaced else 'Saved'} preset {name!r} as model moa-{name}: "
+                   f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
+                   f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")
 
     @moa.command(name="list")
     @click.option("json_", "--json", is_flag=True, help="Output as JSON")
@@ -66,10 +80,7 @@ def _add_commands(moa: click.Group) -> None:
         from .options import config_from
         from .text import count, visible
 
-        try:
-            saved, invalid = presets.read()
-        except MoaError as ex:
-            raise click.ClickException(str(ex))
+        saved, invalid = presets.read()
         entries = []
         for name, entry in sorted(saved.items()):
             options = presets.options_of(entry)
@@ -104,10 +115,7 @@ def _add_commands(moa: click.Group) -> None:
         "Remove a saved preset"
         from . import presets
 
-        try:
-            presets.remove(name)
-        except MoaError as ex:
-            raise click.ClickException(str(ex))
+        presets.remove(name)
         click.echo(f"Removed preset {name!r} (model moa-{name})")
 
     @moa.command(name="runs")
@@ -119,10 +127,7 @@ def _add_commands(moa: click.Group) -> None:
         from .host import logs_db_path
         from .views import load_runs, runs_table, summary
 
-        try:
-            runs = load_runs(logs_db_path(database), count=count or None)
-        except MoaError as ex:
-            raise click.ClickException(str(ex))
+        runs = load_runs(logs_db_path(database), count=count or None)
         if json_:
             click.echo(json.dumps([summary(run) for run in runs], indent=2))
         elif not runs:
@@ -142,18 +147,13 @@ def _add_commands(moa: click.Group) -> None:
         from .host import logs_db_path
         from .views import find_run, show_text
 
-        try:
-            run = find_run(logs_db_path(database), run_id)
-        except MoaError as ex:
-            raise click.ClickException(str(ex))
+        run = find_run(logs_db_path(database), run_id)
         if json_:
             keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
                     "input_tokens", "output_tokens", "conversation_id", "moa")
             click.echo(json.dumps({key: run.get(key) for key in keys}, indent=2))
         else:
             click.echo(show_text(run))
-
-    _eval_command(moa)
 
     @moa.command(name="unfinished")
     @click.argument("run_id", required=False)
@@ -198,8 +198,6 @@ def _add_commands(moa: click.Group) -> None:
             lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
         click.echo(visible("\n".join(lines)))
 
-
-def _eval_command(moa: click.Group) -> None:
     @moa.command(name="eval")
     @click.argument("source", metavar="PROMPTS")
     @click.option("models", "-m", "--model", multiple=True, required=True,
@@ -231,21 +229,17 @@ def _eval_command(moa: click.Group) -> None:
             llm moa eval math.jsonl -m moa-default -m gpt-4o-mini --grade exact
         """
         from . import evaluate
-        from .errors import MoaError
         from .text import count
 
-        try:
-            if png:
-                evaluate.pyplot()
-            ev = _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out)
-            if ev.results.skipped:
-                click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
-            evaluate.run(ev, progress=_eval_progress())
-            summary = evaluate.report(ev)
-            if png:
-                evaluate.png_chart(summary, png)
-        except MoaError as ex:
-            raise click.ClickException(str(ex))
+        if png:
+            evaluate.pyplot()
+        ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out)
+        if ev.results.skipped:
+            click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
+        evaluate.run(ev, progress=_eval_progress())
+        summary = evaluate.report(ev)
+        if png:
+            evaluate.png_chart(summary, png)
         if json_:
             click.echo(json.dumps(summary, indent=2))
         elif csv_:
@@ -255,39 +249,6 @@ def _eval_command(moa: click.Group) -> None:
             click.echo("")
             click.echo(evaluate.text_chart(summary))
             click.echo(f"\nResults saved in {summary['results_file']}")
-
-
-def _eval_plan(evaluate, source, models, judge, baseline, grade, limit, concurrency, out):
-    from .errors import MoaError
-
-    if bool(judge) == bool(grade):
-        raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
-    if baseline and not judge:
-        raise MoaError("--baseline goes with --judge")
-    rows = evaluate.read_rows(source)[:limit]
-    if grade:
-        missing = [row.line for row in rows if row.answer is None]
-        if missing:
-            raise MoaError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
-    names = list(dict.fromkeys(models))
-    resolved = evaluate.check_models(names + [name for name in (judge, baseline) if name])
-    if judge:
-        # by default, the first candidate that is not a MoA model, else the last one
-        baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
-        if baseline not in names:
-            names.append(baseline)
-        if len(names) < 2:
-            raise MoaError("--judge compares candidates with a baseline: give at least two models")
-    return evaluate.Eval(
-        rows=rows,
-        models=[resolved[name].model_id for name in names],
-        results=evaluate.Results(evaluate.results_path(source, out)),
-        judge=resolved[judge].model_id if judge else None,
-        baseline=resolved[baseline].model_id if judge else None,
-        grade=grade,
-        concurrency=concurrency,
-        options={model.model_id: evaluate.saved_options(model) for model in resolved.values()},
-    )
 
 
 def _eval_progress():
@@ -319,10 +280,3 @@ def _facts(config) -> dict:
         "calls_per_prompt": config.calls_per_prompt,
     }
 
-
-def _describe(config) -> str:
-    from .text import count
-
-    facts = _facts(config)
-    return (f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
-            f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")

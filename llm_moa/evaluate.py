@@ -1,15 +1,8 @@
 """``llm moa eval``: does a combo beat a single model on your prompts, and at what cost?
 
-Every candidate answers every prompt through llm's Python API. Answers and
-judgements are appended to a results file as they arrive (one JSON object a
-line, fsynced), so an interrupted eval resumes where it stopped and never pays
-twice for the same answer. Two modes:
-
-* judged: a judge model compares each candidate with a baseline, asked both
-  ways round; a candidate wins a prompt only when both verdicts agree (a
-  disagreement is a tie, which cancels position bias). Win rate counts a tie
-  as half a win.
-* graded: each answer is compared with the row's known answer.
+The modes, the scores and the results file are described in the README
+("Does it pay off?"). Results are appended as they arrive, so an interrupted
+eval resumes where it stopped and never pays twice for the same answer.
 """
 
 from __future__ import annotations
@@ -208,13 +201,6 @@ def _readable(record: Any) -> bool:
     return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
 
-def results_path(source: str, out: str | None) -> Path:
-    "--out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin."
-    if out:
-        return Path(out)
-    return Path("moa-eval-results.jsonl") if source == "-" else Path(source).with_suffix(".eval.jsonl")
-
-
 # --- running -------------------------------------------------------------------
 
 
@@ -250,15 +236,43 @@ class Eval:
         return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def check_models(names: Iterable[str]) -> dict[str, Any]:
-    "Resolve every name once, up front: id or alias -> model. One-line errors."
-    resolved = {}
-    for name in dict.fromkeys(names):
+def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | None, grade: str | None,
+         limit: int | None, concurrency: int, out: str | None) -> Eval:
+    "The eval the command line asks for, every input and model checked before any call. One-line errors."
+    if bool(judge) == bool(grade):
+        raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
+    if baseline and not judge:
+        raise MoaError("--baseline goes with --judge")
+    rows = read_rows(source)[:limit]
+    missing = [row.line for row in rows if grade and row.answer is None]
+    if missing:
+        raise MoaError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
+    names = list(dict.fromkeys(models))
+    resolved = {}  # id or alias -> model, each resolved once
+    for name in dict.fromkeys(names + [name for name in (judge, baseline) if name]):
         try:
             resolved[name] = host.get_model(name)
         except llm.UnknownModelError:
             raise MoaError(f"Unknown model {name!r}; run 'llm models' to list the available models")
-    return resolved
+    if judge:
+        # by default, the first candidate that is not a MoA model, else the last one
+        baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
+        if baseline not in names:
+            names.append(baseline)
+        if len(names) < 2:
+            raise MoaError("--judge compares candidates with a baseline: give at least two models")
+    # --out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin
+    path = Path(out or ("moa-eval-results.jsonl" if source == "-" else Path(source).with_suffix(".eval.jsonl")))
+    return Eval(
+        rows=rows,
+        models=[resolved[name].model_id for name in names],
+        results=Results(path),
+        judge=resolved[judge].model_id if judge else None,
+        baseline=resolved[baseline].model_id if judge else None,
+        grade=grade,
+        concurrency=concurrency,
+        options={model.model_id: saved_options(model) for model in resolved.values()},
+    )
 
 
 def saved_options(model: Any) -> dict:

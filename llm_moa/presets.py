@@ -1,14 +1,8 @@
-"""Named presets: saved option sets that become ``moa-NAME`` models.
+"""Named presets: saved option sets that become ``moa-NAME`` models (README: "Presets").
 
-All presets live in one file, ``<llm user dir>/moa/presets.json``. Every
-change is a locked read-modify-write (``storage.update_json``), so ``llm``
-processes saving or removing presets at the same time keep each other's
-changes. A preset keeps the options exactly as ``-o`` would give them to the
-model, so ``llm -m moa-NAME -o layers 2`` overrides a saved value.
-
-The file may have been edited by hand: an entry that is not a preset (a bad
-or reserved name, not an object) is never registered, and ``llm moa list``
-says why.
+Every change is a locked read-modify-write, so ``llm`` processes saving or
+removing presets at once keep each other's changes. An entry edited by hand
+into something that is not a preset is never registered; ``llm moa list`` says why.
 """
 
 from __future__ import annotations

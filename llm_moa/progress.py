@@ -1,8 +1,5 @@
-"""Live progress of a run on stderr, only when stderr is a terminal.
-
-A block of lines (one per call) is redrawn in place a few times a second and
-erased before the first byte of the answer is written, so stdout carries the
-answer only and pipes and scripts see nothing extra.
+"""Live progress of a run on stderr (README: "Seeing a run"): redrawn in place and
+erased before the answer, so stdout carries the answer only.
 """
 
 from __future__ import annotations
@@ -11,30 +8,27 @@ import shutil
 import sys
 import threading
 import time
-from typing import Any, TextIO
-
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, Call, Run
 from .text import shorten, visible
 
 REFRESH = 0.1
 
 
-def wanted(enabled: bool, stream: TextIO | None = None) -> bool:
-    "On for the llm CLI when stderr is a terminal, unless -o progress false."
+def for_run(enabled: bool, run: Run) -> Progress | None:
+    "A Progress for the llm CLI when stderr is a terminal, unless -o progress false; else None."
     import click
 
-    stream = stream or sys.stderr
     try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by something that is not a file, or closed
         tty = False
-    return enabled and tty and click.get_current_context(silent=True) is not None
+    return Progress(run) if enabled and tty and click.get_current_context(silent=True) is not None else None
 
 
 class Progress:
-    def __init__(self, run: Run, stream: TextIO | None = None):
+    def __init__(self, run: Run):
         self.run = run
-        self.stream = stream or sys.stderr
+        self.stream = sys.stderr
         self.start = time.monotonic()
         self._drawn = 0
         self._lock = threading.Lock()
@@ -95,8 +89,3 @@ def describe(call: Call, now: float) -> str:
         SKIPPED: "skipped",
         CANCELLED: "cancelled",
     }.get(call.status, call.status)
-
-
-def for_run(enabled: bool, run: Run) -> Any:
-    "A Progress when wanted, else None."
-    return Progress(run) if wanted(enabled) else None

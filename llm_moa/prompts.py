@@ -1,15 +1,8 @@
 """Every prompt an inner model receives is built here.
 
-Layer 1 proposers get the user's request as the host gave it. Later layers and
-the aggregator get the same request with the previous layer's answers appended
-to the system prompt as numbered, anonymous references (the paper's
-aggregate-and-synthesise layout, in our own words).
-
-Each reference sits between a BEGIN and an END line carrying a tag derived
-from a hash of all the answers: no answer can contain it (an answer cannot
-contain a hash of itself), so none can close its own block or pose as another
-one. Being deterministic, the same answers give the same prompt, which keeps
-seeded runs reproducible and lets providers cache prompts.
+Later layers and the aggregator get the request with the previous layer's
+answers appended to the system prompt as anonymous references, each fenced by
+a tag no answer can contain (README: "Prompt injection between proposers").
 """
 
 from __future__ import annotations
@@ -103,12 +96,12 @@ def with_references(request: Request, answers: list[str], instruction: str) -> R
 def reference_block(answers: list[str]) -> str:
     tag = _fresh_tag(answers)
     count = "There is 1 candidate answer" if len(answers) == 1 else f"There are {len(answers)} candidate answers"
-    parts = [_FORMAT.format(count=count, tag=tag)]
-    for number, answer in enumerate(answers, 1):
-        parts.append(
-            f"<<<BEGIN ANSWER {number} {tag}>>>\n{answer}\n<<<END ANSWER {number} {tag}>>>"
-        )
-    return "\n\n".join(parts)
+    blocks = [_fenced(number, answer, tag) for number, answer in enumerate(answers, 1)]
+    return "\n\n".join([_FORMAT.format(count=count, tag=tag), *blocks])
+
+
+def _fenced(label: object, answer: str, tag: str) -> str:
+    return f"<<<BEGIN ANSWER {label} {tag}>>>\n{answer}\n<<<END ANSWER {label} {tag}>>>"
 
 
 def _fresh_tag(answers: list[str]) -> str:
@@ -178,8 +171,4 @@ def judge_request(prompt: str, system: str | None, answer_a: str, answer_b: str)
     request = f"## The user's request\n\n{prompt}"
     if system:
         request = f"## The system prompt the answers were given\n\n{system}\n\n{request}"
-    blocks = [
-        f"<<<BEGIN ANSWER {label} {tag}>>>\n{answer}\n<<<END ANSWER {label} {tag}>>>"
-        for label, answer in (("A", answer_a), ("B", answer_b))
-    ]
-    return JUDGE.format(tag=tag), "\n\n".join([request, *blocks])
+    return JUDGE.format(tag=tag), "\n\n".join([request, _fenced("A", answer_a, tag), _fenced("B", answer_b, tag)])

@@ -1,14 +1,8 @@
-"""Runs that failed after proposers had answered: their answers are kept here.
-
-A run whose aggregator fails (or that is interrupted during aggregation) has no
-answer to log, but its proposals were paid for. They are saved as one JSON file
-per run under ``<llm user dir>/moa/unfinished/`` (so ``LLM_USER_PATH`` is
-honoured) and shown again by ``llm moa unfinished``. Files, not database rows:
-the plugin never writes to the host's database, where it could cause locking.
-Nothing is saved when logging is off (``llm logs off``).
-
-A file that does not read as an unfinished run (damaged, edited by hand) is
-skipped, with one line naming it.
+"""Runs that failed after proposers had answered: their paid-for answers are kept
+here, one JSON file each (README: "Failure handling"). Files, not database
+rows: the plugin never writes to the host's database, where it could cause
+locking. A file that does not read as an unfinished run is skipped, with one
+line naming it.
 """
 
 from __future__ import annotations
