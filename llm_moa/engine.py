@@ -39,7 +39,7 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
             if agreed:
                 yield from _as_reasoning(layer, calls) if config.show_proposals else ()
                 yield from settle(run, agreed[0][1], "cascade", agreement=[n for n, _ in agreed],
-                                  reason=f"the first {count(first, 'proposer')} agree; nobody else asked")
+                                  reason=f"the first {first} of {len(plan.proposers)} proposers agree; the rest were not asked")
                 return
             calls += _propose(plan, run, layer, request, first, len(plan.proposers), clock, stream, stop)
         answers = [call.text for call in calls if call.ok]

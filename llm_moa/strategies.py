@@ -230,24 +230,25 @@ def failure_message(head: str, failed: list[Call]) -> str:
 
 
 def describe(decision: dict) -> str:
-    "The decision as lines of text, for ``llm moa show``."
-    lines = [f"{decision.get('strategy')}: {decision.get('reason', '')}".rstrip(": ")]
-    if decision.get("cascade"):
-        cascade = decision["cascade"]
-        lines.append(f"cascade: first {cascade.get('first')} proposers, "
-                     f"{'escalated to all' if cascade.get('escalated') else 'agreed'}")
-    for entry in decision.get("votes") or []:
-        lines.append(f"vote: {entry.get('count')} × {entry.get('answer')!r} (proposers {_numbers(entry.get('proposers'))})")
-    if decision.get("tie"):
-        lines.append(f"tie between proposers {_numbers(decision['tie'])}")
-    if decision.get("shown_order"):
-        lines.append(f"shown order: proposers {_numbers(decision['shown_order'])}")
-    if decision.get("agreement"):
-        lines.append(f"agreed: proposers {_numbers(decision['agreement'])}")
-    for step in decision.get("windows") or []:
-        lines.append(f"window {step.get('step')}: {', '.join(map(str, step.get('references') or []))}")
+    "The decision as lines of text, for ``llm moa show`` (read back from a log, so each part is checked)."
+    lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
+    cascade = decision.get("cascade")
+    if isinstance(cascade, dict) and cascade.get("escalated"):
+        lines.append(f"cascade: the first {cascade.get('first')} proposers disagreed, so all were asked")
+    for entry in _dicts(decision.get("votes")):
+        lines.append(f"vote: {entry.get('count')} for {entry.get('answer')!r} (proposers {_numbers(entry.get('proposers'))})")
+    for key, label in (("tie", "tie between proposers"), ("shown_order", "shown in the order: proposers"),
+                       ("agreement", "agreed: proposers")):
+        if decision.get(key):
+            lines.append(f"{label} {_numbers(decision[key])}")
+    for step in _dicts(decision.get("windows")):
+        lines.append(f"window {step.get('step')}: {_numbers(step.get('references'))}")
     return "\n".join(lines)
 
 
+def _dicts(values: Any) -> list[dict]:
+    return [value for value in values if isinstance(value, dict)] if isinstance(values, list) else []
+
+
 def _numbers(values: Any) -> str:
-    return ", ".join(map(str, values or []))
+    return ", ".join(map(str, values)) if isinstance(values, list) else str(values)

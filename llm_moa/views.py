@@ -136,6 +136,11 @@ def show_text(run: dict) -> str:
             lines += [f"## Aggregator: {_call_heading(call)}", ""]
             if call.get("status") != "ok":
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
+    if isinstance(record.get("decision"), dict) and record["decision"].get("strategy"):
+        from .strategies import describe
+        from .text import visible
+
+        lines += ["## Decision", "", visible(describe(record["decision"])), ""]
     lines += ["## Answer", "", run.get("response") or "", "", "## Timeline", "", timeline(record)]
     return "\n".join(lines)
 
