@@ -19,7 +19,7 @@ from .options import Config
 from .plan import Plan
 from .prompts import REFINE, Request, with_references
 from .record import OK, SKIPPED, Call, Run
-from .strategies import agreement, decide, failure_message, make_call, settle
+from .strategies import cascade_agreed, decide, failure_message, make_call
 from .text import count
 
 
@@ -33,13 +33,11 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
         request = plan.request if layer == 1 else with_references(plan.request, answers, REFINE)
         first = config.cascade if layer == 1 and config.cascade else len(plan.proposers)
         calls = _propose(plan, run, layer, request, 0, first, clock, stream, stop)
-        if first < len(plan.proposers):  # cascade: when the first answers agree, that is the answer
-            agreed = agreement([(c.index + 1, c.text) for c in calls], plan.schema) if all(c.ok for c in calls) else None
-            run.decision.update(aggregate=config.aggregate, cascade={"first": first, "escalated": agreed is None})
-            if agreed:
+        if first < len(plan.proposers):  # cascade: the rest are asked only when the first disagree
+            agreed = cascade_agreed(plan, run, calls)
+            if agreed is not None:
                 yield from _as_reasoning(layer, calls) if config.show_proposals else ()
-                yield from settle(run, agreed[0][1], "cascade", agreement=[n for n, _ in agreed],
-                                  reason=f"the first {first} of {len(plan.proposers)} proposers agree; the rest were not asked")
+                yield "text", agreed
                 return
             calls += _propose(plan, run, layer, request, first, len(plan.proposers), clock, stream, stop)
         answers = [call.text for call in calls if call.ok]

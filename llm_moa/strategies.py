@@ -81,6 +81,19 @@ def agreement(candidates: list[Candidate], schema: dict | None) -> list[Candidat
     return candidates if len(keys) == 1 else None
 
 
+def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> str | None:
+    "The cascade's answer when its first proposers all answered alike (recorded either way), else None."
+    candidates = [(call.index + 1, call.text) for call in calls]
+    agreed = agreement(candidates, plan.schema) if all(call.ok for call in calls) else None
+    run.decision.update(aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": agreed is None})
+    if not agreed:
+        return None
+    run.decision.update(strategy="cascade", agreement=[n for n, _ in agreed],
+                        reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
+                        "the rest were not asked")
+    return agreed[0][1]
+
+
 # --- vote --------------------------------------------------------------------
 
 
