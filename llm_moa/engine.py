@@ -2,19 +2,24 @@
 
 Layer 1: every proposer answers the request. Layers 2..L-1: every proposer
 answers again, seeing the previous layer's answers as references. Layer L: the
-aggregator synthesises the last answers into one reply, streamed to the user.
+aggregator synthesises the last answers into one reply, streamed to the user
+(or another strategy decides: see strategies.py). With ``cascade``, the first
+layer asks a few proposers first and the rest only when those disagree.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Iterator
 
 from .calls import Clock, run_calls
 from .errors import MoaRunError
-from .plan import Member, Plan
-from .prompts import REFINE, SYNTHESIZE, Request, with_references
+from .options import Config
+from .plan import Plan
+from .prompts import REFINE, Request, with_references
 from .record import OK, SKIPPED, Call, Run
+from .strategies import cascade_agreed, decide, failure_message, make_call, synthesize
 from .text import count
 
 
@@ -22,45 +27,50 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
                       stop: threading.Event | None = None) -> Iterator[tuple[str, str]]:
     "Yield the final answer as ``(event_type, chunk)`` pairs."
     config = plan.config
-    answers: list[str] = list(plan.given_answers or [])
-    asked = plan.proposer_request or plan.request
-    for layer in range(1, config.layers if plan.given_answers is None else 1):
+    if plan.given_answers is not None:  # a tool-result turn that only the aggregator continues
+        given = [(number, text) for number, text in enumerate(plan.given_answers, 1)]
+        yield from synthesize(plan, run, given, clock=clock, stream=stream, stop=stop)
+        return
+    asked = plan.proposer_request or plan.request  # with tools: the proposers are told about them
+    answers: list[str] = []
+    calls: list[Call] = []
+    for layer in range(1, config.layers):
         request = asked if layer == 1 else with_references(asked, answers, REFINE)
-        calls = [_call(plan, run, m, layer, i, request) for i, m in enumerate(plan.proposers)]
-        for _ in run_calls(calls, config, clock=clock, stream=stream, stop=stop):
-            pass
+        first = config.cascade if layer == 1 and config.cascade else len(plan.proposers)
+        calls = _propose(plan, run, layer, request, 0, first, clock, stream, stop)
+        if first < len(plan.proposers):  # cascade: the rest are asked only when the first disagree
+            agreed = cascade_agreed(plan, run, calls)
+            if agreed is not None:
+                yield from _as_reasoning(layer, calls) if config.show_proposals else ()
+                yield "text", agreed
+                return
+            calls += _propose(plan, run, layer, request, first, len(plan.proposers), clock, stream, stop)
         answers = [call.text for call in calls if call.ok]
         _check_quorum(layer, calls, config.min_proposers)
         if config.show_proposals:
             yield from _as_reasoning(layer, calls)
-    final = with_references(plan.request, answers, config.aggregator_system or SYNTHESIZE)
-    yield from _aggregate(plan, run, final, clock, stream, stop)
+    yield from decide(plan, run, calls, clock=clock, stream=stream, stop=stop)
 
 
-def _aggregate(plan: Plan, run: Run, request: Request, clock: Clock, stream: bool,
-               stop: threading.Event | None) -> Iterator[tuple[str, str]]:
-    "Try each aggregator in turn until one answers; stream its answer."
-    layer = plan.config.layers
-    for index, member in enumerate(plan.aggregators):
-        call = _call(plan, run, member, layer, index, request, stream=True)
-        yield from run_calls([call], plan.config, clock=clock, stream=stream, stop=stop)
-        if call.ok or call.first_token is not None:
-            break  # answered, or failed after part of its answer was shown
-    if run.aggregator_calls[-1].ok:
-        return
-    answered = sum(c.ok for c in run.layer_calls(layer - 1))
-    raise MoaRunError(_failure_message(
-        f"The aggregator failed after {count(answered, 'proposal')} had been answered",
-        [c for c in run.aggregator_calls if not c.ok],
-    ))
+def _propose(plan: Plan, run: Run, layer: int, request: Request, start: int, end: int, clock: Clock,
+             stream: bool, stop: threading.Event | None) -> list[Call]:
+    "Proposers start..end-1 answer the request; a cascade's stages share the layer's quorum and wait."
+    calls = [make_call(plan, run, m, layer, i, request) for i, m in enumerate(plan.proposers[start:end], start)]
+    for _ in run_calls(calls, _stage(plan.config, run.layer_calls(layer), start, end), clock=clock,
+                       stream=stream, stop=stop):
+        pass
+    return calls
 
 
-def _call(plan: Plan, run: Run, member: Member, layer: int, index: int, request: Request,
-          stream: bool = False) -> Call:
-    schema = plan.schema if member.model.supports_schema else None
-    call = Call(member, request, layer, index, schema=schema, stream=stream)
-    run.calls.append(call)
-    return call
+def _stage(config: Config, layer_calls: list[Call], start: int, end: int) -> Config:
+    "The whole layer at once: the config as it is. A cascade's first stage: all of it. Its rest: what is left."
+    if start == 0 and end == config.proposer_count:
+        return config
+    if start == 0:
+        return replace(config, wait=None, min_proposers=1)
+    answered = sum(call.ok for call in layer_calls)
+    return replace(config, wait=config.wait and max(1, config.wait - answered),
+                   min_proposers=max(1, config.min_proposers - answered))
 
 
 def _check_quorum(layer: int, calls: list[Call], quorum: int) -> None:
@@ -74,17 +84,10 @@ def _check_quorum(layer: int, calls: list[Call], quorum: int) -> None:
     else:
         head = (f"Only {succeeded} of {len(calls)} proposers answered in layer {layer}; "
                 f"min_proposers is {quorum}")
-    message = _failure_message(head, failed)
+    message = failure_message(head, failed)
     if stopped:
         message += f"\n  ({count(stopped, 'other call')} stopped once the quorum was out of reach)"
     raise MoaRunError(message)
-
-
-def _failure_message(head: str, failed: list[Call]) -> str:
-    lines = [f"{head}:"]
-    for call in failed:
-        lines.append(f"  {call.member.model_id} ({call.role} {call.index + 1}): {call.error or call.status}")
-    return "\n".join(lines)
 
 
 def _as_reasoning(layer: int, calls: list[Call]) -> Iterator[tuple[str, str]]:

@@ -27,6 +27,7 @@ MAX_NAME = 200
 DEFAULT_SAMPLES = 3
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 0  # the OpenAI and Anthropic clients already retry twice
+STRATEGIES = ("synthesize", "select", "vote")
 
 Members = Optional[Union[str, list[Union[str, dict[str, Any]]]]]
 
@@ -75,6 +76,32 @@ class MoaOptions(llm.Options):
         None,
         description="Replaces the built-in instruction that tells the aggregator "
         "how to synthesise the references.",
+    )
+    aggregate: Optional[str] = Field(
+        None,
+        description=(
+            "How the last layer's answers become one: 'synthesize' (default: the "
+            "aggregator writes a new answer), 'select' (the aggregator picks the best "
+            "answer, output verbatim), 'vote' (the most common answer, no aggregator "
+            "call; a tie is settled as in 'select')."
+        ),
+    )
+    skip_if_agree: Optional[bool] = Field(
+        None,
+        description="When every answer of the last layer is the same (ignoring case, "
+        "spacing and final punctuation), output it without calling the aggregator.",
+    )
+    cascade: Optional[int] = Field(
+        None, ge=1, le=MAX_PROPOSERS,
+        description="Ask only the first N proposers of the first layer; when their "
+        "answers agree, output that answer and stop; otherwise ask the rest and "
+        "carry on. Below the number of proposers.",
+    )
+    window: Optional[int] = Field(
+        None, ge=2, le=MAX_PROPOSERS,
+        description="The aggregator reads at most N answers at a time, carrying its "
+        "running synthesis into the next step (Self-MoA-Seq). 2 to the number of "
+        "proposers; with aggregate synthesize only.",
     )
     timeout: Optional[float] = Field(
         None, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
@@ -184,6 +211,34 @@ class MoaOptions(llm.Options):
             raise _error(f"{value} is less than min_proposers ({quorum})")
         return value
 
+    @field_validator("aggregate", mode="before")
+    @classmethod
+    def _strategy_name(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        name = value.strip().lower() if isinstance(value, str) else value
+        if name not in STRATEGIES:
+            raise _error(f"unknown strategy {_show(value)}; allowed: {', '.join(STRATEGIES)}")
+        return name
+
+    @field_validator("aggregate", "cascade", "window")
+    @classmethod
+    def _strategy_fits(cls, value: Any, info: ValidationInfo) -> Any:
+        "A vote needs two voters; cascade leaves proposers to escalate to; window fits the answers."
+        proposers = info.data.get("proposers")
+        count = len(expand(proposers)) if proposers else DEFAULT_SAMPLES
+        if value == "vote" and count < 2:
+            raise _error(f"vote needs at least 2 proposers, got {count}")
+        if info.field_name == "cascade" and value is not None and value >= count:
+            raise _error(f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)")
+        if info.field_name == "window" and value is not None:
+            if value > count:
+                raise _error(f"{value} is more than the {count} proposers")
+            aggregate = info.data.get("aggregate") or "synthesize"
+            if aggregate != "synthesize":
+                raise _error(f"works with aggregate synthesize only, not {aggregate!r}")
+        return value
+
 
 # --- members: 'a,b', 'a*3', JSON ids or {"model": ..., "options": ...} ---------
 
@@ -288,6 +343,10 @@ class Config:
     proposer_options: dict = field(default_factory=dict)
     aggregator_options: dict = field(default_factory=dict)
     aggregator_system: str | None = None
+    aggregate: str = "synthesize"
+    skip_if_agree: bool = False
+    cascade: int | None = None
+    window: int | None = None
     timeout: float | None = DEFAULT_TIMEOUT  # None: no limit
     retries: int = DEFAULT_RETRIES
     min_proposers: int = 1
@@ -303,8 +362,13 @@ class Config:
 
     @property
     def calls_per_prompt(self) -> int:
-        "Calls one prompt costs when nothing fails: (layers - 1) x proposers + 1."
-        return (self.layers - 1) * self.proposer_count + 1
+        """Calls one prompt costs when nothing fails and nothing is cut short:
+        (layers - 1) x proposers, plus the aggregator's (none for a vote
+        without a tie, one per window)."""
+        steps = 0 if self.aggregate == "vote" else 1
+        if self.window and self.proposer_count > self.window:
+            steps += -(-(self.proposer_count - self.window) // (self.window - 1))
+        return (self.layers - 1) * self.proposer_count + steps
 
 
 def config_from(options: dict[str, Any] | MoaOptions) -> Config:

@@ -35,6 +35,17 @@ what they missed.
 - Reply to the user directly, in the form the user asked for. Do not mention \
 the earlier answers or this process."""
 
+SELECT = """\
+You are given the user's latest message together with several candidate \
+answers to it, written independently by other assistants. Your task is to \
+choose the one candidate that answers the user's latest message best.
+
+- Judge correctness first, then completeness, clarity and how well the \
+candidate follows the request. Length and position are not merits.
+- Do not write a new answer and do not merge candidates: pick one as it is.
+- Think briefly if you need to, then end your reply with exactly one line \
+"CHOICE: n", where n is the number of the candidate you pick."""
+
 _FORMAT = """\
 {count} below. Each one starts with a line \
 "<<<BEGIN ANSWER n {tag}>>>" and ends with a line "<<<END ANSWER n {tag}>>>", \

@@ -109,6 +109,7 @@ class Run:
     wall: float | None = None
     error: str | None = None
     tools: dict | None = None  # what tools.fit_tools did: tools offered, results, proposals reused
+    decision: dict = field(default_factory=dict)  # what decided the answer, and why (strategies.py)
 
     def layer_calls(self, layer: int) -> list[Call]:
         return [c for c in list(self.calls) if c.layer == layer and c.role == "proposer"]
@@ -152,8 +153,8 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         secrets = known_secrets()
         aggregators = [c.to_json(secrets) for c in self.aggregator_calls]
-        used = next((a for a in aggregators if a["status"] == OK), None)
-        missing = self.missing() if used else []
+        used = next((a for a in reversed(aggregators) if a["status"] == OK), None)  # a window's last step
+        missing = self.missing() if used or "strategy" in self.decision else []
         data = {
             "version": 1,
             "model": self.moa_model,
@@ -169,6 +170,7 @@ class Run:
             "aggregator": used or (aggregators[-1] if aggregators else None),
             "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
             "tools": self.tools,
+            "decision": self.decision or None,
         }
         return {"moa": {k: v for k, v in data.items() if v is not None}}
 

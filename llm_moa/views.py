@@ -154,6 +154,10 @@ def show_text(run: dict) -> str:
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
             for tool_call in call.get("tool_calls") or []:
                 lines += [f"Tool call: {tool_call['name']}({json.dumps(tool_call.get('arguments'))})", ""]
+    if isinstance(record.get("decision"), dict) and record["decision"].get("strategy"):
+        from .strategies import describe
+
+        lines += ["## Decision", "", describe(record["decision"]), ""]
     lines += ["## Answer", "", run.get("response") or "", "", "## Timeline", "", timeline(record)]
     return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 
