@@ -1,0 +1,474 @@
+"""What a run costs in dollars: prices, where they come from, and the cost of a run record.
+
+A model's price comes from, in order:
+
+1. the user's own, ``llm moa prices set MODEL INPUT OUTPUT`` (US dollars per
+   million input and output tokens), kept in ``<llm user dir>/moa/prices.json``
+   and changed under its lock (``storage.update_json``), like presets;
+2. the public price data bundled with pydantic's ``genai-prices`` package,
+   looked up by the model's id and then, where the model's plugin exposes the
+   provider's own name for it as ``model_name`` (llm's OpenAI models do, e.g.
+   one registered in ``extra-openai-models.yaml``), by that name. Run records
+   only keep the model id, so the name is that of the model llm knows by that
+   id today. The bundled data is never updated from the network;
+3. otherwise the model is unpriced, and any total that includes it is shown as
+   a lower bound naming it, never as a complete figure.
+
+Prices are estimates: a provider's bill is the truth (cached input, batch
+discounts, tiers and free allowances are not modelled here).
+
+``genai-prices`` takes about 0.3 s to import, so it is imported only when a
+public price is looked up, which only the commands that show a cost do: never
+a plain ``llm`` command, never a run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MoaError
+from .storage import moa_dir, read_json, update_json
+
+PER_TOKENS = 1_000_000  # prices are in US dollars per million tokens
+YOURS = "yours"
+
+
+def path() -> Path:
+    return moa_dir() / "prices.json"
+
+
+# --- the user's prices ---------------------------------------------------------
+
+
+def parse_price(value: Any, what: str) -> float:
+    "A price as typed: a finite number of dollars per million tokens, 0 or more; one line naming it otherwise."
+    if value is None or not str(value).strip():
+        raise MoaError(f"Missing {what} price: give US dollars per million {what} tokens, e.g. 0.15")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MoaError(f"Invalid {what} price {value!r}: expected a number of US dollars per million tokens")
+    if not math.isfinite(number) or number < 0:
+        raise MoaError(f"Invalid {what} price {value!r}: must be a finite number, 0 or more")
+    return number
+
+
+def read() -> dict[str, dict]:
+    """The user's prices by model id: ``{"input": dollars, "output": dollars, "saved": ...}``.
+    A missing file is no prices; a file that is not a prices file a ``MoaError`` naming it."""
+    data = read_json(path(), {})
+    for model, entry in data.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
+    return data
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    for key in ("input", "output"):
+        value = entry.get(key)
+        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+            return f"has no valid {key!r} price (a number, 0 or more, of dollars per million tokens)"
+    return None
+
+
+def model_id_for(name: str) -> str:
+    """The id llm knows ``name`` by (an alias resolves to its model), else ``name`` as typed.
+    A MoA model is refused: its cost is that of the calls it makes."""
+    import llm
+
+    from . import host
+
+    try:
+        model = host.get_model(name)
+    except llm.UnknownModelError:
+        return name
+    if getattr(model, "is_moa", False):
+        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
+    return model.model_id
+
+
+def set_price(name: str, input_price: Any, output_price: Any) -> tuple[str, Price, bool]:
+    """Save the user's price for a model; return its model id, the price and
+    whether it replaced one. Nothing is saved on bad input."""
+    if not name or not name.strip():
+        raise MoaError("Missing MODEL: llm moa prices set MODEL INPUT OUTPUT")
+    prices = {"input": parse_price(input_price, "input"), "output": parse_price(output_price, "output")}
+    model_id = model_id_for(name)
+
+    def change(data: dict) -> bool:
+        replaced = model_id in data
+        data[model_id] = {
+            **prices,
+            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        return replaced
+
+    replaced = update_json(path(), change)
+    return model_id, Price(prices["input"], prices["output"], YOURS), replaced
+
+
+def remove(name: str) -> str:
+    "Remove the user's price for a model (by id, alias or as typed); return the key removed."
+
+    def change(data: dict) -> str:
+        for key in dict.fromkeys([name, _quiet_model_id(name)]):
+            if key in data:
+                del data[key]
+                return key
+        raise MoaError(f"No price of yours for {name!r}; 'llm moa prices list' shows them")
+
+    return update_json(path(), change)
+
+
+def _quiet_model_id(name: str) -> str:
+    try:
+        return model_id_for(name)
+    except MoaError:
+        return name
+
+
+# --- looking prices up ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Price:
+    "A model's price: US dollars per million input and output tokens, and where it came from."
+
+    input: float
+    output: float
+    source: str  # "yours", or "genai-prices 0.2.3: openai gpt-4o-mini"
+    ref: str | None = None  # the name genai-prices knows the model by; None for the user's own
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float:
+        "Dollars for one call; the public data's own calculation (tiers included) for a public price."
+        if self.ref is None:
+            return ((input_tokens or 0) * self.input + (output_tokens or 0) * self.output) / PER_TOKENS
+        return _public_cost(self.ref, input_tokens or 0, output_tokens or 0)
+
+    def to_json(self) -> dict:
+        return {"input_per_million": self.input, "output_per_million": self.output, "source": self.source}
+
+
+def public_version() -> str:
+    "The version of genai-prices installed, read without importing it."
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("genai-prices")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _public_cost(ref: str, input_tokens: int, output_tokens: int) -> float:
+    from genai_prices import Usage, calc_price
+
+    return float(calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref).total_price)
+
+
+def public_price(ref: str) -> Price | None:
+    "The bundled public price of a model name, or None when genai-prices does not know it."
+    try:
+        from genai_prices import Usage, calc_price
+    except ImportError:  # the dependency missing: everything is unpriced, nothing breaks
+        return None
+    try:
+        per_million = calc_price(Usage(input_tokens=PER_TOKENS, output_tokens=PER_TOKENS), ref)
+    except (LookupError, ValueError):
+        return None
+    where = f"{per_million.provider.id} {per_million.model.id}"
+    return Price(float(per_million.input_price), float(per_million.output_price),
+                 f"genai-prices {public_version()}: {where}", ref)
+
+
+@dataclass
+class Prices:
+    """Price lookups for one command: the user's prices read once, public ones
+    looked up once per model. ``user`` None reads the prices file."""
+
+    user: dict[str, dict] | None = None
+    _found: dict[str, Price | None] = field(default_factory=dict)
+    _names: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.user is None:
+            self.user = read()
+
+    def price(self, model_id: str) -> Price | None:
+        "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
+        if model_id not in self._found:
+            entry = self.user.get(model_id)
+            if entry is not None:
+                found = Price(float(entry["input"]), float(entry["output"]), YOURS)
+            else:
+                found = public_price(model_id)
+                name = None if found else self._provider_name(model_id)
+                if name and name != model_id:
+                    found = public_price(name)
+            self._found[model_id] = found
+        return self._found[model_id]
+
+    def _provider_name(self, model_id: str) -> str | None:
+        "The provider's name for the model (``model_name``, as llm's OpenAI models have), when llm knows it."
+        if self._names is None:
+            from . import host
+
+            try:
+                by_name, _ = host.models_by_name()
+            except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
+                by_name = {}
+            self._names = {
+                model.model_id: name for model in by_name.values()
+                if isinstance(name := getattr(model, "model_name", None), str) and name
+            }
+        return self._names.get(model_id)
+
+
+def load(warn: Any = None) -> Prices | None:
+    """Prices for a command that shows costs. With ``warn``, a prices file that
+    cannot be read is reported through it once and costs are not shown (None);
+    without, the ``MoaError`` is raised."""
+    try:
+        return Prices()
+    except MoaError as ex:
+        if warn is None:
+            raise
+        warn(f"{ex}; costs are not shown")
+        return None
+
+
+# --- the cost of calls ---------------------------------------------------------
+
+
+@dataclass
+class Cost:
+    """What some calls cost: the dollars of every priced call, and what is
+    missing from that figure (unpriced models, calls with no usage reported).
+    ``complete`` only when nothing is missing: otherwise ``usd`` is a lower bound."""
+
+    usd: float = 0.0
+    unpriced: list[str] = field(default_factory=list)  # models that were used and have no price
+    usage_unknown: list[str] = field(default_factory=list)  # models whose provider reported no usage
+    by_model: dict[str, dict] = field(default_factory=dict)
+    calls: list[float | None] = field(default_factory=list)  # per call, in order; None when not known
+
+    @property
+    def complete(self) -> bool:
+        return not self.unpriced and not self.usage_unknown
+
+    def add(self, other: Cost) -> Cost:
+        "This cost and another together (an eval's answers, say)."
+        total = Cost(self.usd + other.usd, _union(self.unpriced, other.unpriced),
+                     _union(self.usage_unknown, other.usage_unknown))
+        for part in (self, other):
+            for model, entry in part.by_model.items():
+                mine = total.by_model.setdefault(
+                    model, {**entry, "calls": 0, "usd": None if entry["usd"] is None else 0.0})
+                mine["calls"] += entry["calls"]
+                mine["complete"] = mine["complete"] and entry["complete"]
+                if mine["usd"] is not None:
+                    mine["usd"] += entry["usd"]
+        total.calls = self.calls + other.calls
+        return total
+
+    def text(self) -> str:
+        "'$0.0031', or '≥ $0.0031, gpt-oss unpriced' when something is missing."
+        return format_cost(self.usd, self.complete, self.missing())
+
+    def missing(self) -> list[str]:
+        return [f"{model} unpriced" for model in self.unpriced] + [
+            f"{model} usage unknown" for model in self.usage_unknown]
+
+    def to_json(self) -> dict:
+        return {
+            "usd": round(self.usd, 10),
+            "complete": self.complete,
+            "text": self.text(),
+            "unpriced": self.unpriced,
+            "usage_unknown": self.usage_unknown,
+            "by_model": self.by_model,
+            "calls": [None if usd is None else round(usd, 10) for usd in self.calls],
+        }
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys(first + second))
+
+
+def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
+    """The cost of calls as the run record has them (``model`` and ``usage``:
+    token counts, ``"unknown"``, or none for a call that made no request or
+    failed without reporting usage, which counts as nothing)."""
+    cost = Cost()
+    for call in calls:
+        model, usage = str(call.get("model")), call.get("usage")
+        if usage is None:
+            cost.calls.append(0.0)
+            continue
+        price = prices.price(model)
+        entry = cost.by_model.setdefault(
+            model, {"calls": 0, "usd": None if price is None else 0.0, "complete": True,
+                    "price": price and price.to_json()})
+        entry["calls"] += 1
+        if price is None or not isinstance(usage, dict):
+            _note(cost.unpriced if price is None else cost.usage_unknown, model)
+            entry["complete"] = False
+            cost.calls.append(None)
+            continue
+        usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
+        cost.usd += usd
+        entry["usd"] += usd
+        cost.calls.append(usd)
+    return cost
+
+
+def _note(names: list[str], model: str) -> None:
+    if model not in names:
+        names.append(model)
+
+
+def _tokens(value: Any) -> int:
+    return value if type(value) is int and value > 0 else 0
+
+
+# --- showing dollars -----------------------------------------------------------
+
+
+def format_usd(usd: float) -> str:
+    "'$0.0031', '$0.75', '$12.40': two significant figures under a dollar, cents above."
+    if usd <= 0:
+        return "$0"
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    decimals = max(2, 1 - math.floor(math.log10(usd)))
+    return f"${usd:.{decimals}f}"
+
+
+def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
+    """A total as shown: complete, or a lower bound naming what is missing;
+    never '$0' for a total that is not complete."""
+    if complete:
+        return format_usd(usd)
+    why = ", ".join(missing)
+    if usd <= 0:
+        return f"unknown ({why})"
+    return f"≥ {format_usd(usd)}, {why}"
+
+
+def per_million(price: Price) -> str:
+    "'$0.15 input, $0.60 output per million tokens'"
+    return f"${price.input:,.4g} input, ${price.output:,.4g} output per million tokens"
+
+
+# --- `llm moa prices` ------------------------------------------------------------
+
+
+def prices_group() -> Any:
+    "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
+    import json
+
+    import click
+
+    from .text import table, visible
+
+    def fail(ex: MoaError) -> click.ClickException:
+        return click.ClickException(visible(str(ex), newlines=False))
+
+    @click.group(name="prices")
+    def prices() -> None:
+        """What models cost, for the dollars shown by `llm moa show`, `runs` and `eval`
+
+        A price is yours (set here), else from the public data bundled with the
+        genai-prices package, else the model is unpriced. Prices are estimates.
+        """
+
+    # ignore_unknown_options: a negative price reaches the check that names it, not click's "no such option"
+    @prices.command(name="set", context_settings={"ignore_unknown_options": True})
+    @click.argument("model", required=False)
+    @click.argument("input_price", metavar="INPUT", required=False)
+    @click.argument("output_price", metavar="OUTPUT", required=False)
+    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> None:
+        """Set your price for a model: US dollars per million input and output tokens
+
+        \b
+            llm moa prices set gpt-4o-mini 0.15 0.60
+            llm moa prices set my-local-model 0 0
+        """
+        try:
+            model_id, price, replaced = set_price(model or "", input_price, output_price)
+        except MoaError as ex:
+            raise fail(ex)
+        known = "" if model_id != model or _is_known(model_id) else " (llm does not know this model now; kept as typed)"
+        verb = "Replaced" if replaced else "Saved"
+        click.echo(visible(f"{verb} your price for {model_id}: {per_million(price)}{known}", newlines=False))
+
+    @prices.command(name="list")
+    @click.argument("models", nargs=-1)
+    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    def list_command(models: tuple[str, ...], json_: bool) -> None:
+        """List your prices, or the price of each MODEL given and where it comes from
+
+        \b
+            llm moa prices list
+            llm moa prices list gpt-4o-mini claude-3.5-sonnet
+        """
+        try:
+            lookup = Prices()
+            names = {name: _quiet_model_id(name) for name in models}
+        except MoaError as ex:
+            raise fail(ex)
+        if models:
+            found = {name: lookup.price(model_id) for name, model_id in names.items()}
+            entries = [{"model": names[name], **(price.to_json() if price else {"source": None})}
+                       for name, price in found.items()]
+            if json_:
+                click.echo(json.dumps(entries, indent=2))
+                return
+            for name, price in found.items():
+                shown = f"{per_million(price)} ({price.source})" if price else (
+                    "unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT")
+                click.echo(visible(f"{names[name]}: {shown}", newlines=False))
+            return
+        if json_:
+            click.echo(json.dumps(lookup.user, indent=2))
+        elif not lookup.user:
+            click.echo(f"No prices of yours; public prices from genai-prices {public_version()} apply. "
+                       "Set one with: llm moa prices set MODEL INPUT OUTPUT")
+        else:
+            rows = [("model", "input $/M", "output $/M", "saved")]
+            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}", str(entry.get("saved", ""))[:19])
+                     for model, entry in sorted(lookup.user.items())]
+            click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
+
+    @prices.command(name="remove")
+    @click.argument("model", required=False)
+    def remove_command(model: str | None) -> None:
+        "Remove your price for a model (the public price, if any, applies again)"
+        if not model:
+            raise click.ClickException("Missing MODEL: llm moa prices remove MODEL")
+        try:
+            removed = remove(model)
+        except MoaError as ex:
+            raise fail(ex)
+        click.echo(visible(f"Removed your price for {removed}", newlines=False))
+
+    return prices
+
+
+def _is_known(model_id: str) -> bool:
+    import llm
+
+    from . import host
+
+    try:
+        host.get_model(model_id)
+    except llm.UnknownModelError:
+        return False
+    return True
