@@ -329,6 +329,72 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
     return cost
 
 
+def run_cost(record: dict, prices: Prices) -> Cost:
+    "The cost of a logged run, from its record (``response_json['moa']``)."
+    from .record import calls_of
+
+    return cost_of_calls([call for _, call in calls_of(record)], prices)
+
+
+def billed_calls(response_json: Any, model_id: str, input_tokens: int | None, output_tokens: int | None) -> list[dict]:
+    """The calls behind one answer, kept so that it can be priced later (an
+    eval's results file): every call of a MoA run, else the one call."""
+    from .record import calls_of
+
+    record = response_json.get("moa") if isinstance(response_json, dict) else None
+    if isinstance(record, dict):
+        return [{"model": call.get("model"), "usage": call["usage"]}
+                for _, call in calls_of(record) if call.get("usage") is not None]
+    usage = {key: value for key, value in (("input", input_tokens), ("output", output_tokens)) if value is not None}
+    return [{"model": model_id, "usage": usage or "unknown"}]
+
+
+def models_called(model: Any, options: dict) -> list[str]:
+    """The ids of the models that answering with ``model`` calls: a MoA model's
+    proposers and aggregators (fallbacks too; llm's default model where none is
+    set), else the model itself. ``options`` are those it runs with."""
+    if not getattr(model, "is_moa", False):
+        return [model.model_id]
+    import llm
+
+    from .options import config_from
+
+    config = config_from({**getattr(model, "preset", {}), **options})
+    default = [(llm.get_default_model(), {})]
+    names = [name for name, _ in config.proposers or default] + [name for name, _ in config.aggregators or default]
+    return list(dict.fromkeys(_quiet_model_id(name) for name in names))
+
+
+@dataclass
+class Budget:
+    """A spending cap on new calls (``llm moa eval --max-cost``): what they
+    have cost so far, and whether that reached the cap."""
+
+    cap: float
+    prices: Prices
+    spent: Cost = field(default_factory=Cost)
+    answers: int = 0
+
+    def add(self, calls: list[dict]) -> None:
+        self.spent = self.spent.add(cost_of_calls(calls, self.prices))
+        self.answers += 1
+
+    @property
+    def reached(self) -> bool:
+        return self.spent.usd >= self.cap
+
+
+def parse_cap(value: Any) -> float:
+    "--max-cost: dollars, more than 0; one line naming the value otherwise."
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MoaError(f"Invalid --max-cost {value!r}: expected a number of US dollars, e.g. 0.50")
+    if not math.isfinite(number) or number <= 0:
+        raise MoaError(f"Invalid --max-cost {value!r}: must be a finite number of dollars, more than 0")
+    return number
+
+
 def _note(names: list[str], model: str) -> None:
     if model not in names:
         names.append(model)

@@ -175,6 +175,18 @@ class Run:
         return {"moa": {k: v for k, v in data.items() if v is not None}}
 
 
+def calls_of(record: dict) -> list[tuple[str, dict]]:
+    "Every call of a stored run record (``response_json['moa']``) in order, labelled by layer ('L1', ..., 'agg')."
+    labelled = []
+    for layer in record.get("proposer_layers", []):
+        for call in layer.get("proposers", []):
+            labelled.append((f"L{layer['layer']}", call))
+    for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
+        if call:
+            labelled.append(("agg", call))
+    return labelled
+
+
 def missing_summary(missing: list[Call]) -> str:
     "'gpt-4o: HTTP 429; claude: timed out after 30s'"
     return "; ".join(f"{c.member.model_id}: {c.error or c.status}" for c in missing)
