@@ -128,12 +128,13 @@ def _add_commands(moa: click.Group) -> None:
         from .views import load_runs, runs_table, summary
 
         runs = load_runs(logs_db_path(database), count=count or None)
+        prices = _prices() if runs else None
         if json_:
-            click.echo(json.dumps([summary(run) for run in runs], indent=2))
+            click.echo(json.dumps([summary(run, prices) for run in runs], indent=2))
         elif not runs:
             click.echo("No MoA runs logged yet.")
         else:
-            click.echo(runs_table(runs))
+            click.echo(runs_table(runs, prices))
 
     @moa.command(name="show")
     @click.argument("run_id", required=False)
@@ -145,15 +146,19 @@ def _add_commands(moa: click.Group) -> None:
         RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
         """
         from .host import logs_db_path
+        from .prices import run_cost
         from .views import find_run, show_text
 
         run = find_run(logs_db_path(database), run_id)
+        prices = _prices()
         if json_:
             keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
                     "input_tokens", "output_tokens", "conversation_id", "moa")
-            click.echo(json.dumps({key: run.get(key) for key in keys}, indent=2))
+            shown = {key: run.get(key) for key in keys}
+            shown["cost"] = run_cost(run["moa"], prices).to_json() if prices else None
+            click.echo(json.dumps(shown, indent=2))
         else:
-            click.echo(show_text(run))
+            click.echo(show_text(run, prices))
 
     @moa.command(name="unfinished")
     @click.argument("run_id", required=False)
@@ -249,6 +254,23 @@ def _add_commands(moa: click.Group) -> None:
             click.echo("")
             click.echo(evaluate.text_chart(summary))
             click.echo(f"\nResults saved in {summary['results_file']}")
+
+    from .prices import prices_group
+
+    moa.add_command(prices_group())
+
+
+def _prices():
+    "Prices for a view; a prices file that cannot be read is one line on stderr, and no costs are shown."
+    from .prices import load
+
+    return load(warn=_warn)
+
+
+def _warn(message: str) -> None:
+    from .text import visible
+
+    click.echo(visible(f"Warning: {message}", newlines=False), err=True)
 
 
 def _eval_progress():

@@ -181,7 +181,7 @@ def public_price(ref: str) -> Price | None:
         return None
     try:
         per_million = calc_price(Usage(input_tokens=PER_TOKENS, output_tokens=PER_TOKENS), ref)
-    except (LookupError, ValueError):
+    except Exception:  # noqa: BLE001 - a name the data cannot match (LookupError, or worse) is unpriced
         return None
     where = f"{per_million.provider.id} {per_million.model.id}"
     return Price(float(per_million.input_price), float(per_million.output_price),
@@ -373,11 +373,9 @@ class Budget:
     cap: float
     prices: Prices
     spent: Cost = field(default_factory=Cost)
-    answers: int = 0
 
     def add(self, calls: list[dict]) -> None:
         self.spent = self.spent.add(cost_of_calls(calls, self.prices))
-        self.answers += 1
 
     @property
     def reached(self) -> bool:

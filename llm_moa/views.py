@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from . import text
 from .errors import MoaError
 from .host import logged_turns
+from .record import calls_of
 
 BAR_WIDTH = 48
 MARKER = '"moa":'  # in the response_json of every MoA run (and maybe of other turns)
@@ -61,20 +62,8 @@ def find_run(database: Path, run_id: str | None) -> dict:
     return runs[0]
 
 
-def calls_of(record: dict) -> list[tuple[str, dict]]:
-    "Every call of a run in order, labelled by layer."
-    labelled = []
-    for layer in record.get("proposer_layers", []):
-        for call in layer.get("proposers", []):
-            labelled.append((f"L{layer['layer']}", call))
-    for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
-        if call:
-            labelled.append(("agg", call))
-    return labelled
-
-
-def summary(run: dict) -> dict:
-    "The facts of one run for `llm moa runs`."
+def summary(run: dict, prices: Any = None) -> dict:
+    "The facts of one run for `llm moa runs`; its cost too when given prices (prices.Prices)."
     record = run["moa"]
     layers = record.get("proposer_layers", [])
     proposers = layers[-1].get("proposers", []) if layers else []
@@ -93,14 +82,22 @@ def summary(run: dict) -> dict:
         "usage_complete": all(call.get("usage") != "unknown" for _, call in calls_of(record)),
         "partial": record.get("partial"),
         "wall_ms": record.get("wall_ms"),
+        "cost": _cost(record, prices).to_json() if prices else None,
     }
 
 
-def runs_table(runs: Iterable[dict]) -> str:
+def _cost(record: dict, prices: Any) -> Any:
+    "What the run cost (a prices.Cost)."
+    from .prices import run_cost
+
+    return run_cost(record, prices)
+
+
+def runs_table(runs: Iterable[dict], prices: Any = None) -> str:
     header = ("id", "time (UTC)", "model", "proposers", "aggregator", "calls", "tokens in/out", "wall")
-    rows = [header]
+    rows = [header + (("cost",) if prices else ())]
     for run in runs:
-        facts = summary(run)
+        facts = summary(run, prices)
         ok = sum(p["status"] == "ok" for p in facts["proposers"])
         others = [f"{p['model']} {p['status']}" for p in facts["proposers"] if p["status"] != "ok"]
         proposers = f"{ok}/{len(facts['proposers'])} ok" + (f" ({', '.join(others)})" if others else "")
@@ -109,21 +106,25 @@ def runs_table(runs: Iterable[dict]) -> str:
             facts["aggregator"] or "-", str(facts["calls"]),
             ("" if facts["usage_complete"] else "≥") + f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}",
             _seconds(facts["wall_ms"]),
-        ))
+        ) + ((facts["cost"]["text"],) if prices else ()))
     return text.table([[text.visible(cell, newlines=False) for cell in row] for row in rows])
 
 
-def show_text(run: dict) -> str:
+def show_text(run: dict, prices: Any = None) -> str:
+    "The run in full; with prices (prices.Prices), what each call, each model and the run cost."
     record = run["moa"]
+    cost = _cost(record, prices) if prices else None
     lines = [
         f"# MoA run {run['id']}",
         "",
         f"{run['model']} · {run['datetime_utc'][:19].replace('T', ' ')} UTC · "
         f"{_count(record.get('layers'), 'layer')} · {_count(record.get('calls'), 'call')} · "
         f"{_n(run.get('input_tokens'))} input / "
-        f"{_n(run.get('output_tokens'))} output tokens · {_seconds(record.get('wall_ms'))}",
+        f"{_n(run.get('output_tokens'))} output tokens · {_seconds(record.get('wall_ms'))}"
+        + (f" · {cost.text()}" if cost else ""),
         "",
     ]
+    costs = dict(zip(map(id, (call for _, call in calls_of(record))), cost.calls)) if cost else {}
     if record.get("partial"):
         lines += [f"Partial: not every proposer answered ({record['partial']})", ""]
     if not all(call.get("usage") != "unknown" for _, call in calls_of(record)):
@@ -144,12 +145,12 @@ def show_text(run: dict) -> str:
             continue  # no proposer ran (an aggregator-only tool turn)
         lines += [f"## Layer {layer['layer']}", ""]
         for number, call in enumerate(layer.get("proposers", []), 1):
-            lines += [f"### {number}. {_call_heading(call)}", ""]
+            lines += [f"### {number}. {_call_heading(call, costs)}", ""]
             failed = f"Error: {call.get('error') or call.get('status')}"
             lines += [call.get("text", "") if call.get("status") == "ok" else failed, ""]
     for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
         if call:
-            lines += [f"## Aggregator: {_call_heading(call)}", ""]
+            lines += [f"## Aggregator: {_call_heading(call, costs)}", ""]
             if call.get("status") != "ok":
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
             for tool_call in call.get("tool_calls") or []:
@@ -158,7 +159,10 @@ def show_text(run: dict) -> str:
         from .strategies import describe
 
         lines += ["## Decision", "", describe(record["decision"]), ""]
-    lines += ["## Answer", "", run.get("response") or "", "", "## Timeline", "", timeline(record)]
+    lines += ["## Answer", "", run.get("response") or "", ""]
+    if cost:
+        lines += ["## Cost", "", cost_table(cost), ""]
+    lines += ["## Timeline", "", timeline(record)]
     return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 
 
@@ -192,7 +196,28 @@ def _slowest_per_layer(calls: list[tuple[str, dict]]) -> set[int]:
     return {id(call) for call in latest.values()} if sum(label != "agg" for label, _ in calls) > 1 else set()
 
 
-def _call_heading(call: dict) -> str:
+def cost_table(cost: Any) -> str:
+    "Per model: calls, dollars and where the price comes from; then the total, and that prices are estimates."
+    from .prices import format_cost, public_version
+
+    rows = []
+    for model, entry in cost.by_model.items():
+        price = entry["price"]
+        if price is None:
+            usd, source = "unpriced", "set one: llm moa prices set MODEL INPUT OUTPUT"
+        else:
+            usd = format_cost(entry["usd"], entry["complete"], [] if entry["complete"] else ["usage unknown"])
+            source = "your price" if price["source"] == "yours" else price["source"]
+        rows.append((model, text.count(entry["calls"], "call"), usd, source))
+    rows.append(("total", "", cost.text(), ""))
+    note = (f"Prices are estimates, in US dollars: yours from `llm moa prices`, else genai-prices "
+            f"{public_version()}'s bundled data.")
+    if not cost.by_model:
+        return f"No call reported usage: nothing to price.\n{note}"
+    return text.table(rows) + "\n\n" + note
+
+
+def _call_heading(call: dict, costs: dict | None = None) -> str:
     usage = call.get("usage") or {}
     bits = [str(call.get("model")), str(call.get("status")), _seconds(call.get("duration_ms"))]
     if call.get("truncated"):
@@ -203,6 +228,11 @@ def _call_heading(call: dict) -> str:
         bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
     if (call.get("attempts") or 1) > 1:
         bits.append(text.count(call["attempts"], "attempt"))
+    if id(call) in (costs or {}) and isinstance(usage, dict) and usage:
+        from .prices import format_usd
+
+        usd = costs[id(call)]
+        bits.append("unpriced" if usd is None else format_usd(usd))
     return " · ".join(bits)
 
 

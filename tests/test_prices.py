@@ -14,9 +14,12 @@ import sys
 
 import llm
 import pytest
-from click.testing import CliRunner
-from conftest import TESTS, WRAPPER, run_llm
+from conftest import TESTS, WRAPPER, logged_json, run_llm
 from fake_models import FakeModel, read_calls
+from openai_fixtures import register_openai_models, set_key
+from openai_server import OpenAIServer
+
+from llm_moa.prices import format_usd
 
 PUBLIC = "claude-3-haiku-20240307"  # an id genai-prices knows, and no plugin of llm's registers
 
@@ -55,9 +58,33 @@ def public_cost(model_ref, input_tokens, output_tokens):
 
 def prices(*args):
     "`llm moa prices ...`"
-    from llm_moa.prices import prices_group
+    return run_llm("moa", "prices", *args)
 
-    return CliRunner().invoke(prices_group(), list(args), catch_exceptions=False)
+
+def moa(*args):
+    result = run_llm("-m", "moa-default", *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def set_prices(**by_model):
+    for model, (input_price, output_price) in by_model.items():
+        result = prices("set", model.replace("_", "-"), str(input_price), str(output_price))
+        assert result.exit_code == 0, result.output
+
+
+def logged_calls():
+    "Every call of the last run, as its record has them: (model, input tokens, output tokens)."
+    from llm_moa.record import calls_of
+
+    record = logged_json()[0]["response_json"]["moa"]
+    return [(c["model"], c["usage"]["input"], c["usage"]["output"]) for _, c in calls_of(record)]
+
+
+def show_json():
+    result = run_llm("moa", "show", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["cost"]
 
 
 def prices_file(user_path):
@@ -204,3 +231,121 @@ def test_genai_prices_is_not_imported_by_llm_or_by_a_run(user_path):
     assert "llm_moa.session" in modules  # the run was made, and its imports seen
     assert "genai_prices" not in modules and "llm_moa.prices" not in modules
     assert len(read_calls()) == 3
+    out, modules = imported_modules(user_path, "moa", "show")  # fake-b and fake-c: looked up in the public data
+    assert "≥ $" in out and "fake-b unpriced" in out
+    assert "genai_prices" in modules
+
+
+# --- what a run cost -------------------------------------------------------------------
+
+
+COMBO = ["-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c"]
+
+
+def test_show_and_runs_give_each_call_each_model_and_the_total(user_path):
+    set_prices(fake_a=(1, 2), fake_b=(3, 4), fake_c=(100, 200))
+    moa(*COMBO, "What is rain?")
+    price = {"fake-a": (1, 2), "fake-b": (3, 4), "fake-c": (100, 200)}
+    calls = logged_calls()
+    per_call = [(i * price[m][0] + o * price[m][1]) / 1e6 for m, i, o in calls]
+    total = sum(per_call)
+
+    cost = show_json()
+    assert cost["complete"] is True and cost["unpriced"] == [] and cost["usage_unknown"] == []
+    assert cost["usd"] == pytest.approx(total)
+    assert cost["calls"] == pytest.approx(per_call)
+    assert cost["by_model"]["fake-a"]["price"] == {"input_per_million": 1, "output_per_million": 2, "source": "yours"}
+    assert cost["text"] == format_usd(total)
+
+    shown = run_llm("moa", "show").output
+    header = shown.splitlines()[2]
+    assert header.endswith(f" · {format_usd(total)}")
+    assert "### 1. fake-a · ok" in shown and f"· {format_usd(per_call[0])}\n" in shown
+    assert "## Aggregator: fake-c · ok" in shown and f"· {format_usd(per_call[2])}\n" in shown
+    section = shown.split("## Cost\n\n")[1].split("\n\n## Timeline")[0]
+    lines = section.splitlines()
+    assert lines[0].split()[:4] == ["fake-a", "1", "call", format_usd(per_call[0])]
+    assert lines[2].split()[:4] == ["fake-c", "1", "call", format_usd(per_call[2])]
+    assert lines[3].split() == ["total", format_usd(total)]
+    assert "Prices are estimates" in section
+
+    runs = run_llm("moa", "runs").output.splitlines()
+    assert runs[0].split()[-1] == "cost" and runs[1].split()[-1] == format_usd(total)
+    assert json.loads(run_llm("moa", "runs", "--json").output)[0]["cost"]["usd"] == pytest.approx(total)
+
+
+def test_public_prices_by_id_and_by_model_name(public_fakes):
+    moa("-o", "proposers", f"{PUBLIC},fake-mini", "-o", "aggregator", PUBLIC, "q")
+    refs = {PUBLIC: PUBLIC, "fake-mini": "gpt-4o-mini"}
+    expected = [public_cost(refs[m], i, o) for m, i, o in logged_calls()]
+    cost = show_json()
+    assert cost["complete"] is True
+    assert cost["calls"] == pytest.approx(expected)
+    assert cost["usd"] == pytest.approx(sum(expected))
+    assert cost["by_model"]["fake-mini"]["price"]["source"].endswith(": openai gpt-4o-mini")
+    assert "genai-prices 0." in run_llm("moa", "show").output
+
+
+def test_an_unpriced_model_makes_the_total_a_lower_bound(user_path):
+    set_prices(fake_a=(1, 2), fake_c=(100, 200))  # fake-b has no price anywhere
+    moa(*COMBO, "q")
+    calls = logged_calls()
+    priced = sum((i * 1 + o * 2) / 1e6 if m == "fake-a" else (i * 100 + o * 200) / 1e6
+                 for m, i, o in calls if m != "fake-b")
+    bound = f"≥ {format_usd(priced)}, fake-b unpriced"
+
+    cost = show_json()
+    assert cost["complete"] is False and cost["unpriced"] == ["fake-b"] and cost["text"] == bound
+    assert cost["usd"] == pytest.approx(priced)
+    assert cost["calls"][1] is None
+    shown = run_llm("moa", "show").output
+    assert shown.splitlines()[2].endswith(f" · {bound}")
+    assert "### 2. fake-b · ok" in shown and "out · unpriced" in shown
+    assert any(line.split()[:4] == ["fake-b", "1", "call", "unpriced"] for line in shown.splitlines())
+    assert run_llm("moa", "runs").output.splitlines()[1].endswith(bound)
+
+
+def test_with_no_price_at_all_the_cost_is_unknown_never_zero(user_path):
+    moa(*COMBO, "q")
+    cost = show_json()
+    assert cost["text"] == "unknown (fake-a unpriced, fake-b unpriced, fake-c unpriced)"
+    assert "$0" not in run_llm("moa", "show").output.split("## Cost")[1]
+    assert "$0" not in run_llm("moa", "runs").output
+
+
+def test_usage_a_server_did_not_report_makes_the_total_a_lower_bound(srv_models):
+    set_prices(srv_a=(1, 1), srv_b=(1, 1), srv_c=(1, 1))
+    moa("-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q")  # streamed: no usage reported
+    cost = show_json()
+    assert cost["complete"] is False and cost["usage_unknown"] == ["srv-a", "srv-b", "srv-c"]
+    assert cost["text"] == "unknown (srv-a usage unknown, srv-b usage unknown, srv-c usage unknown)"
+    moa("--no-stream", "-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q")  # usage reported
+    cost = show_json()
+    assert cost["complete"] is True and cost["usd"] > 0
+
+
+def test_the_provider_model_name_of_an_openai_compatible_model(user_path):
+    "llm's own OpenAI plugin: a model registered as my-mini that the server knows as gpt-4o-mini."
+    with OpenAIServer(("gpt-4o-mini",), stream_usage="always") as server:
+        register_openai_models(user_path, server.url, ["my-mini"], model_name="gpt-4o-mini")
+        set_key("srv", "srvkey-7f3a9c1e5b2d8f4a6c0e")
+        moa("-o", "proposers", "my-mini,my-mini", "-o", "aggregator", "my-mini", "q")
+        assert server.models_called() == ["gpt-4o-mini"] * 3
+    expected = [public_cost("gpt-4o-mini", i, o) for _, i, o in logged_calls()]
+    cost = show_json()
+    assert cost["complete"] is True and cost["usd"] == pytest.approx(sum(expected)) and cost["usd"] > 0
+    assert cost["by_model"]["my-mini"]["price"]["source"].endswith(": openai gpt-4o-mini")
+
+
+def test_views_keep_working_on_a_broken_prices_file(user_path):
+    moa(*COMBO, "q")
+    path = prices_file(user_path)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("{oops")
+    for command in (["moa", "show"], ["moa", "runs"], ["moa", "show", "--json"]):
+        result = run_llm(*command)
+        assert result.exit_code == 0
+        assert result.stderr == f"Warning: {path}: not valid JSON (Expecting property name enclosed in double " \
+                                f"quotes: line 1 column 2 (char 1)); costs are not shown\n"
+    assert json.loads(run_llm("moa", "show", "--json").stdout)["cost"] is None
+    assert "## Cost" not in run_llm("moa", "show").stdout

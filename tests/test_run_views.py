@@ -59,7 +59,7 @@ def test_runs_lists_recent_runs():
     assert run_llm("-m", "fake-a", "not a moa run").exit_code == 0
     text = run_llm("moa", "runs").output.splitlines()
     assert text[0].split() == ["id", "time", "(UTC)", "model", "proposers", "aggregator", "calls",
-                               "tokens", "in/out", "wall"]
+                               "tokens", "in/out", "wall", "cost"]
     assert len(text) == 3
     assert "1/2 ok (fake-b failed)" in text[1] and "2/2 ok" in text[2]
     runs = json.loads(run_llm("moa", "runs", "--json", "-n", "1").output)
