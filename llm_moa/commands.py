@@ -221,7 +221,9 @@ def _add_commands(moa: click.Group) -> None:
     @click.option("csv_", "--csv", is_flag=True, help="Output the report as CSV")
     @click.option("--png", type=click.Path(dir_okay=False), help="Also draw quality against cost to a PNG "
                                                                    "(needs the plot extra)")
-    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, png):
+    @click.option("--max-cost", metavar="DOLLARS", help="Start no new call once this run's calls cost this "
+                                                        "much (every model must be priced: llm moa prices)")
+    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, png, max_cost):
         """Does a combo beat a single model on your prompts, and at what cost?
 
         PROMPTS is a JSONL or CSV file (or - for stdin) with a 'prompt' per row,
@@ -239,6 +241,7 @@ def _add_commands(moa: click.Group) -> None:
         if png:
             evaluate.pyplot()
         ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out)
+        evaluate.price(ev, max_cost, warn=_warn)
         if ev.results.skipped:
             click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
         evaluate.run(ev, progress=_eval_progress())
@@ -254,6 +257,8 @@ def _add_commands(moa: click.Group) -> None:
             click.echo("")
             click.echo(evaluate.text_chart(summary))
             click.echo(f"\nResults saved in {summary['results_file']}")
+        if ev.not_started:
+            click.echo(evaluate.cap_reached(ev), err=True)
 
     from .prices import prices_group
 

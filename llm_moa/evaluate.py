@@ -198,6 +198,10 @@ def _readable(record: Any) -> bool:
     numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
     if not all(n is None or type(n) in (int, float) for n in numbers):
         return False
+    billed = record.get("billed")
+    if billed is not None and not (isinstance(billed, list) and all(
+            isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)):
+        return False
     return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
 
@@ -216,6 +220,9 @@ class Eval:
     grade: str | None = None
     concurrency: int = 4
     options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
+    prices: Any = None  # prices.Prices, for dollars in the report; None: no dollars
+    budget: Any = None  # prices.Budget: --max-cost, what this run's new calls have cost
+    not_started: int = 0  # tasks the budget stopped before they started
 
     def answer(self, model: str, row: Row) -> dict | None:
         "The model's answer to the row, when it gave one."
@@ -275,6 +282,40 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
     )
 
 
+def price(ev: Eval, max_cost: str | None, warn: Callable[[str], None]) -> None:
+    """Prices for the report's dollars and, with --max-cost, a budget for this
+    run's calls. The cap is refused when a model the eval calls has no price:
+    it could not be kept."""
+    from .prices import Budget, Prices, load, models_called, parse_cap
+
+    if max_cost is None:
+        ev.prices = load(warn=warn)
+        return
+    cap = parse_cap(max_cost)
+    ev.prices = Prices()
+    called = [called for name in ev.models + [ev.judge] if name
+              for called in models_called(host.get_model(name), ev.options.get(name, {}))]
+    unpriced = [model for model in dict.fromkeys(called) if ev.prices.price(model) is None]
+    if unpriced:
+        raise MoaError(f"--max-cost needs a price for every model the eval calls; unpriced: "
+                       f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)")
+    ev.budget = Budget(cap, ev.prices)
+
+
+def cap_reached(ev: Eval) -> str:
+    "How far an eval stopped by --max-cost got, and how to go on."
+    from .prices import format_usd
+
+    answers = sum(1 for model in ev.models for row in ev.rows if ev.answer(model, row))
+    done = f"{answers} of {len(ev.models) * len(ev.rows)} answers"
+    if ev.judge:
+        pairs = [(c, row, o) for c in ev.models if c != ev.baseline for row in ev.rows for o in ORDERS]
+        done += f" and {sum(1 for p in pairs if ev.judgement(*p))} of {len(pairs)} judgements"
+    return (f"Stopped at the --max-cost cap of {format_usd(ev.budget.cap)}: this run's calls cost "
+            f"{ev.budget.spent.text()}; {done} are made. Paid answers are kept in {ev.results.path}: "
+            "run the same command again to go on.")
+
+
 def saved_options(model: Any) -> dict:
     """The options saved with `llm models options set`, which `llm -m` applies
     to every prompt: eval runs each model as that would. Checked here, so a bad
@@ -304,17 +345,24 @@ def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> No
 
 def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable | None) -> None:
     """Run the tasks on daemon threads (so Ctrl-C never waits for a call), at
-    most ev.concurrency at once, saving each result as it arrives."""
+    most ev.concurrency at once, saving each result as it arrives. Once the
+    budget (--max-cost) is reached no task starts; those running finish and are kept."""
     done: queue.SimpleQueue = queue.SimpleQueue()
     waiting = list(reversed(tasks))
     running = finished = 0
     if progress and tasks:
         progress(0, len(tasks))
     while waiting or running:
-        while waiting and running < ev.concurrency:
+        while waiting and running < ev.concurrency and not (ev.budget and ev.budget.reached):
             threading.Thread(target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True).start()
             running += 1
-        ev.results.add(done.get())
+        if not running:
+            ev.not_started += len(waiting)
+            return
+        record = done.get()
+        ev.results.add(record)
+        if ev.budget:
+            ev.budget.add(record.get("billed") or [])
         running -= 1
         finished += 1
         if progress:
@@ -333,6 +381,7 @@ def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
 def _answer(ev: Eval, model_id: str, row: Row) -> dict:
     """One answer, as `llm -m MODEL` would make it. The model is resolved
     afresh for each answer, as model objects need not be thread-safe."""
+    from .prices import billed_calls
     from .record import describe_error
 
     record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line,
@@ -346,6 +395,7 @@ def _answer(ev: Eval, model_id: str, row: Row) -> dict:
         run_record = data.get("moa") if isinstance(data, dict) else None
         record["calls"] = run_record["calls"] if run_record else 1
         record["input_tokens"], record["output_tokens"] = usage.input, usage.output
+        record["billed"] = billed_calls(data, model_id, usage.input, usage.output)  # priced in the report
     except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
         record["error"] = describe_error(ex)
     record["duration_ms"] = int((time.monotonic() - start) * 1000)
@@ -354,6 +404,7 @@ def _answer(ev: Eval, model_id: str, row: Row) -> dict:
 
 def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
     "The judge's verdict on two answers, shown in this order."
+    from .prices import billed_calls
     from .prompts import judge_request
     from .record import describe_error
 
@@ -364,7 +415,10 @@ def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
               "key": row.key, "order": order, "options_sha": ev.options_sha(candidate, ev.baseline, ev.judge)}
     try:
         judge = host.get_model(ev.judge)
-        record["raw"] = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {})).text()
+        response = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {}))
+        record["raw"] = response.text()
+        usage = response.usage()
+        record["billed"] = billed_calls(response.json(), ev.judge, usage.input, usage.output)
     except Exception as ex:  # noqa: BLE001 - a failed judgement is made again on the next run
         record["error"] = describe_error(ex)
         return record
@@ -446,7 +500,11 @@ def report(ev: Eval) -> dict:
             entry.update(_graded(ev, model))
         elif model != ev.baseline:
             entry.update(_judged(ev, model))
+        if ev.prices:
+            entry.update(_dollars(ev, answered, entry.get("correct")))
         candidates.append(entry)
+    judgements = [ev.judgement(c, row, order) for c in ev.models for row in ev.rows for order in ORDERS
+                  if ev.judge and c != ev.baseline]
     return {
         "mode": "graded" if ev.grade else "judged",
         "grade": ev.grade,
@@ -455,6 +513,33 @@ def report(ev: Eval) -> dict:
         "prompts": len(ev.rows),
         "results_file": str(ev.results.path),
         "candidates": candidates,
+        "judging_cost": _cost(ev, [j for j in judgements if j]).to_json() if ev.prices and ev.judge else None,
+    }
+
+
+def _cost(ev: Eval, records: list[dict]) -> Any:
+    "What these answers or judgements cost (a prices.Cost), from the calls each one recorded."
+    from .prices import Cost, cost_of_calls
+
+    total = Cost()
+    for record in records:
+        billed = record.get("billed")
+        if billed is None:  # recorded before costs were: one call, or a MoA run whose calls were not kept
+            billed = [{"model": record.get("model") or ev.judge, "usage": "unknown" if (record.get("calls") or 1) > 1
+                       else {"input": record.get("input_tokens"), "output": record.get("output_tokens")}}]
+        total = total.add(cost_of_calls(billed, ev.prices))
+    return total
+
+
+def _dollars(ev: Eval, answered: list[dict], correct: int | None) -> dict:
+    "Dollars per answered prompt and per correct answer; a lower bound, naming what is missing, when not complete."
+    cost = _cost(ev, answered)
+    return {
+        "usd": cost.usd,
+        "usd_per_prompt": cost.usd / len(answered) if answered else None,
+        "usd_per_correct": cost.usd / correct if correct else None,
+        "usd_complete": cost.complete,
+        "usd_missing": cost.missing(),
     }
 
 
@@ -510,19 +595,48 @@ def _mean(values: list[float]) -> float | None:
 
 def to_table(summary: dict) -> str:
     reasons = any(c["failure_reason"] for c in summary["candidates"])  # a column only when something failed
-    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens", "length", "failures")
-            + (("most common failure",) if reasons else ())]
+    dollars = ("$/prompt",) + (("$/correct",) if summary["mode"] == "graded" else ())
+    priced = "usd" in summary["candidates"][0] if summary["candidates"] else False
+    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens")
+            + (dollars if priced else ()) + ("length", "failures") + (("most common failure",) if reasons else ())]
     for c in summary["candidates"]:
         rows.append((
             c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
             _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
             _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
+        ) + (_usd_cells(c, len(dollars)) if priced else ()) + (
             _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
         ) + ((c["failure_reason"] or "",) if reasons else ()))
     lines = [table(rows)]
+    if priced:
+        lines.append(_dollars_note(summary))
     if summary["mode"] == "judged":
         lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
                      "(ties count half). Judges tend to favour longer answers: compare the length column.")
+    return "\n".join(lines)
+
+
+def _usd_cells(c: dict, columns: int) -> tuple[str, ...]:
+    from .prices import format_usd
+
+    def cell(value: float | None) -> str:
+        if value is None:
+            return "-"
+        if c["usd_complete"]:
+            return format_usd(value)
+        return f"≥{format_usd(value)}" if value > 0 else "?"  # a lower bound, never $0
+
+    return tuple(cell(value) for value in (c["usd_per_prompt"], c.get("usd_per_correct"))[:columns])
+
+
+def _dollars_note(summary: dict) -> str:
+    "What the dollar columns are, and what a lower bound leaves out."
+    missing = list(dict.fromkeys(m for c in summary["candidates"] for m in c["usd_missing"]))
+    judging = summary.get("judging_cost")
+    lines = ["\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
+             + (f" ≥ marks a lower bound and ? an unknown: {', '.join(missing)}." if missing else "")]
+    if judging:
+        lines.append(f"Judging cost {judging['text']}.")
     return "\n".join(lines)
 
 
@@ -541,7 +655,8 @@ def _fmt(value: float | None, pattern: str) -> str:
 def to_csv(summary: dict) -> str:
     columns = ["model", "role", "metric", "quality", "ci_low", "ci_high", "wins", "ties", "losses", "correct",
                "prompts", "answered", "failures", "mean_latency_s", "p90_latency_s", "mean_calls",
-               "mean_tokens", "mean_length_chars", "failure_reason"]
+               "mean_tokens", "usd_per_prompt", "usd_per_correct", "usd_complete", "mean_length_chars",
+               "failure_reason"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -349,3 +349,118 @@ def test_views_keep_working_on_a_broken_prices_file(user_path):
                                 f"quotes: line 1 column 2 (char 1)); costs are not shown\n"
     assert json.loads(run_llm("moa", "show", "--json").stdout)["cost"] is None
     assert "## Cost" not in run_llm("moa", "show").stdout
+
+
+# --- eval: dollars, and a spending cap ----------------------------------------------------
+
+
+def write_rows(path, count=6):
+    "Rows fake-a answers right when the answer is in its prompt (every other row)."
+    rows = [{"prompt": f"question {i}", "answer": f"question {i}" if i % 2 else "elsewhere"} for i in range(count)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def results(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_reports_dollars_per_prompt_and_per_correct_answer(tmp_path):
+    source = write_rows(tmp_path / "q.jsonl")
+    set_prices(fake_a=(1000, 2000), fake_b=(10, 10))
+    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    by_model = {c["model"]: c for c in json.loads(result.output)["candidates"]}
+    price = {"fake-a": (1000, 2000), "fake-b": (10, 10)}
+    for model in ("fake-a", "moa-default"):
+        answers = [r for r in results(tmp_path / "q.eval.jsonl") if r["type"] == "answer" and r["model"] == model]
+        spent = sum((c["usage"]["input"] * price[c["model"]][0] + c["usage"]["output"] * price[c["model"]][1]) / 1e6
+                    for a in answers for c in a["billed"])
+        entry = by_model[model]
+        assert entry["usd"] == pytest.approx(spent) and entry["usd_complete"] is True
+        assert entry["usd_per_prompt"] == pytest.approx(spent / 6)
+        assert entry["usd_per_correct"] == pytest.approx(spent / entry["correct"])
+    assert len(answers[0]["billed"]) == 4  # a MoA answer keeps each of its calls, to be priced
+
+    table = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains").output
+    header, first = table.splitlines()[:2]
+    assert "$/prompt" in header and "$/correct" in header
+    assert format_usd(by_model["fake-a"]["usd_per_prompt"]) in first.split()
+    assert "Dollars are estimates" in table
+
+
+def test_eval_dollars_with_an_unpriced_model_are_a_lower_bound(tmp_path):
+    source = write_rows(tmp_path / "q.jsonl")
+    set_prices(fake_a=(1000, 2000))
+    summary = json.loads(run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "-m", "moa-default",
+                                 "--grade", "contains", "--json").output)
+    by_model = {c["model"]: c for c in summary["candidates"]}
+    assert by_model["fake-a"]["usd_complete"] is True
+    assert by_model["fake-b"]["usd_complete"] is False and by_model["fake-b"]["usd_missing"] == ["fake-b unpriced"]
+    assert by_model["moa-default"]["usd_complete"] is True  # the default model, fake-a, makes all its calls
+    table = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains").output
+    row = next(line for line in table.splitlines() if line.startswith("fake-b "))
+    assert " ? " in row and "$0 " not in row
+    assert "≥ marks a lower bound and ? an unknown: fake-b unpriced." in table
+
+
+def test_a_capped_eval_stops_at_its_cap_and_resumes(tmp_path):
+    source = write_rows(tmp_path / "q.jsonl", count=8)
+    set_prices(fake_a=(0, 1_000_000))  # a dollar per output token: each answer costs $4 (four words)
+    args = ["moa", "eval", str(source), "-m", "fake-a", "--grade", "contains", "--concurrency", "1",
+            "--max-cost", "10"]
+    first = run_llm(*args)
+    assert first.exit_code == 0, first.output
+    assert len(read_calls()) == 3  # $4, $8, then $12 reached the cap: no fourth call
+    assert first.stderr.strip() == (
+        f"Stopped at the --max-cost cap of $10.00: this run's calls cost $12.00; 3 of 8 answers are made. "
+        f"Paid answers are kept in {tmp_path / 'q.eval.jsonl'}: run the same command again to go on.")
+    assert "3/8" in first.stdout
+    assert len([r for r in results(tmp_path / "q.eval.jsonl") if r["type"] == "answer"]) == 3
+
+    second = run_llm(*args)  # resumes: the paid answers are not made again
+    assert "6 of 8 answers are made" in second.stderr
+    assert len(read_calls()) == 6
+    assert len({call["prompt"] for call in read_calls()}) == 6
+    third = run_llm(*args)
+    assert third.stderr == "" and "8/8" in third.stdout and len(read_calls()) == 8
+
+
+def test_a_cap_is_refused_when_a_model_is_unpriced(tmp_path):
+    source = write_rows(tmp_path / "q.jsonl")
+    set_prices(fake_a=(1, 1))
+    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains",
+                     "--max-cost", "1")
+    assert result.exit_code == 1
+    assert result.output == ("Error: --max-cost needs a price for every model the eval calls; unpriced: "
+                             "fake-b (llm moa prices set MODEL INPUT OUTPUT)\n")
+    assert read_calls() == []
+    assert not (tmp_path / "q.eval.jsonl").exists()
+
+
+def test_a_cap_counts_the_models_a_moa_model_calls(tmp_path):
+    source = write_rows(tmp_path / "q.jsonl")
+    set_prices(fake_a=(1, 1))
+    assert run_llm("moa", "save", "mixed", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator",
+                   "fake-c").exit_code == 0
+    result = run_llm("moa", "eval", str(source), "-m", "moa-mixed", "--grade", "contains", "--max-cost", "1")
+    assert result.exit_code == 1
+    assert "unpriced: fake-b, fake-c (llm moa prices set" in result.output
+    assert read_calls() == []
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("-1", "must be a finite number of dollars, more than 0"),
+    ("0", "must be a finite number of dollars, more than 0"),
+    ("nan", "must be a finite number of dollars, more than 0"),
+    ("inf", "must be a finite number of dollars, more than 0"),
+    ("lots", "expected a number of US dollars, e.g. 0.50"),
+])
+def test_a_bad_cap_is_one_line_naming_it(value, problem, tmp_path):
+    source = write_rows(tmp_path / "q.jsonl")
+    set_prices(fake_a=(1, 1))
+    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "--grade", "contains", "--max-cost", value)
+    assert result.exit_code == 1
+    assert result.output == f"Error: Invalid --max-cost {value!r}: {problem}\n"
+    assert read_calls() == []
