@@ -507,7 +507,8 @@ def prices_group() -> Any:
                        "Set one with: llm moa prices set MODEL INPUT OUTPUT")
         else:
             rows = [("model", "input $/M", "output $/M", "saved")]
-            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}", str(entry.get("saved", ""))[:19])
+            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
+                      str(entry.get("saved", ""))[:19].replace("T", " "))
                      for model, entry in sorted(lookup.user.items())]
             click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
 
