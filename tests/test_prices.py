@@ -388,6 +388,12 @@ def test_eval_reports_dollars_per_prompt_and_per_correct_answer(tmp_path):
     assert "$/prompt" in header and "$/correct" in header
     assert format_usd(by_model["fake-a"]["usd_per_prompt"]) in first.split()
     assert "Dollars are estimates" in table
+    csv_rows = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains",
+                       "--csv").output.splitlines()
+    columns = csv_rows[0].split(",")
+    fake_a = dict(zip(columns, csv_rows[1].split(",")))
+    assert float(fake_a["usd_per_prompt"]) == pytest.approx(by_model["fake-a"]["usd_per_prompt"])
+    assert fake_a["usd_complete"] == "True"
 
 
 def test_eval_dollars_with_an_unpriced_model_are_a_lower_bound(tmp_path):
