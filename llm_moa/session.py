@@ -132,8 +132,9 @@ def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any
     """
     given = {key: value for key, value in prompt.options if value is not None}
     explicit_cli = host.explicit_options()
-    saved = host.saved_model_options(moa.model_id) if explicit_cli is not None else {}
-    if explicit_cli is not None:  # llm merged saved defaults into prompt.options: take them apart
+    saved = {}  # the Python API applies no saved defaults; the CLI merged them into prompt.options
+    if explicit_cli is not None:  # take them apart: a typed -o wins even when equal to a default
+        saved = host.saved_model_options(moa.model_id)
         given = {key: value for key, value in given.items() if key not in saved or key in explicit_cli}
     return {**moa.preset, **saved, **previous_options(moa.model_id, conversation), **given}
 

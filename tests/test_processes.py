@@ -30,10 +30,10 @@ def wait_for_started(user_path, count, limit=15.0):
     raise AssertionError(f"{count} calls never started")
 
 
-def interrupt(process):
-    "Send SIGINT; return (seconds until exit, stdout, stderr)."
+def interrupt(process, sig=signal.SIGINT):
+    "Send SIGINT (or sig); return (seconds until exit, stdout, stderr)."
     start = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=10)
     return time.monotonic() - start, stdout, stderr
 
@@ -140,31 +140,37 @@ def unfinished_files(user_path, prompt="saved?"):
     return [path for path in files if json.loads(path.read_text())["prompt"] == prompt]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_while_aggregating_keeps_the_proposals(user_path, sig):
-    process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                    "-o", "aggregator_options", '{"hang": true}', "saved?")
-    wait_for_started(user_path, 3)
-    start = time.monotonic()
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=10)
-    assert time.monotonic() - start < 1.0
-    assert process.returncode != 0
-    assert "Traceback" not in stderr
-    assert "The 2 answered proposals are saved" in stderr
+def stopped_at_once(process, sig=signal.SIGINT):
+    "Signal the process; it must exit within a second, non-zero, without a traceback."
+    elapsed, stdout, stderr = interrupt(process, sig)
+    assert elapsed < 1.0
+    assert process.returncode != 0 and "Traceback" not in stderr
+    return stdout, stderr
+
+
+def assert_kept(user_path, stderr):
+    "No log row, and the paid proposals saved and said so."
     assert turn_count(user_path) == 0
     assert len(unfinished_files(user_path)) == 1
+    assert "llm moa unfinished" in stderr
+
+
+@pytest.mark.parametrize("sig, mode", [(signal.SIGINT, ()), (signal.SIGTERM, ()), (signal.SIGINT, ("--async",))],
+                         ids=["SIGINT", "SIGTERM", "SIGINT --async"])
+def test_signal_while_aggregating_keeps_the_proposals(user_path, sig, mode):
+    process = spawn(user_path, *mode, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
+                    "-o", "aggregator_options", '{"hang": true}', "saved?")
+    wait_for_started(user_path, 3)
+    _, stderr = stopped_at_once(process, sig)
+    assert "The 2 answered proposals are saved" in stderr
+    assert_kept(user_path, stderr)
 
 
 def test_sigterm_while_proposers_run_exits_at_once(user_path):
     process = spawn(user_path, "-m", "moa-default", "-o", "proposer_options", '{"hang": true}', "saved?")
     wait_for_started(user_path, 3)
-    start = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=10)
-    assert time.monotonic() - start < 1.0
-    assert process.returncode != 0 and stdout == "" and "Traceback" not in stderr
-    assert turn_count(user_path) == 0
+    stdout, _ = stopped_at_once(process, signal.SIGTERM)
+    assert stdout == "" and turn_count(user_path) == 0
     assert unfinished_files(user_path) == []  # nothing was paid for: nothing to keep
 
 
@@ -175,24 +181,5 @@ def test_ctrl_c_while_the_answer_streams_keeps_the_proposals(user_path):
     process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", aggregator, "saved?")
     wait_for_started(user_path, 3)
     process.stdout.read(200)  # the answer is being printed
-    start = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=10)
-    assert time.monotonic() - start < 1.0
-    assert process.returncode != 0 and "Traceback" not in stderr
-    assert turn_count(user_path) == 0
-    assert len(unfinished_files(user_path)) == 1
-    assert "llm moa unfinished" in stderr
-
-
-def test_ctrl_c_on_an_async_run_while_aggregating_keeps_the_proposals(user_path):
-    process = spawn(user_path, "--async", "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                    "-o", "aggregator_options", '{"hang": true}', "saved?")
-    wait_for_started(user_path, 3)
-    start = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=10)
-    assert time.monotonic() - start < 1.0
-    assert process.returncode != 0 and "Traceback" not in stderr
-    assert turn_count(user_path) == 0
-    assert len(unfinished_files(user_path)) == 1
+    _, stderr = stopped_at_once(process)
+    assert_kept(user_path, stderr)
