@@ -192,15 +192,15 @@ def _readable(record: Any) -> bool:
         return False
     if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
         return False
+    billed = record.get("billed")
+    if billed is not None and not (isinstance(billed, list) and all(
+            isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)):
+        return False
     if record["type"] == "judgement":
         return (record.get("winner") in (None, "candidate", "baseline")
                 and record.get("verdict") in (None, "A", "B", "tie"))
     numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
     if not all(n is None or type(n) in (int, float) for n in numbers):
-        return False
-    billed = record.get("billed")
-    if billed is not None and not (isinstance(billed, list) and all(
-            isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)):
         return False
     return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
@@ -519,16 +519,18 @@ def report(ev: Eval) -> dict:
 
 def _cost(ev: Eval, records: list[dict]) -> Any:
     "What these answers or judgements cost (a prices.Cost), from the calls each one recorded."
-    from .prices import Cost, cost_of_calls
+    from .prices import billed_calls, cost_of_calls
 
-    total = Cost()
+    billed: list[dict] = []
     for record in records:
-        billed = record.get("billed")
-        if billed is None:  # recorded before costs were: one call, or a MoA run whose calls were not kept
-            billed = [{"model": record.get("model") or ev.judge, "usage": "unknown" if (record.get("calls") or 1) > 1
-                       else {"input": record.get("input_tokens"), "output": record.get("output_tokens")}}]
-        total = total.add(cost_of_calls(billed, ev.prices))
-    return total
+        if record.get("billed") is not None:
+            billed += record["billed"]
+        elif (record.get("calls") or 1) > 1:  # a MoA answer recorded before costs were: its calls were not kept
+            billed.append({"model": record.get("model") or ev.judge, "usage": "unknown"})
+        else:  # one call recorded before costs were (a judgement kept no counts: unknown)
+            billed += billed_calls(None, record.get("model") or ev.judge,
+                                   record.get("input_tokens"), record.get("output_tokens"))
+    return cost_of_calls(billed, ev.prices)
 
 
 def _dollars(ev: Eval, answered: list[dict], correct: int | None) -> dict:
@@ -637,7 +639,7 @@ def _dollars_note(summary: dict) -> str:
              + (f" ≥ marks a lower bound and ? an unknown: {', '.join(missing)}." if missing else "")]
     if judging:
         lines.append(f"Judging cost {judging['text']}.")
-    return "\n".join(lines)
+    return visible("\n".join(lines))  # model names come from the results file
 
 
 def _quality(c: dict) -> str:

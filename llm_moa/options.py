@@ -201,11 +201,14 @@ class MoaOptions(llm.Options):
     @field_validator("min_proposers", "wait")
     @classmethod
     def _within_proposers(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
-        "min_proposers and wait cannot exceed the proposers; wait cannot be below the quorum."
+        "min_proposers and wait fit the proposers (and a cascade's first stage); wait is not below the quorum."
         proposers = info.data.get("proposers")
         count = len(expand(proposers)) if proposers else DEFAULT_SAMPLES
         if value is not None and value > count:
             raise _error(f"{value} is more than the {count} proposers")
+        cascade = info.data.get("cascade")
+        if info.field_name == "min_proposers" and value is not None and cascade and value > cascade:
+            raise _error(f"{value} is more than cascade ({cascade}): its first proposers may answer alone")
         quorum = info.data.get("min_proposers") or 1
         if info.field_name == "wait" and value is not None and value < quorum:
             raise _error(f"{value} is less than min_proposers ({quorum})")

@@ -69,12 +69,15 @@ def read() -> dict[str, dict]:
     return data
 
 
+MAX_PRICE = 1e9  # dollars per million tokens; a bigger number is a typo (and 10**400 would overflow)
+
+
 def _entry_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return "is not a JSON object"
     for key in ("input", "output"):
         value = entry.get(key)
-        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        if type(value) not in (int, float) or not 0 <= value < MAX_PRICE:  # also refuses nan and inf
             return f"has no valid {key!r} price (a number, 0 or more, of dollars per million tokens)"
     return None
 
@@ -180,11 +183,14 @@ def public_price(ref: str) -> Price | None:
     except ImportError:  # the dependency missing: everything is unpriced, nothing breaks
         return None
     try:
-        per_million = calc_price(Usage(input_tokens=PER_TOKENS, output_tokens=PER_TOKENS), ref)
+        # priced at a thousand tokens each way, then scaled: a million would land in a
+        # tiered model's long-prompt tier (gemini-2.5-pro: $2.50 instead of $1.25)
+        sample = calc_price(Usage(input_tokens=1000, output_tokens=1000), ref)
     except Exception:  # noqa: BLE001 - a name the data cannot match (LookupError, or worse) is unpriced
         return None
-    where = f"{per_million.provider.id} {per_million.model.id}"
-    return Price(float(per_million.input_price), float(per_million.output_price),
+    scale = PER_TOKENS / 1000
+    where = f"{sample.provider.id} {sample.model.id}"
+    return Price(float(sample.input_price) * scale, float(sample.output_price) * scale,
                  f"genai-prices {public_version()}: {where}", ref)
 
 
@@ -399,7 +405,8 @@ def _note(names: list[str], model: str) -> None:
 
 
 def _tokens(value: Any) -> int:
-    return value if type(value) is int and value > 0 else 0
+    "A token count from a record; anything else (even a hostile 10**400) counts as none."
+    return value if type(value) is int and 0 < value < 10**15 else 0
 
 
 # --- showing dollars -----------------------------------------------------------

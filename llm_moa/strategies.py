@@ -17,6 +17,7 @@ its answer, and why, in ``run.decision``.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import json
 import random
 import re
@@ -120,18 +121,19 @@ def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, str
 # --- select ------------------------------------------------------------------
 
 _CHOICES = (  # how a reply may name its choice, most explicit first; the last mention counts
-    ("choice line", re.compile(r"\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d+)", re.I)),
-    ("brackets", re.compile(r"\[\[\s*(\d+)\s*\]\]")),
-    ("answer n", re.compile(r"\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d+)\b", re.I)),
-)
-_BARE_NUMBER = re.compile(r"^\W*(\d+)\W*$")
+    ("choice line", re.compile(r"\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b", re.I)),
+    ("brackets", re.compile(r"\[\[\s*(\d{1,6})\s*\]\]")),
+    ("answer n", re.compile(r"\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b", re.I)),
+)  # at most 6 digits: int() refuses numbers of thousands of digits, and a reply may hold one
+_BARE_NUMBER = re.compile(r"^\W*(\d{1,6})\W*$")
 
 
 def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
            stop: threading.Event | None) -> Events:
     "The candidate the aggregator picks, output verbatim; unparseable: the first one shown."
     shown = shuffled(candidates)
-    request = with_references(plan.request, [text for _, text in shown], SELECT)
+    # the judge only picks: it gets no tools, so it cannot act instead of choosing
+    request = replace(with_references(plan.request, [text for _, text in shown], SELECT), tools=())
     call = yield from ask_aggregator(plan, run, request, clock=clock, stream=stream, stop=stop,
                                      show=False, schema=False)
     choice, parsed = parse_choice(call.text, [text for _, text in shown], plan.schema)

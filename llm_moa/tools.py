@@ -286,7 +286,10 @@ def pass_on(run: Any, response: Any) -> Iterator[Any]:
     from llm.parts import StreamEvent
 
     answered = [call for call in run.aggregator_calls if call.ok]
+    offered = set((run.tools or {}).get("offered") or ())
     for part in answered[-1].tool_calls if answered else []:
+        if part.name not in offered:  # a tool it was never given (e.g. the panel itself): not ours to ask for
+            continue
         yield StreamEvent(type="tool_call_name", chunk=part.name, tool_call_id=part.tool_call_id,
                           provider_metadata=part.provider_metadata)
         yield StreamEvent(type="tool_call_args", chunk=json.dumps(part.arguments), tool_call_id=part.tool_call_id)

@@ -181,6 +181,7 @@ NONSENSE = [
     ('{"fake-a": {"input": 1, "output": "2"}}', "the entry for 'fake-a' has no valid 'output' price"),
     ('{"fake-a": {"input": 1, "output": NaN}}', "the entry for 'fake-a' has no valid 'output' price"),
     ('{"fake-a": {"input": 1e999, "output": 1}}', "the entry for 'fake-a' has no valid 'input' price"),
+    ('{"fake-a": {"input": 1' + "0" * 400 + ', "output": 1}}', "the entry for 'fake-a' has no valid 'input' price"),
 ]
 
 

@@ -109,7 +109,9 @@ def test_select_shows_the_same_answers_in_the_same_order_every_time():
     assert orders[0] == orders[1] and sorted(orders[0]) == [1, 2, 3, 4]
     other = moa("-o", "proposers", saying("uno", "dos", "tres", "cuatro"), "-o", "aggregate", "select", "q")
     assert other.exit_code == 0
-    assert sorted(record()["decision"]["shown_order"]) == [1, 2, 3, 4]
+    shown = record()["decision"]["shown_order"]
+    assert sorted(shown) == [1, 2, 3, 4]
+    assert [1, 2, 3, 4] not in (orders[0], shown) or orders[0] != shown  # really shuffled, by the answers
 
 
 @pytest.mark.parametrize("reply, choice, how", [
@@ -120,6 +122,8 @@ def test_select_shows_the_same_answers_in_the_same_order_every_time():
     ("Hmm.\n 3. \n", 3, "number"),
     ("  TOKYO. ", 2, "same text"),
     ("CHOICE: 7", None, "out of range"),
+    ("CHOICE: 0", None, "out of range"),
+    ("CHOICE: " + "9" * 5000, None, "unparseable"),  # a hostile number: read as nothing, never int() of it
     ("They are all fine.", None, "unparseable"),
     ("Paris", None, "unparseable"),
 ])
@@ -231,11 +235,11 @@ def test_cascade_escalates_when_one_of_the_first_fails():
 
 
 def test_cascade_stages_share_the_quorum():
-    result = moa("-o", "proposers", "fake-a,fake-b,fake-c", "-o", "cascade", "1", "-o", "min_proposers", "3",
+    result = moa("-o", "proposers", "fake-a,fake-b,fake-c", "-o", "cascade", "2", "-o", "min_proposers", "2",
                  "-o", "proposer_options", '{"fail": "down"}', "-o", "retries", "0", "q")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: Only 0 of 3 proposers answered in layer 1; min_proposers is 3:")
-    assert "(2 other calls stopped once the quorum was out of reach)" in result.stderr
+    assert result.stderr.startswith("Error: Only 0 of 3 proposers answered in layer 1; min_proposers is 2:")
+    assert "(1 other call stopped once the quorum was out of reach)" in result.stderr
 
 
 # --- window ------------------------------------------------------------------
@@ -308,6 +312,8 @@ STRATEGY_ERRORS = [
     (["-o", "cascade", "0"], "cascade", "Input should be greater than or equal to 1, got '0'"),
     (["-o", "cascade", "3"], "cascade", "3 is not below the 3 proposers (cascade asks the rest when the first disagree)"),
     (["-o", "skip_if_agree", "perhaps"], "skip_if_agree", "Input should be a valid boolean"),
+    (["-o", "cascade", "2", "-o", "min_proposers", "3"], "min_proposers",
+     "3 is more than cascade (2): its first proposers may answer alone"),
 ]
 
 

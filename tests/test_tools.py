@@ -280,3 +280,10 @@ def test_a_moa_run_never_offers_the_panel_to_its_members():
     result = run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "-T", "MoA", "hi")
     assert result.exit_code == 0, result.output
     assert result.stdout == "fake-a answers: hi\n"
+
+
+def test_a_call_to_a_tool_the_aggregator_was_not_given_is_not_passed_on():
+    # the aggregator asks for llm_time although only llm_version was offered
+    result = moa("-T", "llm_version", "-o", "aggregator_options", '{"tool": "llm_time", "text": "done"}', "q")
+    assert result.stdout == "done\n"
+    assert len(by_model("fake-tooler")) == 1  # no tool call reached llm, so no tool round followed
