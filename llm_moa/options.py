@@ -53,27 +53,20 @@ def _show(value: Any) -> str:
 class MoaOptions(llm.Options):
     proposers: Members = Field(
         None,
-        description=(
-            "Proposer models by id or alias: 'a,b,c', 'a*3' for three samples, a JSON "
-            'list of ids, or a JSON list of {"model": ID, "options": {...}}. '
-            "Repeats allowed. Default: 3 samples of the default model (Self-MoA)."
-        ),
+        description="Proposer models by id or alias: 'a,b,c', 'a*3' for three samples, or "
+        'a JSON list of ids and {"model": ID, "options": {...}}. Default: 3 samples of the '
+        "default model (Self-MoA).",
     )
     aggregator: Members = Field(
         None,
-        description=(
-            "Aggregator model id or alias. 'a,b' tries b if a fails before "
-            'answering. Also a JSON list of ids or {"model": ID, "options": {...}}. '
-            "Default: the default model."
-        ),
+        description="Aggregator model id or alias; 'a,b' tries b if a fails before "
+        "answering. Also JSON, as for proposers. Default: the default model.",
     )
     layers: Optional[int] = Field(
         None, ge=2, le=MAX_LAYERS,
-        description=(
-            "Layers, counted as in the paper: the aggregator's is the last. "
-            "2 (default) = proposers then aggregator; 3 adds a round where "
-            f"proposers see the first answers. 2-{MAX_LAYERS}."
-        ),
+        description="Layers, the aggregator's last: 2 (default) = proposers then "
+        "aggregator; 3 adds a round where proposers see the first answers "
+        f"(2-{MAX_LAYERS}).",
     )
     proposer_options: Optional[dict[str, Any]] = Field(
         None, description='JSON options for every proposer, e.g. {"temperature": 0.7}.'
@@ -83,79 +76,68 @@ class MoaOptions(llm.Options):
     )
     aggregator_system: Optional[str] = Field(
         None,
-        description="Replaces the built-in instruction that tells the aggregator "
-        "how to synthesise the references.",
+        description="Replaces the aggregator's built-in instruction on how to synthesise.",
     )
     aggregate: Optional[str] = Field(
         None,
-        description=(
-            "How the last layer's answers become one: 'synthesize' (default: the "
-            "aggregator writes a new answer), 'select' (the aggregator picks the best "
-            "answer, output verbatim), 'vote' (the most common answer, no aggregator "
-            "call; a tie is settled as in 'select')."
-        ),
+        description="How the last answers become one: 'synthesize' (default: the "
+        "aggregator writes a new answer), 'select' (it picks the best, output verbatim), "
+        "'vote' (the most common answer, no aggregator call; a tie as in 'select').",
     )
     skip_if_agree: Optional[bool] = Field(
         None,
-        description="When every answer of the last layer is the same (ignoring case, "
-        "spacing and final punctuation), output it without calling the aggregator.",
+        description="When every last answer is the same (ignoring case, spacing and final "
+        "punctuation), output it without calling the aggregator.",
     )
     cascade: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Ask only the first N proposers of the first layer; when their "
-        "answers agree, output that answer and stop; otherwise ask the rest and "
-        "carry on. Below the number of proposers.",
+        description="Ask only the first N proposers of layer 1; if they agree, output that "
+        "answer, otherwise ask the rest and carry on. Below the number of proposers.",
     )
     window: Optional[int] = Field(
         None, ge=2, le=MAX_PROPOSERS,
         description="The aggregator reads at most N answers at a time, carrying its "
-        "running synthesis into the next step (Self-MoA-Seq). 2 to the number of "
-        "proposers; with aggregate synthesize only.",
+        "synthesis forward (Self-MoA-Seq). 2 to the number of proposers; synthesize only.",
     )
     timeout: Optional[float] = Field(
         None, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
-        description=(
-            f"Seconds one call may take, retries included (default {DEFAULT_TIMEOUT:g}; "
-            "0 = no limit). A proposer past it is abandoned as timed out."
-        ),
+        description="Seconds one call may take, retries included (default "
+        f"{DEFAULT_TIMEOUT:g}; 0 = no limit). A proposer past it is abandoned.",
     )
     retries: Optional[int] = Field(
         None, ge=0, le=MAX_RETRIES,
-        description=(
-            f"Retries of a failing call, with exponential backoff (default "
-            f"{DEFAULT_RETRIES}, max {MAX_RETRIES}), on top of any retries the "
-            "model's own client makes. Missing keys, bad requests, context-length "
-            "errors and invalid options are never retried."
-        ),
+        description=f"Retries of a failing call, with backoff (default {DEFAULT_RETRIES}, "
+        f"max {MAX_RETRIES}), on top of the model client's own. Missing keys, bad "
+        "requests, context-length errors and invalid options are never retried.",
     )
     min_proposers: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Quorum: fewer successful proposers than this in a layer "
-        "ends the run with an error (default 1).",
+        description="Quorum: fewer successful proposers than this in a layer end the run "
+        "with an error (default 1).",
     )
     max_concurrency: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Most calls in flight at once (default: all proposers of a "
-        "layer). Use 1 for local models that share one machine.",
+        description="Most calls in flight at once (default: a layer's proposers). 1 for "
+        "local models.",
     )
     wait: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Aggregate as soon as this many proposers of a layer have "
-        "answered; the rest are abandoned as skipped. Default: all.",
+        description="Aggregate once this many proposers of a layer answered; the rest are "
+        "skipped. Default: all.",
     )
     show_proposals: Optional[bool] = Field(
         None,
-        description="Also emit each layer's answers as reasoning before the "
-        "final answer (shown dimmed while streaming, under ## Reasoning in logs).",
+        description="Also emit each layer's answers as reasoning before the answer (dimmed "
+        "while streaming, under ## Reasoning in logs).",
     )
     progress: Optional[bool] = Field(
         None, description="Live progress on stderr when it is a terminal (default true)."
     )
     tool_turns: Optional[Literal["aggregator", "all"]] = Field(
         None,
-        description="With tools (-T), who answers when tool results come back: "
-        "'aggregator' (default) continues alone, one call per tool round; 'all' "
-        "makes each round a full MoA run, the proposers reading the results as text.",
+        description="With tools (-T), who answers tool results: 'aggregator' (default) "
+        "alone, one call per round; 'all', a full MoA run per round, the proposers reading "
+        "the results as text.",
     )
 
     @model_validator(mode="before")
