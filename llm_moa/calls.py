@@ -1,7 +1,7 @@
 """Running calls: the one place that starts, times, retries and abandons them.
 
-Each call runs on a thread of its own that never keeps the process alive, so an abandoned call (timed out,
-skipped by ``wait``, or cut off by Ctrl-C) can never keep the process alive.
+Each call runs on a thread of its own, so an abandoned call (timed out, skipped
+by ``wait``, or cut off by Ctrl-C) can never keep the process alive.
 All bookkeeping happens on the calling thread, which waits on one queue:
 workers only report events (attempt, chunk, done, failed). A timed-out worker
 may still report later; its events are ignored.
@@ -34,10 +34,6 @@ FINAL_MESSAGE = re.compile(
     r"|unsupported|not supported|invalid[ _-]request|authentication|unauthori[sz]ed|permission",
     re.I,
 )
-
-
-class EmptyAnswer(Exception):
-    "A model answered nothing: worth a retry."
 
 
 class Stopped(Exception):
@@ -189,7 +185,7 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream
         text = "".join(chunks)
         tool_calls = requested_tool_calls(response) if call.request.tools else []
         if not text.strip() and not tool_calls:
-            raise EmptyAnswer("returned an empty answer")
+            raise RuntimeError("returned an empty answer")  # retryable, as is_retryable reads it
         return {
             "text": text,
             "resolved_model": response.resolved_model,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -146,26 +147,20 @@ def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
 # --- the log database -----------------------------------------------------
 
 
-def last_turn(thread_id: str, database: Path | None = None) -> tuple[str, dict] | None:
-    "The model and options of the newest logged turn of a conversation."
+def last_options(thread_id: str, model_id: str) -> dict:
+    "The options of a conversation's newest logged turn, if ``model_id`` ran it."
     import sqlite3
 
-    path = logs_db_path(database)
-    if not path.exists():
-        return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
+        with closing(sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)) as conn:
             row = conn.execute(
                 "select model, options_json from turns where thread_id = ? order by id desc limit 1",
                 [thread_id],
             ).fetchone()
-        finally:
-            conn.close()
-        options = json.loads(row[1]) if row and row[1] else {}
-    except (sqlite3.Error, ValueError, TypeError, RecursionError):
-        return None
-    return (row[0], options if isinstance(options, dict) else {}) if row else None
+        options = json.loads(row[1]) if row and row[0] == model_id and row[1] else {}
+    except (sqlite3.Error, ValueError, TypeError, RecursionError):  # no database yet, or a damaged row
+        return {}
+    return options if isinstance(options, dict) else {}
 
 
 def logged_turns(database: Path, *, marker: str, count: int | None = None, prefix: str | None = None) -> list[dict]:

@@ -356,6 +356,5 @@ def validate(options: dict[str, Any]) -> MoaOptions:
     try:
         return MoaOptions(**options)
     except ValidationError as ex:
-        error = ex.errors()[0]
-        where = ", ".join(str(part) for part in error["loc"])
-        raise MoaError(f"{where}: {error['msg']}" if where else error["msg"]) from None
+        error = ex.errors()[0]  # always about one option
+        raise MoaError(f"{', '.join(str(part) for part in error['loc'])}: {error['msg']}") from None

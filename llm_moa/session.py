@@ -57,7 +57,8 @@ class Session:
             if progress:
                 progress.stop()  # before anything more is printed
             self.run.wall = clock.since(time.monotonic())
-            self.run.error = _failure_label(ex)
+            self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else (
+                "cancelled" if isinstance(ex, Stopped) else describe_error(ex))
             saved = self.save_unfinished()
             if saved and isinstance(ex, MoaRunError):
                 raise MoaRunError(f"{ex}\n{saved}") from None
@@ -111,14 +112,6 @@ class Session:
                 print(f"\n{saved}", file=sys.stderr)
 
 
-def _failure_label(ex: BaseException) -> str:
-    if isinstance(ex, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(ex, Stopped):
-        return "cancelled"
-    return describe_error(ex)
-
-
 def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any]:
     """The options this run uses, from lowest to highest precedence:
 
@@ -148,6 +141,5 @@ def previous_options(model_id: str, conversation: Any) -> dict:
         return {k: v for k, v in last.prompt.options if v is not None} if last.model.model_id == model_id else {}
     if not getattr(conversation, "loaded_messages", None):
         return {}
-    turn = host.last_turn(conversation.id)
-    return turn[1] if turn and turn[0] == model_id else {}
+    return host.last_options(conversation.id, model_id)
 
