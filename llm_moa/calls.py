@@ -1,7 +1,7 @@
 """Running calls: the one place that starts, times, retries and abandons them.
 
-Each call runs on a thread of its own that never keeps the process alive, so an abandoned call (timed out,
-skipped by ``wait``, or cut off by Ctrl-C) can never keep the process alive.
+Each call runs on a thread of its own, so an abandoned call (timed out, skipped
+by ``wait``, or cut off by Ctrl-C) can never keep the process alive.
 All bookkeeping happens on the calling thread, which waits on one queue:
 workers only report events (attempt, chunk, done, failed). A timed-out worker
 may still report later; its events are ignored.
@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import llm
+
 from .options import Config
 from .prompts import call_arguments
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, Call, describe_error
@@ -32,11 +34,6 @@ FINAL_MESSAGE = re.compile(
     r"|unsupported|not supported|invalid[ _-]request|authentication|unauthori[sz]ed|permission",
     re.I,
 )
-
-
-class EmptyAnswer(Exception):
-    def __init__(self) -> None:
-        super().__init__("returned an empty answer")
 
 
 class Stopped(Exception):
@@ -109,7 +106,8 @@ def run_calls(
                 running.remove(call)
                 call.ended = clock.since(moment)
                 if kind == "done":
-                    _record_result(call, payload)
+                    for name, value in {**payload, "status": OK, "error": None}.items():
+                        setattr(call, name, value)
                     succeeded += 1
                 else:
                     call.status, call.error = FAILED, payload
@@ -139,12 +137,6 @@ def _expire(running: list[Call], clock: Clock, timeout: float | None) -> None:
         call.cancel.set()
         call.status, call.error = TIMEOUT, f"timed out after {timeout:g}s"
         call.ended = clock.since(now)
-
-
-def _record_result(call: Call, result: dict[str, Any]) -> None:
-    call.status, call.error = OK, None
-    for name, value in result.items():
-        setattr(call, name, value)
 
 
 def _work(call: Call, events: queue.SimpleQueue, retries: int, stream: bool) -> None:
@@ -193,7 +185,7 @@ def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream
         text = "".join(chunks)
         tool_calls = requested_tool_calls(response) if call.request.tools else []
         if not text.strip() and not tool_calls:
-            raise EmptyAnswer()
+            raise RuntimeError("returned an empty answer")  # retryable, as is_retryable reads it
         return {
             "text": text,
             "resolved_model": response.resolved_model,
@@ -218,44 +210,23 @@ def _unfinished(data: Any) -> bool:
 
 def is_retryable(exc: BaseException) -> bool:
     "Worth another try: rate limits, server errors, timeouts, dropped streams."
-    import pydantic
-
-    import llm
-
-    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+    if not isinstance(exc, Exception) or getattr(exc, "retryable", None) is False:  # Ctrl-C, or the error says so
         return False
-    if getattr(exc, "retryable", None) is False:  # an error that says so itself
+    if isinstance(exc, (llm.NeedsKeyException, llm.UnknownModelError, ValueError, TypeError,
+                        NotImplementedError, AttributeError)):  # pydantic's ValidationError is a ValueError
         return False
-    if isinstance(exc, (llm.NeedsKeyException, llm.UnknownModelError, pydantic.ValidationError,
-                        ValueError, TypeError, NotImplementedError, AttributeError)):
-        return False
-    status = _status_code(exc)
-    if status is not None:
-        return status in (408, 409, 425, 429) or status >= 500
+    for source in (exc, getattr(exc, "response", None)):
+        status = getattr(source, "status_code", None) or getattr(source, "status", None)
+        if isinstance(status, int):
+            return status in (408, 409, 425, 429) or status >= 500
     said = " ".join(str(part) for part in (exc, getattr(exc, "code", ""), getattr(exc, "type", "")))
     return not FINAL_MESSAGE.search(said)
 
 
-def _status_code(exc: BaseException) -> int | None:
-    for source in (exc, getattr(exc, "response", None)):
-        status = getattr(source, "status_code", None) or getattr(source, "status", None)
-        if isinstance(status, int):
-            return status
-    return None
-
-
 def backoff_delay(attempt: int, exc: BaseException | None = None) -> float:
-    "Exponential backoff with jitter; a server's Retry-After wins when given."
-    retry_after = _retry_after(exc)
-    if retry_after is not None:
-        return min(retry_after, 60.0)
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
+    "Exponential backoff with jitter; a server's Retry-After (at most 60 s) wins when given."
     headers = getattr(getattr(exc, "response", None), "headers", None)
     try:
-        value = headers.get("retry-after") if headers is not None else None
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError, AttributeError):
-        return None
+        return min(max(0.0, float(headers.get("retry-after"))), 60.0)
+    except (TypeError, ValueError, AttributeError):  # no headers, no Retry-After, or not a number
+        return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)

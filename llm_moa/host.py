@@ -4,17 +4,15 @@ Everything llm-moa reads from the host that llm does not document for plugins
 lives here: the log database (its path, ``-d``, the ``turns`` table), saved
 model options, stored keys, the logs-off switch, the running click command and
 pluggy's hooks. When the next llm changes one of them, this is the file to
-change.
-
-``llm.cli`` costs about 250 ms to import, so its helpers are used only when the
-CLI has already imported it; the Python API reads the same files directly.
+change. Files are read directly (``llm.cli``'s helpers cost 250 ms to import),
+and one that cannot be read counts as empty.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +37,21 @@ def explicit_options() -> dict[str, Any] | None:
     return None if params is None else dict(params.get("options") or ())
 
 
-def on_command_end(callback: Any) -> bool:
+def on_command_end(callback: Any) -> None:
     """Run ``callback`` when the running llm command ends, however it ends
     (after the answer's last newline, or while Ctrl-C unwinds it). While the
-    command runs, SIGTERM unwinds it the way Ctrl-C does. False outside the CLI."""
-    import click
+    command runs, SIGTERM unwinds it the way Ctrl-C does. Nothing outside the CLI."""
     import signal
+
+    import click
 
     context = click.get_current_context(silent=True)
     if context is None:
-        return False
+        return
     context.call_on_close(callback)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)
         context.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
-    return True
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -72,27 +70,22 @@ def logs_on() -> bool:
 
 
 def saved_model_options(model_id: str) -> dict[str, Any]:
-    "Defaults saved with `llm models options set`, as the host reads them."
-    if "llm.cli" in sys.modules:
-        return dict(sys.modules["llm.cli"].get_model_options(model_id) or {})
-    try:
-        data = json.loads((user_dir() / "model_options.json").read_text())
-        return dict(data.get(model_id) or {})
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
-        return {}
+    "Defaults saved with `llm models options set`."
+    options = _user_json("model_options.json").get(model_id)
+    return dict(options) if isinstance(options, dict) else {}
 
 
 def stored_keys() -> list[str]:
-    "The values in keys.json (`llm keys set`); nothing when it cannot be read."
+    "The values in keys.json (`llm keys set`)."
+    return [value for value in _user_json("keys.json").values() if isinstance(value, str)]
+
+
+def _user_json(name: str) -> dict:
     try:
-        data = json.loads((user_dir() / "keys.json").read_text())
-        return [value for value in data.values() if isinstance(value, str)]
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return []
-
-
-def keys_file() -> Path:
-    return user_dir() / "keys.json"
+        data = json.loads((user_dir() / name).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # --- models ---------------------------------------------------------------
@@ -154,26 +147,20 @@ def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
 # --- the log database -----------------------------------------------------
 
 
-def last_turn(thread_id: str, database: Path | None = None) -> tuple[str, dict] | None:
-    "The model and options of the newest logged turn of a conversation."
+def last_options(thread_id: str, model_id: str) -> dict:
+    "The options of a conversation's newest logged turn, if ``model_id`` ran it."
     import sqlite3
 
-    path = logs_db_path(database)
-    if not path.exists():
-        return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
+        with closing(sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)) as conn:
             row = conn.execute(
                 "select model, options_json from turns where thread_id = ? order by id desc limit 1",
                 [thread_id],
             ).fetchone()
-        finally:
-            conn.close()
-        options = json.loads(row[1]) if row and row[1] else {}
-    except (sqlite3.Error, ValueError, TypeError, RecursionError):
-        return None
-    return (row[0], options if isinstance(options, dict) else {}) if row else None
+        options = json.loads(row[1]) if row and row[0] == model_id and row[1] else {}
+    except (sqlite3.Error, ValueError, TypeError, RecursionError):  # no database yet, or a damaged row
+        return {}
+    return options if isinstance(options, dict) else {}
 
 
 def logged_turns(database: Path, *, marker: str, count: int | None = None, prefix: str | None = None) -> list[dict]:

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import llm
-from llm.parts import TextPart
 from pydantic import Field
 
-from .model import AsyncMoaModel, LazyOptions, MoaModel
+from .model import AsyncMoaModel, MoaModel
 
 MODEL_ID = "gemma-3-270m-local"
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -145,6 +144,8 @@ def completion_prompt(prompt: llm.Prompt) -> str:
     The question is ``prompt.prompt``; a trailing user message in ``prompt.messages``
     is the same question and is used only when ``prompt.prompt`` is empty.
     """
+    from .prompts import _text_of
+
     messages = list(prompt.messages)
     system, question = prompt.system or "", prompt.prompt or ""
     if messages and messages[-1].role == "user":
@@ -161,12 +162,9 @@ def completion_prompt(prompt: llm.Prompt) -> str:
     return "\n\n".join(block for block in (system.strip(), PREAMBLE, transcript) if block)
 
 
-def _text_of(message: Any) -> str:
-    return "".join(part.text for part in message.parts if isinstance(part, TextPart))
-
-
+@functools.cache
 def _local_options() -> type:
-    "Built on first use: registration runs on every llm command (see model.LazyOptions)."
+    "Built on first use: registration runs on every llm command (see model._MoaBase.Options)."
 
     class LocalOptions(llm.Options):
         max_tokens: int | None = Field(
@@ -195,7 +193,10 @@ class LocalModel(llm.Model):
 
     model_id = MODEL_ID
     can_stream = True
-    Options = LazyOptions(_local_options)
+
+    @property
+    def Options(self) -> type:  # the name llm reads
+        return _local_options()
 
     def __str__(self) -> str:
         missing = "" if local_extra_installed() else f" (not installed: {INSTALL_HINT})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import llm
 
@@ -22,37 +22,20 @@ ATTACHMENT_TYPES = frozenset(
 )
 
 
-class LazyOptions:
-    """A model's ``Options`` class, built on first use.
-
-    Models are registered on every llm command that resolves a model, most of
-    which never touch a MoA model; building pydantic classes then would be
-    paid by every one of them.
-    """
-
-    def __init__(self, build: Callable[[], type]):
-        self.build = build
-        self.options: type | None = None
-
-    def __get__(self, obj: Any, owner: type) -> type:
-        if self.options is None:
-            self.options = self.build()
-        return self.options
-
-
-def _moa_options() -> type:
-    from .options import MoaOptions
-
-    return MoaOptions
-
-
 class _MoaBase:
     can_stream = True
     supports_schema = True
     supports_tools = True  # the aggregator's tool calls are passed on; llm runs the tools
     attachment_types = ATTACHMENT_TYPES
     is_moa = True  # lets the planner refuse a MoA model as a member
-    Options = LazyOptions(_moa_options)
+
+    @property
+    def Options(self) -> type:  # the name llm reads
+        """Imported on first use: models are registered on every llm command that
+        resolves a model, and building pydantic classes then would cost every one."""
+        from .options import MoaOptions
+
+        return MoaOptions
 
     def __init__(self, model_id: str = "moa-default", preset: dict | None = None):
         self.model_id = model_id
@@ -86,9 +69,9 @@ async def _in_thread(events: Iterator[Any], stop: threading.Event) -> AsyncItera
     inbox: asyncio.Queue = asyncio.Queue()
     end = object()
 
-    def post(item: Any, error: BaseException | None = None) -> None:
+    def post(item: Any) -> None:
         try:
-            loop.call_soon_threadsafe(inbox.put_nowait, (item, error))
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
         except RuntimeError:  # the loop is gone: nobody is listening
             stop.set()
 
@@ -96,19 +79,15 @@ async def _in_thread(events: Iterator[Any], stop: threading.Event) -> AsyncItera
         try:
             for item in events:
                 post(item)
-        except BaseException as ex:  # noqa: BLE001 - handed to the awaiting side
-            post(end, ex)
-        else:
             post(end)
+        except BaseException as ex:  # noqa: BLE001 - raised on the awaiting side (no item is an exception)
+            post(ex)
 
     threading.Thread(target=pump, name="moa-async-run", daemon=True).start()
     try:
-        while True:
-            item, error = await inbox.get()
-            if item is end:
-                if error is not None:
-                    raise error
-                return
+        while (item := await inbox.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
             yield item
     finally:
         stop.set()

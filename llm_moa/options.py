@@ -28,6 +28,15 @@ DEFAULT_SAMPLES = 3
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 0  # the OpenAI and Anthropic clients already retry twice
 STRATEGIES = ("synthesize", "select", "vote")
+# Words that stand for a value, in any case; blank text means "not set" where a default is meant.
+WORDS = {
+    "proposer_options": {"": None},
+    "aggregator_options": {"": None},
+    "aggregator_system": {"": None},
+    "aggregate": {"": None, **{name: name for name in STRATEGIES}},
+    "timeout": {"none": 0, "off": 0},
+    "wait": {"all": None},
+}
 
 Members = Optional[Union[str, list[Union[str, dict[str, Any]]]]]
 
@@ -44,27 +53,20 @@ def _show(value: Any) -> str:
 class MoaOptions(llm.Options):
     proposers: Members = Field(
         None,
-        description=(
-            "Proposer models by id or alias: 'a,b,c', 'a*3' for three samples, a JSON "
-            'list of ids, or a JSON list of {"model": ID, "options": {...}}. '
-            "Repeats allowed. Default: 3 samples of the default model (Self-MoA)."
-        ),
+        description="Proposer models by id or alias: 'a,b,c', 'a*3' for three samples, or "
+        'a JSON list of ids and {"model": ID, "options": {...}}. Default: 3 samples of the '
+        "default model (Self-MoA).",
     )
     aggregator: Members = Field(
         None,
-        description=(
-            "Aggregator model id or alias. 'a,b' tries b if a fails before "
-            'answering. Also a JSON list of ids or {"model": ID, "options": {...}}. '
-            "Default: the default model."
-        ),
+        description="Aggregator model id or alias; 'a,b' tries b if a fails before "
+        "answering. Also JSON, as for proposers. Default: the default model.",
     )
     layers: Optional[int] = Field(
         None, ge=2, le=MAX_LAYERS,
-        description=(
-            "Layers, counted as in the paper: the aggregator's is the last. "
-            "2 (default) = proposers then aggregator; 3 adds a round where "
-            f"proposers see the first answers. 2-{MAX_LAYERS}."
-        ),
+        description="Layers, the aggregator's last: 2 (default) = proposers then "
+        "aggregator; 3 adds a round where proposers see the first answers "
+        f"(2-{MAX_LAYERS}).",
     )
     proposer_options: Optional[dict[str, Any]] = Field(
         None, description='JSON options for every proposer, e.g. {"temperature": 0.7}.'
@@ -74,79 +76,68 @@ class MoaOptions(llm.Options):
     )
     aggregator_system: Optional[str] = Field(
         None,
-        description="Replaces the built-in instruction that tells the aggregator "
-        "how to synthesise the references.",
+        description="Replaces the aggregator's built-in instruction on how to synthesise.",
     )
     aggregate: Optional[str] = Field(
         None,
-        description=(
-            "How the last layer's answers become one: 'synthesize' (default: the "
-            "aggregator writes a new answer), 'select' (the aggregator picks the best "
-            "answer, output verbatim), 'vote' (the most common answer, no aggregator "
-            "call; a tie is settled as in 'select')."
-        ),
+        description="How the last answers become one: 'synthesize' (default: the "
+        "aggregator writes a new answer), 'select' (it picks the best, output verbatim), "
+        "'vote' (the most common answer, no aggregator call; a tie as in 'select').",
     )
     skip_if_agree: Optional[bool] = Field(
         None,
-        description="When every answer of the last layer is the same (ignoring case, "
-        "spacing and final punctuation), output it without calling the aggregator.",
+        description="When every last answer is the same (ignoring case, spacing and final "
+        "punctuation), output it without calling the aggregator.",
     )
     cascade: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Ask only the first N proposers of the first layer; when their "
-        "answers agree, output that answer and stop; otherwise ask the rest and "
-        "carry on. Below the number of proposers.",
+        description="Ask only the first N proposers of layer 1; if they agree, output that "
+        "answer, otherwise ask the rest and carry on. Below the number of proposers.",
     )
     window: Optional[int] = Field(
         None, ge=2, le=MAX_PROPOSERS,
         description="The aggregator reads at most N answers at a time, carrying its "
-        "running synthesis into the next step (Self-MoA-Seq). 2 to the number of "
-        "proposers; with aggregate synthesize only.",
+        "synthesis forward (Self-MoA-Seq). 2 to the number of proposers; synthesize only.",
     )
     timeout: Optional[float] = Field(
         None, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
-        description=(
-            f"Seconds one call may take, retries included (default {DEFAULT_TIMEOUT:g}; "
-            "0 = no limit). A proposer past it is abandoned as timed out."
-        ),
+        description="Seconds one call may take, retries included (default "
+        f"{DEFAULT_TIMEOUT:g}; 0 = no limit). A proposer past it is abandoned.",
     )
     retries: Optional[int] = Field(
         None, ge=0, le=MAX_RETRIES,
-        description=(
-            f"Retries of a failing call, with exponential backoff (default "
-            f"{DEFAULT_RETRIES}, max {MAX_RETRIES}), on top of any retries the "
-            "model's own client makes. Missing keys, bad requests, context-length "
-            "errors and invalid options are never retried."
-        ),
+        description=f"Retries of a failing call, with backoff (default {DEFAULT_RETRIES}, "
+        f"max {MAX_RETRIES}), on top of the model client's own. Missing keys, bad "
+        "requests, context-length errors and invalid options are never retried.",
     )
     min_proposers: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Quorum: fewer successful proposers than this in a layer "
-        "ends the run with an error (default 1).",
+        description="Quorum: fewer successful proposers than this in a layer end the run "
+        "with an error (default 1).",
     )
     max_concurrency: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Most calls in flight at once (default: all proposers of a "
-        "layer). Use 1 for local models that share one machine.",
+        description="Most calls in flight at once (default: a layer's proposers). 1 for "
+        "local models.",
     )
     wait: Optional[int] = Field(
         None, ge=1, le=MAX_PROPOSERS,
-        description="Aggregate as soon as this many proposers of a layer have "
-        "answered; the rest are abandoned as skipped. Default: all.",
+        description="Aggregate once this many proposers of a layer answered; the rest are "
+        "skipped. Default: all.",
     )
     show_proposals: Optional[bool] = Field(
         None,
-        description="Also emit each layer's answers as reasoning before the "
-        "final answer (shown dimmed while streaming, under ## Reasoning in logs).",
+        description="Also emit each layer's answers as reasoning before the answer (dimmed "
+        "while streaming, under ## Reasoning in logs).",
     )
     progress: Optional[bool] = Field(
         None, description="Live progress on stderr when it is a terminal (default true)."
     )
     tool_turns: Optional[Literal["aggregator", "all"]] = Field(
         None,
-        description="With tools (-T), who answers when tool results come back: "
-        "'aggregator' (default) continues alone, one call per tool round; 'all' "
-        "makes each round a full MoA run, the proposers reading the results as text.",
+        description="With tools (-T), who answers tool results: 'aggregator' (default) "
+        "alone, one call per round; 'all', a full MoA run per round, the proposers reading "
+        "the results as text.",
     )
 
     @model_validator(mode="before")
@@ -173,80 +164,54 @@ class MoaOptions(llm.Options):
                 raise
             raise _error(f"{error['msg']}, got {_show(value)}")
 
-    @field_validator("proposers", "aggregator", mode="before")
+    @field_validator("aggregate", "cascade", "window", "min_proposers", "wait")
     @classmethod
-    def _members(cls, value: Any, info: ValidationInfo) -> Any:
-        return None if value is None else parse_members(info.field_name, value)
-
-    @field_validator("proposer_options", "aggregator_options", mode="before")
-    @classmethod
-    def _object(cls, value: Any, info: ValidationInfo) -> Any:
-        return None if value is None or value == "" else parse_object(value)
-
-    @field_validator("aggregator_system", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _no_limit(cls, value: Any) -> Any:
-        return 0 if isinstance(value, str) and value.strip().lower() in ("none", "off") else value
-
-    @field_validator("wait", mode="before")
-    @classmethod
-    def _all(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() == "all" else value
-
-    @field_validator("min_proposers", "wait")
-    @classmethod
-    def _within_proposers(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
-        "min_proposers and wait fit the proposers (and a cascade's first stage); wait is not below the quorum."
-        proposers = info.data.get("proposers")
-        count = len(expand(proposers)) if proposers else DEFAULT_SAMPLES
-        if value is not None and value > count:
+    def _fits(cls, value: Any, info: ValidationInfo) -> Any:
+        """Options checked against the proposers and the options before them
+        (pydantic validates fields in order): a vote needs two voters, cascade
+        leaves proposers to escalate to, window splits a synthesis, the quorum
+        fits a cascade's first stage and wait is not below the quorum."""
+        if value is None:
+            return None
+        name, data = info.field_name, info.data
+        count = len(_expand(data["proposers"])) if data.get("proposers") else DEFAULT_SAMPLES
+        if name == "aggregate" and value not in STRATEGIES:
+            raise _error(f"unknown strategy {_show(value)}; allowed: {', '.join(STRATEGIES)}")
+        if name == "aggregate" and value == "vote" and count < 2:
+            raise _error(f"vote needs at least 2 proposers, got {count}")
+        if name == "cascade" and value >= count:
+            raise _error(f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)")
+        if name in ("window", "min_proposers", "wait") and value > count:
             raise _error(f"{value} is more than the {count} proposers")
-        cascade = info.data.get("cascade")
-        if info.field_name == "min_proposers" and value is not None and cascade and value > cascade:
-            raise _error(f"{value} is more than cascade ({cascade}): its first proposers may answer alone")
-        quorum = info.data.get("min_proposers") or 1
-        if info.field_name == "wait" and value is not None and value < quorum:
+        if name == "window" and (data.get("aggregate") or "synthesize") != "synthesize":
+            raise _error(f"works with aggregate synthesize only, not {data['aggregate']!r}")
+        if name == "min_proposers" and data.get("cascade") and value > data["cascade"]:
+            raise _error(f"{value} is more than cascade ({data['cascade']}): its first proposers may answer alone")
+        quorum = data.get("min_proposers") or 1
+        if name == "wait" and value < quorum:
             raise _error(f"{value} is less than min_proposers ({quorum})")
         return value
 
-    @field_validator("aggregate", mode="before")
+    @field_validator("proposers", "aggregator", "proposer_options", "aggregator_options", mode="before")
     @classmethod
-    def _strategy_name(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
+    def _parse(cls, value: Any, info: ValidationInfo) -> Any:
+        "Models from 'a,b', 'a*3' or JSON; options from a JSON object."
+        if value is None:
             return None
-        name = value.strip().lower() if isinstance(value, str) else value
-        if name not in STRATEGIES:
-            raise _error(f"unknown strategy {_show(value)}; allowed: {', '.join(STRATEGIES)}")
-        return name
+        return _members(value) if info.field_name in ("proposers", "aggregator") else _object(value)
 
-    @field_validator("aggregate", "cascade", "window")
+    @field_validator(*WORDS, mode="before")
     @classmethod
-    def _strategy_fits(cls, value: Any, info: ValidationInfo) -> Any:
-        "A vote needs two voters; cascade leaves proposers to escalate to; window fits the answers."
-        proposers = info.data.get("proposers")
-        count = len(expand(proposers)) if proposers else DEFAULT_SAMPLES
-        if value == "vote" and count < 2:
-            raise _error(f"vote needs at least 2 proposers, got {count}")
-        if info.field_name == "cascade" and value is not None and value >= count:
-            raise _error(f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)")
-        if info.field_name == "window" and value is not None:
-            if value > count:
-                raise _error(f"{value} is more than the {count} proposers")
-            aggregate = info.data.get("aggregate") or "synthesize"
-            if aggregate != "synthesize":
-                raise _error(f"works with aggregate synthesize only, not {aggregate!r}")
-        return value
+    def _word(cls, value: Any, info: ValidationInfo) -> Any:
+        "A word that stands for a value (see WORDS); runs first, being defined last."
+        word = value.strip().lower() if isinstance(value, str) else None
+        return WORDS[info.field_name].get(word, value)
 
 
 # --- members: 'a,b', 'a*3', JSON ids or {"model": ..., "options": ...} ---------
 
 
-def parse_members(option: str, value: Any) -> Union[str, list[Union[str, dict]]]:
+def _members(value: Any) -> Union[str, list[Union[str, dict]]]:
     "The entries of ``proposers`` or ``aggregator``, checked; one plain model stays a string."
     if isinstance(value, str):
         text = value.strip()
@@ -256,7 +221,7 @@ def parse_members(option: str, value: Any) -> Union[str, list[Union[str, dict]]]
     if not isinstance(value, (list, tuple)):
         raise _error(f"expected model ids ('a,b', 'a*3') or a JSON list, got {_show(value)}")
     entries = [_entry(item) for item in value]
-    count = len(expand(entries))
+    count = len(_expand(entries))
     if not count:
         raise _error("at least one model is required")
     if count > MAX_PROPOSERS:
@@ -266,7 +231,7 @@ def parse_members(option: str, value: Any) -> Union[str, list[Union[str, dict]]]
 
 def _entry(item: Any) -> Union[str, dict]:
     if isinstance(item, str):
-        name, count = split_repeat(item.strip())
+        name, count = _split_repeat(item.strip())
         _model_name(name)
         return f"{name}*{count}" if count != 1 else name
     if isinstance(item, dict):
@@ -275,12 +240,12 @@ def _entry(item: Any) -> Union[str, dict]:
             raise _error(f"unknown key {extra[0]!r} in {_show(item)}; allowed: model, options")
         if "model" not in item:
             raise _error(f'each object needs a "model", got {_show(item)}')
-        options = parse_object(item.get("options") or {})
+        options = _object(item.get("options") or {})
         return {"model": _model_name(item["model"]), "options": options}
     raise _error(f'each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}')
 
 
-def split_repeat(text: str) -> tuple[str, int]:
+def _split_repeat(text: str) -> tuple[str, int]:
     "'gpt-4o*3' means three samples of gpt-4o."
     if "*" not in text:
         return text, 1
@@ -291,14 +256,14 @@ def split_repeat(text: str) -> tuple[str, int]:
     return name.strip(), int(count)
 
 
-def expand(entries: Union[str, list[Union[str, dict]]]) -> list[tuple[str, dict]]:
+def _expand(entries: Union[str, list[Union[str, dict]]]) -> list[tuple[str, dict]]:
     "Each entry as (model name, its own options), repeats written out."
     members: list[tuple[str, dict]] = []
     for entry in [entries] if isinstance(entries, str) else entries:
         if isinstance(entry, dict):
             members.append((entry["model"], dict(entry.get("options") or {})))
         else:
-            name, count = split_repeat(entry)
+            name, count = _split_repeat(entry)
             members.extend([(name, {})] * count)
     return members
 
@@ -312,7 +277,7 @@ def _model_name(value: Any) -> str:
     return value
 
 
-def parse_object(value: Any) -> dict[str, Any]:
+def _object(value: Any) -> dict[str, Any]:
     "A JSON object of options, from text or a dict."
     if isinstance(value, str):
         value = _load_json(value)
@@ -350,7 +315,7 @@ class Config:
     skip_if_agree: bool = False
     cascade: int | None = None
     window: int | None = None
-    timeout: float | None = DEFAULT_TIMEOUT  # None: no limit
+    timeout: float = DEFAULT_TIMEOUT  # 0: no limit
     retries: int = DEFAULT_RETRIES
     min_proposers: int = 1
     max_concurrency: int | None = None
@@ -379,14 +344,10 @@ def config_from(options: dict[str, Any] | MoaOptions) -> Config:
     defaults, a preset) or validated options; a bad value raises ``MoaError``."""
     if not isinstance(options, MoaOptions):
         options = validate(options)
-    given = {key: value for key, value in options if value is not None}
-    for name in ("proposers", "aggregator"):
+    given = {"aggregators" if key == "aggregator" else key: value for key, value in options if value is not None}
+    for name in ("proposers", "aggregators"):
         if name in given:
-            given[name] = tuple(expand(given[name]))
-    if "aggregator" in given:
-        given["aggregators"] = given.pop("aggregator")
-    if "timeout" in given:
-        given["timeout"] = given["timeout"] or None  # 0: no limit
+            given[name] = tuple(_expand(given[name]))
     return Config(**given)
 
 
@@ -395,6 +356,5 @@ def validate(options: dict[str, Any]) -> MoaOptions:
     try:
         return MoaOptions(**options)
     except ValidationError as ex:
-        error = ex.errors()[0]
-        where = ", ".join(str(part) for part in error["loc"])
-        raise MoaError(f"{where}: {error['msg']}" if where else error["msg"]) from None
+        error = ex.errors()[0]  # always about one option
+        raise MoaError(f"{', '.join(str(part) for part in error['loc'])}: {error['msg']}") from None

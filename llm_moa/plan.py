@@ -11,11 +11,13 @@ same object share one lock, so no two threads drive it at once.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import llm
+import pydantic
 
 from . import host
 from .errors import MoaError
@@ -55,7 +57,13 @@ def make_plan(config: Config, prompt: Any) -> Plan:
     request = request_from_prompt(prompt)
     proposers, aggregators = resolve_members(config)
     members = proposers + aggregators
-    _assign_attachments(request, members)
+    for attachment in request.attachments:  # each model gets the attachments it accepts
+        kind = attachment.resolve_type()
+        takers = [m for m in members if kind in m.model.attachment_types]
+        if not takers:
+            raise MoaError(f"No proposer or aggregator accepts attachments of type {kind!r}")
+        for member in takers:
+            member.attachments.append(attachment)
     for member in members:
         if request.history and not member.model.supports_conversation:
             raise MoaError(f"{member.name} does not support conversations, so it cannot continue one (llm -c)")
@@ -66,112 +74,72 @@ def make_plan(config: Config, prompt: Any) -> Plan:
                 f"aggregator {member.name} does not support --schema; "
                 "choose a schema-capable aggregator (llm models --schemas)"
             )
-    _check_keys(members)
+    checked: set[int] = set()
+    for member in members:  # a missing key is found before anything is paid for, with llm's own hint
+        try:
+            if id(member.model) not in checked:
+                member.model.get_key()
+        except llm.NeedsKeyException as ex:
+            raise MoaError(f"{member.role} {member.name}: {ex}") from None
+        checked.add(id(member.model))
     return Plan(config, request, proposers, aggregators, schema)
 
 
 def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
-    "Every proposer and aggregator resolved, with validated options."
+    """Every proposer and aggregator resolved, with validated options.
+
+    Each use of a name gets a model object of its own, except that a proposer
+    name gets at most ``max_concurrency`` objects (no more of the run's calls
+    run at once anyway): further uses take turns with those."""
     with host.RESOLVING:
         default = llm.get_default_model()
-        objects, saved = _Objects(default), {}
-        proposers = [
-            _member(objects.get("proposer", name, config.max_concurrency), name, "proposer",
-                    {**config.proposer_options, **options}, saved)
-            for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES
-        ]
-        aggregators = [
-            _member(objects.get("aggregator", name), name, "aggregator", {**config.aggregator_options, **options}, saved)
-            for name, options in config.aggregators or [(default, {})]
-        ]
+        known, async_only = host.models_by_name()
+        handed: dict[str, list[Any]] = {}
+        saved_options = functools.cache(host.saved_model_options)
+
+        def known_model(role: str, name: str) -> Any:
+            model = known.get(name)
+            if model is None and name in async_only:
+                raise MoaError(f"{role} {name!r} is only available as an async model; llm-moa calls the sync version of each model")
+            if model is None:
+                raise MoaError(f"Unknown {role} model {name!r}; run 'llm models' to list the available models")
+            if getattr(model, "is_moa", False):
+                where = " (it is your default model; set -o proposers and -o aggregator)" if name == default else ""
+                raise MoaError(f"{role} {name!r} is itself a MoA model{where}; proposers and aggregators must be ordinary models")
+            return model
+
+        def member(role: str, name: str, options: dict, limit: int | None = None) -> Member:
+            objects = handed.setdefault(name, [])
+            if limit and len(objects) >= limit:  # take turns with the objects handed out
+                objects.append(objects.pop(0))
+            elif objects:
+                objects.append(host.fresh_model(objects[0].model_id) or objects[0])
+            else:
+                objects.append(known_model(role, name))
+            model = objects[-1]
+            return Member(name, model, role, _validated(role, name, model, {**saved_options(model.model_id), **options}))
+
+        proposers = [member("proposer", name, {**config.proposer_options, **options}, config.max_concurrency)
+                     for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES]
+        aggregators = [member("aggregator", name, {**config.aggregator_options, **options})
+                       for name, options in config.aggregators or [(default, {})]]
     locks: dict[int, threading.Lock] = {}
-    for member in proposers + aggregators:  # one lock per model object
-        member.lock = locks.setdefault(id(member.model), member.lock)
+    for each in proposers + aggregators:  # one lock per model object
+        each.lock = locks.setdefault(id(each.model), each.lock)
     return proposers, aggregators
 
 
-class _Objects:
-    """Model objects by name: a fresh one for each use, at most ``limit`` per
-    name (the run's max_concurrency: no more of its calls run at once)."""
-
-    def __init__(self, default: str):
-        self.default = default
-        self.by_name: dict[str, Any] | None = None
-        self.async_only: set[str] = set()
-        self.handed: dict[str, list[Any]] = {}
-        self.uses: dict[str, int] = {}
-
-    def get(self, role: str, name: str, limit: int | None = None) -> Any:
-        handed = self.handed.setdefault(name, [])
-        use = self.uses[name] = self.uses.get(name, -1) + 1
-        if limit and len(handed) >= limit:
-            return handed[use % limit]
-        if handed:
-            model = host.fresh_model(handed[0].model_id) or handed[0]
-        else:
-            model = self._first(role, name)
-        handed.append(model)
-        return model
-
-    def _first(self, role: str, name: str) -> Any:
-        if self.by_name is None:
-            self.by_name, self.async_only = host.models_by_name()
-        model = self.by_name.get(name)
-        if model is None and name in self.async_only:
-            raise MoaError(f"{role} {name!r} is only available as an async model; llm-moa calls the sync version of each model")
-        if model is None:
-            raise MoaError(f"Unknown {role} model {name!r}; run 'llm models' to list the available models")
-        if getattr(model, "is_moa", False):
-            where = " (it is your default model; set -o proposers and -o aggregator)" if name == self.default else ""
-            raise MoaError(f"{role} {name!r} is itself a MoA model{where}; proposers and aggregators must be ordinary models")
-        return model
-
-
-def _member(model: Any, name: str, role: str, options: dict, saved: dict[str, dict]) -> Member:
-    if model.model_id not in saved:
-        saved[model.model_id] = host.saved_model_options(model.model_id)
-    merged = {**saved[model.model_id], **options}
-    return Member(name, model, role, validate_model_options(role, name, model, merged))
-
-
-def validate_model_options(role: str, name: str, model: Any, options: dict) -> dict:
+def _validated(role: str, name: str, model: Any, options: dict) -> dict:
     "Options checked by the model's own Options class; one line when bad."
-    import pydantic
-
     try:
         validated = model.Options(**options)
     except pydantic.ValidationError as ex:
         error = ex.errors()[0]
-        key = ".".join(str(part) for part in error.get("loc", ())) or "options"
-        if error.get("type") == "extra_forbidden":
+        key = ".".join(str(part) for part in error["loc"]) or "options"
+        if error["type"] == "extra_forbidden":
             allowed = ", ".join(model.Options.model_fields) or "no options"
             raise MoaError(f"{role} {name}: unknown option {key!r}; {model.model_id} accepts: {allowed}") from None
-        value = shorten(repr(error.get("input")), 60)
-        raise MoaError(f"{role} {name}: option {key}={value}: {error.get('msg')}") from None
+        raise MoaError(f"{role} {name}: option {key}={shorten(repr(error['input']), 60)}: {error['msg']}") from None
     except TypeError as ex:
         raise MoaError(f"{role} {name}: invalid options ({ex})") from None
     return {key: value for key, value in validated if value is not None}
-
-
-def _check_keys(members: list[Member]) -> None:
-    "A missing key is found before anything is paid for, with llm's own hint."
-    seen: set[int] = set()
-    for member in members:
-        if id(member.model) in seen:
-            continue
-        seen.add(id(member.model))
-        try:
-            member.model.get_key()
-        except llm.NeedsKeyException as ex:
-            raise MoaError(f"{member.role} {member.name}: {ex}") from None
-
-
-def _assign_attachments(request: Request, members: list[Member]) -> None:
-    "Each model gets the attachments it accepts; one nobody accepts is an error."
-    for attachment in request.attachments:
-        kind = attachment.resolve_type()
-        takers = [m for m in members if kind in m.model.attachment_types]
-        if not takers:
-            raise MoaError(f"No proposer or aggregator accepts attachments of type {kind!r}")
-        for member in takers:
-            member.attachments.append(attachment)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,17 +22,17 @@ WAITING, RUNNING = "waiting", "running"
 
 # Option and variable names that hold credentials (max_tokens is not one).
 SECRET_NAME = re.compile(r"api_?key|(^|[_-])key$|secret|passw|auth|credential|bearer|(^|[_-])token$", re.I)
-_KEY_SHAPES = [
-    re.compile(r"\b(sk|pk|rk|gsk|xai|hf|ghp|gho|AIza)[-_][A-Za-z0-9_\-]{8,}"),
-    re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}"),
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-]{8,}"),
-    re.compile(
+REDACTED = "[REDACTED]"
+_KEY_SHAPES = [  # (pattern, replacement)
+    (re.compile(r"\b(sk|pk|rk|gsk|xai|hf|ghp|gho|AIza)[-_][A-Za-z0-9_\-]{8,}"), REDACTED),
+    (re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}"), REDACTED),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-]{8,}"), REDACTED),
+    (re.compile(  # keeps "key=" and redacts the value
         r"(?i)((?:api[_-]?)?key|token|secret|password|authorization)(\s*[=:]\s*)"
         r"(['\"]?)[A-Za-z0-9._\-/+]{8,}\3"
-    ),
-    re.compile(r"\b[A-Za-z0-9_\-]{40,}\b"),
+    ), rf"\1\2{REDACTED}"),
+    (re.compile(r"\b[A-Za-z0-9_\-]{40,}\b"), REDACTED),
 ]
-REDACTED = "[REDACTED]"
 ERROR_LIMIT = 500  # characters of an error message kept, after scrubbing
 MAX_KEY_LENGTH = 512  # longer option values are prose: only known secrets are looked for
 
@@ -76,7 +77,8 @@ class Call:
 
     def to_json(self, secrets: list[str]) -> dict[str, Any]:
         member = self.member
-        data = {
+        usage = {"input": self.input_tokens, "output": self.output_tokens, "details": self.token_details}
+        return _present({
             "model": member.model_id,
             "requested": member.name if member.name != member.model_id else None,
             "resolved_model": self.resolved_model,
@@ -91,13 +93,9 @@ class Call:
             "started_ms": _ms(self.started),
             "first_token_ms": _ms(self.first_token),
             "ended_ms": _ms(self.ended),
-            "duration_ms": _ms(None if self.started is None or self.ended is None else self.ended - self.started),
-            "usage": {"input": self.input_tokens, "output": self.output_tokens, "details": self.token_details}
-            if self.usage_known else ("unknown" if self.attempts and self.ok else None),
-        }
-        if isinstance(data["usage"], dict):
-            data["usage"] = {key: value for key, value in data["usage"].items() if value is not None}
-        return {key: value for key, value in data.items() if value not in (None, {})}
+            "duration_ms": None if self.started is None or self.ended is None else _ms(self.ended - self.started),
+            "usage": _present(usage) if self.usage_known else ("unknown" if self.attempts and self.ok else None),
+        })
 
 
 @dataclass
@@ -132,31 +130,30 @@ class Run:
         """Totals over every call whose usage was reported, and a per-model
         breakdown for ``details``; calls whose provider reported no usage are
         named under ``usage_unknown``, so a total is never taken for complete."""
-        total_in = total_out = None
         by_model: dict[str, dict[str, int]] = {}
-        unknown: dict[str, int] = {}
         for call in self.made_calls:
             entry = by_model.setdefault(call.member.model_id, {"calls": 0})
             entry["calls"] += 1
-            if call.ok and not call.usage_known:
-                unknown[call.member.model_id] = unknown.get(call.member.model_id, 0) + 1
-            if call.input_tokens is not None:
-                total_in = (total_in or 0) + call.input_tokens
-                entry["input"] = entry.get("input", 0) + call.input_tokens
-            if call.output_tokens is not None:
-                total_out = (total_out or 0) + call.output_tokens
-                entry["output"] = entry.get("output", 0) + call.output_tokens
+            for key, tokens in (("input", call.input_tokens), ("output", call.output_tokens)):
+                if tokens is not None:
+                    entry[key] = entry.get(key, 0) + tokens
         details: dict[str, Any] = {"moa_calls": len(self.made_calls), "moa_models": by_model}
+        unknown = Counter(call.member.model_id for call in self.made_calls if call.ok and not call.usage_known)
         if unknown:
             details["usage_unknown"] = {model: f"{n} of {by_model[model]['calls']} calls" for model, n in unknown.items()}
-        return total_in, total_out, details
+
+        def total(key: str) -> int | None:
+            counts = [entry[key] for entry in by_model.values() if key in entry]
+            return sum(counts) if counts else None
+
+        return total("input"), total("output"), details
 
     def to_json(self) -> dict[str, Any]:
         secrets = known_secrets()
         aggregators = [c.to_json(secrets) for c in self.aggregator_calls]
         used = next((a for a in reversed(aggregators) if a["status"] == OK), None)  # a window's last step
         missing = self.missing() if used or "strategy" in self.decision else []
-        data = {
+        return {"moa": _present({
             "version": 1,
             "model": self.moa_model,
             "layers": self.layers,
@@ -171,21 +168,15 @@ class Run:
             "aggregator": used or (aggregators[-1] if aggregators else None),
             "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
             "tools": self.tools,
-            "decision": self.decision or None,
-        }
-        return {"moa": {k: v for k, v in data.items() if v is not None}}
+            "decision": self.decision,
+        })}
 
 
 def calls_of(record: dict) -> list[tuple[str, dict]]:
     "Every call of a stored run record (``response_json['moa']``) in order, labelled by layer ('L1', ..., 'agg')."
-    labelled = []
-    for layer in record.get("proposer_layers", []):
-        for call in layer.get("proposers", []):
-            labelled.append((f"L{layer['layer']}", call))
-    for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
-        if call:
-            labelled.append(("agg", call))
-    return labelled
+    proposers = [(f"L{layer['layer']}", call)
+                 for layer in record.get("proposer_layers", []) for call in layer.get("proposers", [])]
+    return proposers + [("agg", call) for call in record.get("aggregator_attempts") or [record.get("aggregator")] if call]
 
 
 def missing_summary(missing: list[Call]) -> str:
@@ -193,8 +184,13 @@ def missing_summary(missing: list[Call]) -> str:
     return "; ".join(f"{c.member.model_id}: {c.error or c.status}" for c in missing)
 
 
+def _present(data: dict) -> dict:
+    "``data`` without the entries that are None or {}."
+    return {key: value for key, value in data.items() if value is not None and value != {}}
+
+
 def _ms(seconds: float | None) -> int | None:
-    return None if seconds is None else int(round(seconds * 1000))
+    return None if seconds is None else round(seconds * 1000)
 
 
 def safe_options(options: dict, secrets: list[str] | None = None) -> dict:
@@ -218,34 +214,15 @@ def describe_error(exc: BaseException) -> str:
 def scrub(text: str, secrets: list[str] | None = None, shapes: bool = True) -> str:
     "Replace known secrets and (with ``shapes``) key-shaped strings with [REDACTED]."
     for secret in known_secrets() if secrets is None else secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    for shape in _KEY_SHAPES if shapes else ():
-        text = shape.sub(_redact_match, text)
+        text = text.replace(secret, REDACTED)
+    for shape, replacement in _KEY_SHAPES if shapes else ():
+        text = shape.sub(replacement, text)
     return text
-
-
-def _redact_match(match: re.Match) -> str:
-    if match.re.groups >= 3:  # keep "key=" and redact the value
-        return f"{match.group(1)}{match.group(2)}{REDACTED}"
-    return REDACTED
-
-
-_secrets_cache: dict[tuple, list[str]] = {}
 
 
 def known_secrets() -> list[str]:
     "Stored keys and credential-looking environment values, longest first."
     from . import host
 
-    try:
-        stamp = host.keys_file().stat().st_mtime_ns
-    except OSError:
-        stamp = None
-    env = tuple(sorted(v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8))
-    key = (str(host.keys_file()), stamp, env)
-    if key not in _secrets_cache:
-        _secrets_cache.clear()
-        stored = [value for value in host.stored_keys() if len(value) >= 8] if stamp is not None else []
-        _secrets_cache[key] = sorted(set(env) | set(stored), key=len, reverse=True)
-    return _secrets_cache[key]
+    values = [value for name, value in os.environ.items() if SECRET_NAME.search(name)] + host.stored_keys()
+    return sorted({value for value in values if len(value) >= 8}, key=len, reverse=True)

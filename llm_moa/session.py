@@ -37,7 +37,7 @@ class Session:
         self.done = False
         self._saved: str | None = None
         self._save_lock = threading.Lock()
-        self.in_cli = host.on_command_end(self._command_ended)
+        host.on_command_end(self._command_ended)
 
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
         from llm.parts import StreamEvent
@@ -57,7 +57,8 @@ class Session:
             if progress:
                 progress.stop()  # before anything more is printed
             self.run.wall = clock.since(time.monotonic())
-            self.run.error = _failure_label(ex)
+            self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else (
+                "cancelled" if isinstance(ex, Stopped) else describe_error(ex))
             saved = self.save_unfinished()
             if saved and isinstance(ex, MoaRunError):
                 raise MoaRunError(f"{ex}\n{saved}") from None
@@ -69,30 +70,32 @@ class Session:
                 progress.stop()
             if self.run.wall is None:
                 self.run.wall = clock.since(time.monotonic())
-            self._finish()
+            total_in, total_out, details = self.run.usage()
+            self.response.set_usage(input=total_in, output=total_out, details=details)
+            self.response.response_json = self.run.to_json()
 
     def save_unfinished(self) -> str | None:
-        "Keep paid-for proposals of a run that ends without an answer (once)."
+        "Keep paid-for proposals of a run that ends without an answer (once); what to tell the user."
+        with self._save_lock:
+            if self._saved is None:
+                self._saved = self._save() or ""
+            return self._saved or None
+
+    def _save(self) -> str | None:
         from . import unfinished
 
-        with self._save_lock:
-            if self._saved is not None:
-                return self._saved or None
-            self._saved = ""
-            answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
-            if not answered:
-                return None
-            try:
-                path = unfinished.save(self.response.id, self.run.moa_model, self.plan.request.text,
-                                       self.run.error or "interrupted", self.run.to_json()["moa"])
-            except Exception as ex:  # noqa: BLE001 - a failed save never hides the run's own error
-                self._saved = f"(the answered proposals could not be saved: {describe_error(ex)})"
-                return self._saved
-            if path is None:
-                return None
-            noun = "proposal is" if answered == 1 else "proposals are"
-            self._saved = f"The {answered} answered {noun} saved; show them with: llm moa unfinished {self.response.id}"
-            return self._saved
+        answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
+        if not answered:
+            return None
+        try:
+            path = unfinished.save(self.response.id, self.run.moa_model, self.plan.request.text,
+                                   self.run.error or "interrupted", self.run.to_json()["moa"])
+        except Exception as ex:  # noqa: BLE001 - a failed save never hides the run's own error
+            return f"(the answered proposals could not be saved: {describe_error(ex)})"
+        if path is None:  # logging is off
+            return None
+        noun = "proposal is" if answered == 1 else "proposals are"
+        return f"The {answered} answered {noun} saved; show them with: llm moa unfinished {self.response.id}"
 
     def _command_ended(self) -> None:
         "The llm command is over: say what a degraded run lacked, or keep an interrupted run's proposals."
@@ -107,19 +110,6 @@ class Session:
             saved = self.save_unfinished()
             if saved:
                 print(f"\n{saved}", file=sys.stderr)
-
-    def _finish(self) -> None:
-        total_in, total_out, details = self.run.usage()
-        self.response.set_usage(input=total_in, output=total_out, details=details)
-        self.response.response_json = self.run.to_json()
-
-
-def _failure_label(ex: BaseException) -> str:
-    if isinstance(ex, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(ex, Stopped):
-        return "cancelled"
-    return describe_error(ex)
 
 
 def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any]:
@@ -146,14 +136,10 @@ def previous_options(model_id: str, conversation: Any) -> dict:
     they *are* the combination. Python conversations and ``llm chat`` have
     their responses in memory; on ``llm -c`` they are read from the log.
     """
-    if conversation is None:
-        return {}
-    for earlier in reversed(getattr(conversation, "responses", None) or []):
-        if earlier.model.model_id != model_id:
-            return {}
-        return {k: v for k, v in earlier.prompt.options if v is not None}
+    if getattr(conversation, "responses", None):
+        last = conversation.responses[-1]
+        return {k: v for k, v in last.prompt.options if v is not None} if last.model.model_id == model_id else {}
     if not getattr(conversation, "loaded_messages", None):
         return {}
-    turn = host.last_turn(conversation.id)
-    return turn[1] if turn and turn[0] == model_id else {}
+    return host.last_options(conversation.id, model_id)
 
