@@ -43,22 +43,13 @@ def decide(plan: Plan, run: Run, calls: list[Call], *, clock: Clock, stream: boo
     config = plan.config
     candidates = [(call.index + 1, call.text) for call in calls if call.ok]
     run.decision["aggregate"] = config.aggregate
-    agreed = agreement(candidates, plan.schema) if config.skip_if_agree and len(candidates) > 1 else None
-    if agreed:
-        yield from settle(run, agreed[0][1], "agreement", agreement=[n for n, _ in agreed],
-                          reason=f"all {len(agreed)} answers agree; no aggregator call")
-    elif config.aggregate == "vote":
-        yield from vote(plan, run, candidates, clock=clock, stream=stream, stop=stop)
-    elif config.aggregate == "select":
-        yield from select(plan, run, candidates, clock=clock, stream=stream, stop=stop)
+    if config.skip_if_agree and len(candidates) > 1 and alike([text for _, text in candidates], plan.schema):
+        run.decision.update(strategy="agreement", agreement=[n for n, _ in candidates],
+                            reason=f"all {len(candidates)} answers agree; no aggregator call")
+        yield "text", candidates[0][1]
     else:
-        yield from synthesize(plan, run, candidates, clock=clock, stream=stream, stop=stop)
-
-
-def settle(run: Run, text: str, strategy: str, **facts: Any) -> Events:
-    "An answer decided without an aggregator streaming it: recorded, then output at once."
-    run.decision.update(strategy=strategy, **facts)
-    yield "text", text
+        strategy = {"vote": vote, "select": select, "synthesize": synthesize}[config.aggregate]
+        yield from strategy(plan, run, candidates, clock=clock, stream=stream, stop=stop)
 
 
 # --- when are two answers the same? -------------------------------------------
@@ -76,23 +67,19 @@ def same_key(text: str, schema: dict | None = None) -> str:
     return " ".join(text.casefold().split()).rstrip(FINAL_PUNCTUATION + " ")
 
 
-def agreement(candidates: list[Candidate], schema: dict | None) -> list[Candidate] | None:
-    "The candidates when there are some and all are the same answer, else None."
-    keys = {same_key(text, schema) for _, text in candidates}
-    return candidates if len(keys) == 1 else None
+def alike(texts: list[str], schema: dict | None) -> bool:
+    return len({same_key(text, schema) for text in texts}) == 1
 
 
-def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> str | None:
-    "The cascade's answer when its first proposers all answered alike (recorded either way), else None."
-    candidates = [(call.index + 1, call.text) for call in calls]
-    agreed = agreement(candidates, plan.schema) if all(call.ok for call in calls) else None
-    run.decision.update(aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": agreed is None})
-    if not agreed:
-        return None
-    run.decision.update(strategy="cascade", agreement=[n for n, _ in agreed],
-                        reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
-                        "the rest were not asked")
-    return agreed[0][1]
+def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> bool:
+    "Whether the cascade's first proposers all answered alike (recorded either way)."
+    agreed = all(call.ok for call in calls) and alike([call.text for call in calls], plan.schema)
+    run.decision.update(aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": not agreed})
+    if agreed:
+        run.decision.update(strategy="cascade", agreement=[call.index + 1 for call in calls],
+                            reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
+                            "the rest were not asked")
+    return agreed
 
 
 # --- vote --------------------------------------------------------------------
@@ -105,17 +92,17 @@ def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, str
     for candidate in candidates:
         groups.setdefault(same_key(candidate[1], plan.schema), []).append(candidate)
     ranked = sorted(groups.items(), key=lambda item: -len(item[1]))  # stable: the first answered first
-    votes = [{"answer": shorten(key, KEY_LIMIT), "count": len(group), "proposers": [n for n, _ in group]}
-             for key, group in ranked]
-    most = votes[0]["count"]
+    run.decision["votes"] = [{"answer": shorten(key, KEY_LIMIT), "count": len(group),
+                              "proposers": [n for n, _ in group]} for key, group in ranked]
+    most = len(ranked[0][1])
     leaders = [group[0] for _, group in ranked if len(group) == most]
-    run.decision["votes"] = votes
-    if len(leaders) == 1:
-        yield from settle(run, leaders[0][1], "vote", winner=leaders[0][0],
-                          reason=f"{most} of {count(len(candidates), 'answer')} agree")
+    if len(leaders) > 1:
+        run.decision["tie"] = [n for n, _ in leaders]
+        yield from select(plan, run, leaders, clock=clock, stream=stream, stop=stop)
         return
-    run.decision["tie"] = [n for n, _ in leaders]
-    yield from select(plan, run, leaders, clock=clock, stream=stream, stop=stop)
+    run.decision.update(strategy="vote", winner=leaders[0][0],
+                        reason=f"{most} of {count(len(candidates), 'answer')} agree")
+    yield "text", leaders[0][1]
 
 
 # --- select ------------------------------------------------------------------
@@ -124,8 +111,8 @@ _CHOICES = (  # how a reply may name its choice, most explicit first; the last m
     ("choice line", re.compile(r"\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b", re.I)),
     ("brackets", re.compile(r"\[\[\s*(\d{1,6})\s*\]\]")),
     ("answer n", re.compile(r"\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b", re.I)),
+    ("number", re.compile(r"^[^\w\n]*(\d{1,6})[^\w\n]*\s*\Z", re.M)),  # a last line that is a bare number
 )  # at most 6 digits: int() refuses numbers of thousands of digits, and a reply may hold one
-_BARE_NUMBER = re.compile(r"^\W*(\d{1,6})\W*$")
 
 
 def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
@@ -140,9 +127,9 @@ def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, s
     picked = shown[(choice or 1) - 1]
     how = f"the aggregator chose candidate {choice} ({parsed})" if choice else \
         "the aggregator's choice could not be read; fell back to the first candidate shown"
-    yield from settle(run, picked[1], "select", shown_order=[n for n, _ in shown], choice=choice,
-                      selected=picked[0], parsed=parsed, fallback=choice is None,
-                      reason=f"{how}: proposer {picked[0]}")
+    run.decision.update(strategy="select", shown_order=[n for n, _ in shown], choice=choice, selected=picked[0],
+                        parsed=parsed, fallback=choice is None, reason=f"{how}: proposer {picked[0]}")
+    yield "text", picked[1]
 
 
 def shuffled(candidates: list[Candidate]) -> list[Candidate]:
@@ -157,16 +144,12 @@ def parse_choice(reply: str, shown: list[str], schema: dict | None = None) -> tu
     """The 1-based number of the chosen candidate and how it was read:
     "CHOICE: n", "[[n]]", "Answer n", a last line that is a bare number, or a
     reply that repeats exactly one candidate. ``(None, "unparseable")`` else."""
+    lines = "\n".join(reply.splitlines())  # every kind of line break as "\n", for the last pattern
     for how, pattern in _CHOICES:
-        found = pattern.findall(reply)
+        found = pattern.findall(lines)
         if found:
             number = int(found[-1])
             return (number, how) if 1 <= number <= len(shown) else (None, "out of range")
-    lines = [line for line in reply.splitlines() if line.strip()]
-    bare = _BARE_NUMBER.match(lines[-1]) if lines else None
-    if bare:
-        number = int(bare.group(1))
-        return (number, "number") if 1 <= number <= len(shown) else (None, "out of range")
     keys = [same_key(text, schema) for text in shown]
     if keys.count(same_key(reply, schema)) == 1:
         return keys.index(same_key(reply, schema)) + 1, "same text"
@@ -182,22 +165,20 @@ def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Cloc
     N answers and each next step its running synthesis plus the next N-1;
     only the last step streams."""
     config = plan.config
-    instruction = config.aggregator_system or SYNTHESIZE
-    size = config.window or max(1, len(candidates))
+    size = config.window or len(candidates)
     pending = [(f"proposer {n}", text) for n, text in candidates]
-    running: list[tuple[str, str]] = []
+    references, pending = pending[:size], pending[size:]
     steps: list[dict] = []
     while True:
-        batch, pending = pending[: size - len(running)], pending[size - len(running):]
-        references = running + batch
-        request = with_references(plan.request, [text for _, text in references], instruction)
+        request = with_references(plan.request, [text for _, text in references],
+                                  config.aggregator_system or SYNTHESIZE)
         call = yield from ask_aggregator(plan, run, request, clock=clock, stream=stream, stop=stop,
                                          show=not pending)
         steps.append({"step": len(steps) + 1, "references": [label for label, _ in references],
                       "model": call.member.model_id})
         if not pending:
             break
-        running = [(f"synthesis {len(steps)}", call.text)]
+        references, pending = [(f"synthesis {len(steps)}", call.text), *pending[:size - 1]], pending[size - 1:]
     facts: dict[str, Any] = {"reason": f"the aggregator synthesised {count(len(candidates), 'answer')}"}
     if config.window:
         facts.update(windows=steps, aggregator_calls=sum(c.attempts > 0 for c in run.aggregator_calls))
@@ -238,10 +219,8 @@ def make_call(plan: Plan, run: Run, member: Member, layer: int, index: int, requ
 
 
 def failure_message(head: str, failed: list[Call]) -> str:
-    lines = [f"{head}:"]
-    for call in failed:
-        lines.append(f"  {call.member.model_id} ({call.role} {call.index + 1}): {call.error or call.status}")
-    return "\n".join(lines)
+    lines = [f"  {call.member.model_id} ({call.role} {call.index + 1}): {call.error or call.status}" for call in failed]
+    return "\n".join([f"{head}:", *lines])
 
 
 def describe(decision: dict) -> str:
