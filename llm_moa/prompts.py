@@ -89,12 +89,8 @@ def request_from_prompt(prompt: Any) -> Request:
         text = _text_of(message)
         if message.role in ("user", "assistant") and text:
             history.append(Message(role=message.role, parts=[TextPart(text=text)]))
-    return Request(
-        text=prompt.prompt or "",
-        system=system,
-        history=tuple(history),
-        attachments=tuple(prompt.attachments or ()),
-    )
+    return Request(text=prompt.prompt or "", system=system, history=tuple(history),
+                   attachments=tuple(prompt.attachments or ()))
 
 
 def with_references(request: Request, answers: list[str], instruction: str) -> Request:

@@ -118,11 +118,13 @@ _CHOICES = (  # how a reply may name its choice, most explicit first; the last m
 def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
            stop: threading.Event | None) -> Events:
     "The candidate the aggregator picks, output verbatim; unparseable: the first one shown."
-    shown = shuffled(candidates)
+    digest = hashlib.sha256("\0".join(text for _, text in candidates).encode()).digest()
+    shown = list(candidates)
+    random.Random(digest).shuffle(shown)  # an order fixed by the answers (see above)
     # the judge only picks: it gets no tools, so it cannot act instead of choosing
     request = replace(with_references(plan.request, [text for _, text in shown], SELECT), tools=())
-    call = yield from ask_aggregator(plan, run, request, clock=clock, stream=stream, stop=stop,
-                                     show=False, schema=False)
+    judge = replace(plan, schema=None)  # its reply is a choice, not the answer: no --schema for it
+    call = yield from ask_aggregator(judge, run, request, clock=clock, stream=stream, stop=stop, show=False)
     choice, parsed = parse_choice(call.text, [text for _, text in shown], plan.schema)
     picked = shown[(choice or 1) - 1]
     how = f"the aggregator chose candidate {choice} ({parsed})" if choice else \
@@ -130,14 +132,6 @@ def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, s
     run.decision.update(strategy="select", shown_order=[n for n, _ in shown], choice=choice, selected=picked[0],
                         parsed=parsed, fallback=choice is None, reason=f"{how}: proposer {picked[0]}")
     yield "text", picked[1]
-
-
-def shuffled(candidates: list[Candidate]) -> list[Candidate]:
-    "The candidates in an order fixed by a hash of their answers."
-    digest = hashlib.sha256("\0".join(text for _, text in candidates).encode()).digest()
-    order = list(candidates)
-    random.Random(digest).shuffle(order)
-    return order
 
 
 def parse_choice(reply: str, shown: list[str], schema: dict | None = None) -> tuple[int | None, str]:
@@ -190,30 +184,27 @@ def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Cloc
 
 
 def ask_aggregator(plan: Plan, run: Run, request: Request, *, clock: Clock, stream: bool,
-                   stop: threading.Event | None, show: bool = True,
-                   schema: bool = True) -> Generator[tuple[str, str], None, Call]:
+                   stop: threading.Event | None, show: bool = True) -> Generator[tuple[str, str], None, Call]:
     "Try each aggregator in turn until one answers; its chunks are passed on when ``show``."
     layer = plan.config.layers
     tried = []
     for index, member in enumerate(plan.aggregators):
-        call = make_call(plan, run, member, layer, index, request, stream=show, schema=schema)
+        call = make_call(plan, run, member, layer, index, request, stream=show)
         tried.append(call)
         yield from run_calls([call], plan.config, clock=clock, stream=stream, stop=stop)
         if call.ok:
             return call
         if call.first_token is not None:
             break  # failed after part of its answer was shown
-    answered = sum(c.ok for c in run.layer_calls(layer - 1))
-    raise MoaRunError(failure_message(
-        f"The aggregator failed after {count(answered, 'proposal')} had been answered", tried,
-    ))
+    answered = count(sum(c.ok for c in run.layer_calls(layer - 1)), "proposal")
+    raise MoaRunError(failure_message(f"The aggregator failed after {answered} had been answered", tried))
 
 
 def make_call(plan: Plan, run: Run, member: Member, layer: int, index: int, request: Request,
-              stream: bool = False, schema: bool = True) -> Call:
+              stream: bool = False) -> Call:
     "A call, recorded in the run; ``--schema`` goes to the models that support it."
-    schema_given = plan.schema if schema and member.model.supports_schema else None
-    call = Call(member, request, layer, index, schema=schema_given, stream=stream)
+    schema = plan.schema if member.model.supports_schema else None
+    call = Call(member, request, layer, index, schema=schema, stream=stream)
     run.calls.append(call)
     return call
 
@@ -224,25 +215,20 @@ def failure_message(head: str, failed: list[Call]) -> str:
 
 
 def describe(decision: dict) -> str:
-    "The decision as lines of text, for ``llm moa show`` (read back from a log, so each part is checked)."
+    """The decision as lines of text, for ``llm moa show``. It is read back
+    from a log: a record edited out of shape shows its first line only."""
     lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
-    cascade = decision.get("cascade")
-    if isinstance(cascade, dict) and cascade.get("escalated"):
-        lines.append(f"cascade: the first {cascade.get('first')} proposers disagreed, so all were asked")
-    for entry in _dicts(decision.get("votes")):
-        lines.append(f"vote: {entry.get('count')} for {entry.get('answer')!r} (proposers {_numbers(entry.get('proposers'))})")
-    for key, label in (("tie", "tie between proposers"), ("shown_order", "shown in the order: proposers"),
-                       ("agreement", "agreed: proposers")):
-        if decision.get(key):
-            lines.append(f"{label} {_numbers(decision[key])}")
-    for step in _dicts(decision.get("windows")):
-        lines.append(f"window {step.get('step')}: {_numbers(step.get('references'))}")
+    try:
+        if (decision.get("cascade") or {}).get("escalated"):
+            lines.append(f"cascade: the first {decision['cascade']['first']} proposers disagreed, so all were asked")
+        for entry in decision.get("votes") or []:
+            numbers = ", ".join(map(str, entry["proposers"]))
+            lines.append(f"vote: {entry['count']} for {entry['answer']!r} (proposers {numbers})")
+        for key, label in (("tie", "tie between"), ("shown_order", "shown in the order:"), ("agreement", "agreed:")):
+            if decision.get(key):
+                lines.append(f"{label} proposers {', '.join(map(str, decision[key]))}")
+        for step in decision.get("windows") or []:
+            lines.append(f"window {step['step']}: {', '.join(step['references'])}")
+    except (AttributeError, KeyError, TypeError):
+        return lines[0]
     return "\n".join(lines)
-
-
-def _dicts(values: Any) -> list[dict]:
-    return [value for value in values if isinstance(value, dict)] if isinstance(values, list) else []
-
-
-def _numbers(values: Any) -> str:
-    return ", ".join(map(str, values)) if isinstance(values, list) else str(values)

@@ -245,14 +245,9 @@ def requested_tool_calls(response: Any) -> list:
     from llm.parts import ToolCallPart
     from llm.utils import monotonic_ulid
 
-    calls = []
-    for message in response.messages():
-        for part in message.parts:
-            if isinstance(part, ToolCallPart) and not part.server_executed:
-                if not part.tool_call_id:
-                    part = replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
-                calls.append(part)
-    return calls
+    return [part if part.tool_call_id else replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
+            for message in response.messages() for part in message.parts
+            if isinstance(part, ToolCallPart) and not part.server_executed]
 
 
 def pass_on(run: Any, response: Any) -> Iterator[Any]:
