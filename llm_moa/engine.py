@@ -10,8 +10,8 @@ layer asks a few proposers first and the rest only when those disagree.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator
 
 from .calls import Clock, run_calls
 from .errors import MoaRunError

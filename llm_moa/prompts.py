@@ -95,9 +95,8 @@ def request_from_prompt(prompt: Any) -> Request:
 
 def with_references(request: Request, answers: list[str], instruction: str) -> Request:
     "The request with earlier answers appended to its system prompt."
-    block = "\n\n".join([instruction, reference_block(answers)])
-    system = f"{request.system}\n\n{block}" if request.system else block
-    return replace(request, system=system)
+    parts = [request.system, instruction, reference_block(answers)]
+    return replace(request, system="\n\n".join(part for part in parts if part))
 
 
 def reference_block(answers: list[str]) -> str:

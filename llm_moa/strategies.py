@@ -17,12 +17,13 @@ its answer, and why, in ``run.decision``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 import json
 import random
 import re
 import threading
-from typing import Any, Generator, Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import replace
+from typing import Any
 
 from .calls import Clock, run_calls
 from .errors import MoaRunError
@@ -82,9 +83,6 @@ def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> bool:
     return agreed
 
 
-# --- vote --------------------------------------------------------------------
-
-
 def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
          stop: threading.Event | None) -> Events:
     "The most common answer, verbatim as its first proposer wrote it; a tie goes to select."
@@ -108,10 +106,10 @@ def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, str
 # --- select ------------------------------------------------------------------
 
 _CHOICES = (  # how a reply may name its choice, most explicit first; the last mention counts
-    ("choice line", re.compile(r"\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b", re.I)),
+    ("choice line", re.compile(r"(?i)\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b")),
     ("brackets", re.compile(r"\[\[\s*(\d{1,6})\s*\]\]")),
-    ("answer n", re.compile(r"\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b", re.I)),
-    ("number", re.compile(r"^[^\w\n]*(\d{1,6})[^\w\n]*\s*\Z", re.M)),  # a last line that is a bare number
+    ("answer n", re.compile(r"(?i)\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b")),
+    ("number", re.compile(r"(?m)^[^\w\n]*(\d{1,6})[^\w\n]*\s*\Z")),  # a last line that is a bare number
 )  # at most 6 digits: int() refuses numbers of thousands of digits, and a reply may hold one
 
 
@@ -148,9 +146,6 @@ def parse_choice(reply: str, shown: list[str], schema: dict | None = None) -> tu
     if keys.count(same_key(reply, schema)) == 1:
         return keys.index(same_key(reply, schema)) + 1, "same text"
     return None, "unparseable"
-
-
-# --- synthesize --------------------------------------------------------------
 
 
 def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,

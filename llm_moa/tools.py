@@ -22,8 +22,9 @@ registered on every llm command, so this module imports nothing heavy.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 import llm
 
