@@ -10,12 +10,11 @@ layer asks a few proposers first and the rest only when those disagree.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator
 
 from .calls import Clock, run_calls
 from .errors import MoaRunError
-from .options import Config
 from .plan import Plan
 from .prompts import REFINE, Request, with_references
 from .record import OK, SKIPPED, Call, Run
@@ -28,7 +27,7 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
     "Yield the final answer as ``(event_type, chunk)`` pairs."
     config = plan.config
     if plan.given_answers is not None:  # a tool-result turn that only the aggregator continues
-        given = [(number, text) for number, text in enumerate(plan.given_answers, 1)]
+        given = list(enumerate(plan.given_answers, 1))
         yield from synthesize(plan, run, given, clock=clock, stream=stream, stop=stop)
         return
     asked = plan.proposer_request or plan.request  # with tools: the proposers are told about them
@@ -36,15 +35,14 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
     calls: list[Call] = []
     for layer in range(1, config.layers):
         request = asked if layer == 1 else with_references(asked, answers, REFINE)
-        first = config.cascade if layer == 1 and config.cascade else len(plan.proposers)
+        first = config.cascade if layer == 1 else None  # cascade: the rest are asked only when the first disagree
         calls = _propose(plan, run, layer, request, 0, first, clock, stream, stop)
-        if first < len(plan.proposers):  # cascade: the rest are asked only when the first disagree
-            agreed = cascade_agreed(plan, run, calls)
-            if agreed is not None:
+        if first:
+            if cascade_agreed(plan, run, calls):
                 yield from _as_reasoning(layer, calls) if config.show_proposals else ()
-                yield "text", agreed
+                yield "text", calls[0].text
                 return
-            calls += _propose(plan, run, layer, request, first, len(plan.proposers), clock, stream, stop)
+            calls += _propose(plan, run, layer, request, first, None, clock, stream, stop)
         answers = [call.text for call in calls if call.ok]
         _check_quorum(layer, calls, config.min_proposers)
         if config.show_proposals:
@@ -52,25 +50,22 @@ def mixture_of_agents(plan: Plan, run: Run, *, clock: Clock, stream: bool = True
     yield from decide(plan, run, calls, clock=clock, stream=stream, stop=stop)
 
 
-def _propose(plan: Plan, run: Run, layer: int, request: Request, start: int, end: int, clock: Clock,
+def _propose(plan: Plan, run: Run, layer: int, request: Request, start: int, end: int | None, clock: Clock,
              stream: bool, stop: threading.Event | None) -> list[Call]:
-    "Proposers start..end-1 answer the request; a cascade's stages share the layer's quorum and wait."
+    """Proposers start..end-1 answer the request. An ``end`` marks a cascade's
+    first stage, which hears from all of its proposers; the rest of the layer
+    then share its quorum and wait with the answers already in."""
+    config = plan.config
+    answered = sum(call.ok for call in run.layer_calls(layer))
+    if end is not None:
+        config = replace(config, wait=None, min_proposers=1)
+    elif answered:
+        config = replace(config, wait=config.wait and max(1, config.wait - answered),
+                         min_proposers=max(1, config.min_proposers - answered))
     calls = [make_call(plan, run, m, layer, i, request) for i, m in enumerate(plan.proposers[start:end], start)]
-    for _ in run_calls(calls, _stage(plan.config, run.layer_calls(layer), start, end), clock=clock,
-                       stream=stream, stop=stop):
+    for _ in run_calls(calls, config, clock=clock, stream=stream, stop=stop):
         pass
     return calls
-
-
-def _stage(config: Config, layer_calls: list[Call], start: int, end: int) -> Config:
-    "The whole layer at once: the config as it is. A cascade's first stage: all of it. Its rest: what is left."
-    if start == 0 and end == config.proposer_count:
-        return config
-    if start == 0:
-        return replace(config, wait=None, min_proposers=1)
-    answered = sum(call.ok for call in layer_calls)
-    return replace(config, wait=config.wait and max(1, config.wait - answered),
-                   min_proposers=max(1, config.min_proposers - answered))
 
 
 def _check_quorum(layer: int, calls: list[Call], quorum: int) -> None:

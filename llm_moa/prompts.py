@@ -89,19 +89,14 @@ def request_from_prompt(prompt: Any) -> Request:
         text = _text_of(message)
         if message.role in ("user", "assistant") and text:
             history.append(Message(role=message.role, parts=[TextPart(text=text)]))
-    return Request(
-        text=prompt.prompt or "",
-        system=system,
-        history=tuple(history),
-        attachments=tuple(prompt.attachments or ()),
-    )
+    return Request(text=prompt.prompt or "", system=system, history=tuple(history),
+                   attachments=tuple(prompt.attachments or ()))
 
 
 def with_references(request: Request, answers: list[str], instruction: str) -> Request:
     "The request with earlier answers appended to its system prompt."
-    block = "\n\n".join([instruction, reference_block(answers)])
-    system = f"{request.system}\n\n{block}" if request.system else block
-    return replace(request, system=system)
+    parts = [request.system, instruction, reference_block(answers)]
+    return replace(request, system="\n\n".join(part for part in parts if part))
 
 
 def reference_block(answers: list[str]) -> str:
@@ -125,9 +120,7 @@ def _fresh_tag(answers: list[str]) -> str:
         digest.update(b"\0")  # astronomically unlikely: try the next one
 
 
-def call_arguments(
-    request: Request, *, attachments: list[Any], schema: dict | None
-) -> dict[str, Any]:
+def call_arguments(request: Request, *, attachments: list[Any], schema: dict | None) -> dict[str, Any]:
     """Keyword arguments for ``model.prompt(request.text, **kwargs)``.
 
     A single turn passes text, ``system=`` and attachments, which every plugin
@@ -135,31 +128,21 @@ def call_arguments(
     system prompt first) for plugins that read ``prompt.messages``; ``system=``
     is still passed for older plugins that read ``prompt.system``.
     """
-    from llm.parts import Message, TextPart
+    from llm.parts import system
 
-    kwargs: dict[str, Any] = {"system": request.system or None}
-    if attachments:
-        kwargs["attachments"] = attachments
-    if schema:
-        kwargs["schema"] = schema
-    if request.tools:
-        kwargs["tools"] = list(request.tools)
-    if request.tool_results:
-        kwargs["tool_results"] = list(request.tool_results)
-    if request.history:
-        system = (
-            [Message(role="system", parts=[TextPart(text=request.system)])]
-            if request.system
-            else []
-        )
-        kwargs["messages"] = system + list(request.history)
-    return kwargs
+    system_message = [system(request.system)] if request.system else []
+    return {
+        "system": request.system or None,
+        "attachments": attachments or None,
+        "schema": schema or None,
+        "tools": list(request.tools) or None,
+        "tool_results": list(request.tool_results) or None,
+        "messages": system_message + list(request.history) if request.history else None,
+    }
 
 
 def _text_of(message: Any) -> str:
-    return "".join(
-        part.text for part in message.parts if type(part).__name__ == "TextPart"
-    )
+    return "".join(part.text for part in message.parts if type(part).__name__ == "TextPart")
 
 
 JUDGE = """\

@@ -17,12 +17,13 @@ its answer, and why, in ``run.decision``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 import json
 import random
 import re
 import threading
-from typing import Any, Generator, Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import replace
+from typing import Any
 
 from .calls import Clock, run_calls
 from .errors import MoaRunError
@@ -43,22 +44,13 @@ def decide(plan: Plan, run: Run, calls: list[Call], *, clock: Clock, stream: boo
     config = plan.config
     candidates = [(call.index + 1, call.text) for call in calls if call.ok]
     run.decision["aggregate"] = config.aggregate
-    agreed = agreement(candidates, plan.schema) if config.skip_if_agree and len(candidates) > 1 else None
-    if agreed:
-        yield from settle(run, agreed[0][1], "agreement", agreement=[n for n, _ in agreed],
-                          reason=f"all {len(agreed)} answers agree; no aggregator call")
-    elif config.aggregate == "vote":
-        yield from vote(plan, run, candidates, clock=clock, stream=stream, stop=stop)
-    elif config.aggregate == "select":
-        yield from select(plan, run, candidates, clock=clock, stream=stream, stop=stop)
+    if config.skip_if_agree and len(candidates) > 1 and alike([text for _, text in candidates], plan.schema):
+        run.decision.update(strategy="agreement", agreement=[n for n, _ in candidates],
+                            reason=f"all {len(candidates)} answers agree; no aggregator call")
+        yield "text", candidates[0][1]
     else:
-        yield from synthesize(plan, run, candidates, clock=clock, stream=stream, stop=stop)
-
-
-def settle(run: Run, text: str, strategy: str, **facts: Any) -> Events:
-    "An answer decided without an aggregator streaming it: recorded, then output at once."
-    run.decision.update(strategy=strategy, **facts)
-    yield "text", text
+        strategy = {"vote": vote, "select": select, "synthesize": synthesize}[config.aggregate]
+        yield from strategy(plan, run, candidates, clock=clock, stream=stream, stop=stop)
 
 
 # --- when are two answers the same? -------------------------------------------
@@ -76,26 +68,19 @@ def same_key(text: str, schema: dict | None = None) -> str:
     return " ".join(text.casefold().split()).rstrip(FINAL_PUNCTUATION + " ")
 
 
-def agreement(candidates: list[Candidate], schema: dict | None) -> list[Candidate] | None:
-    "The candidates when there are some and all are the same answer, else None."
-    keys = {same_key(text, schema) for _, text in candidates}
-    return candidates if len(keys) == 1 else None
+def alike(texts: list[str], schema: dict | None) -> bool:
+    return len({same_key(text, schema) for text in texts}) == 1
 
 
-def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> str | None:
-    "The cascade's answer when its first proposers all answered alike (recorded either way), else None."
-    candidates = [(call.index + 1, call.text) for call in calls]
-    agreed = agreement(candidates, plan.schema) if all(call.ok for call in calls) else None
-    run.decision.update(aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": agreed is None})
-    if not agreed:
-        return None
-    run.decision.update(strategy="cascade", agreement=[n for n, _ in agreed],
-                        reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
-                        "the rest were not asked")
-    return agreed[0][1]
-
-
-# --- vote --------------------------------------------------------------------
+def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> bool:
+    "Whether the cascade's first proposers all answered alike (recorded either way)."
+    agreed = all(call.ok for call in calls) and alike([call.text for call in calls], plan.schema)
+    run.decision.update(aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": not agreed})
+    if agreed:
+        run.decision.update(strategy="cascade", agreement=[call.index + 1 for call in calls],
+                            reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
+                            "the rest were not asked")
+    return agreed
 
 
 def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
@@ -105,75 +90,62 @@ def vote(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, str
     for candidate in candidates:
         groups.setdefault(same_key(candidate[1], plan.schema), []).append(candidate)
     ranked = sorted(groups.items(), key=lambda item: -len(item[1]))  # stable: the first answered first
-    votes = [{"answer": shorten(key, KEY_LIMIT), "count": len(group), "proposers": [n for n, _ in group]}
-             for key, group in ranked]
-    most = votes[0]["count"]
+    run.decision["votes"] = [{"answer": shorten(key, KEY_LIMIT), "count": len(group),
+                              "proposers": [n for n, _ in group]} for key, group in ranked]
+    most = len(ranked[0][1])
     leaders = [group[0] for _, group in ranked if len(group) == most]
-    run.decision["votes"] = votes
-    if len(leaders) == 1:
-        yield from settle(run, leaders[0][1], "vote", winner=leaders[0][0],
-                          reason=f"{most} of {count(len(candidates), 'answer')} agree")
+    if len(leaders) > 1:
+        run.decision["tie"] = [n for n, _ in leaders]
+        yield from select(plan, run, leaders, clock=clock, stream=stream, stop=stop)
         return
-    run.decision["tie"] = [n for n, _ in leaders]
-    yield from select(plan, run, leaders, clock=clock, stream=stream, stop=stop)
+    run.decision.update(strategy="vote", winner=leaders[0][0],
+                        reason=f"{most} of {count(len(candidates), 'answer')} agree")
+    yield "text", leaders[0][1]
 
 
 # --- select ------------------------------------------------------------------
 
 _CHOICES = (  # how a reply may name its choice, most explicit first; the last mention counts
-    ("choice line", re.compile(r"\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b", re.I)),
+    ("choice line", re.compile(r"(?i)\bchoice\s*[:=#-]?\s*[\[(*\"']*\s*(\d{1,6})\b")),
     ("brackets", re.compile(r"\[\[\s*(\d{1,6})\s*\]\]")),
-    ("answer n", re.compile(r"\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b", re.I)),
+    ("answer n", re.compile(r"(?i)\b(?:answer|candidate|response|option)\s*(?:no\.?\s*|number\s*|#\s*)?(\d{1,6})\b")),
+    ("number", re.compile(r"(?m)^[^\w\n]*(\d{1,6})[^\w\n]*\s*\Z")),  # a last line that is a bare number
 )  # at most 6 digits: int() refuses numbers of thousands of digits, and a reply may hold one
-_BARE_NUMBER = re.compile(r"^\W*(\d{1,6})\W*$")
 
 
 def select(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
            stop: threading.Event | None) -> Events:
     "The candidate the aggregator picks, output verbatim; unparseable: the first one shown."
-    shown = shuffled(candidates)
+    digest = hashlib.sha256("\0".join(text for _, text in candidates).encode()).digest()
+    shown = list(candidates)
+    random.Random(digest).shuffle(shown)  # an order fixed by the answers (see above)
     # the judge only picks: it gets no tools, so it cannot act instead of choosing
     request = replace(with_references(plan.request, [text for _, text in shown], SELECT), tools=())
-    call = yield from ask_aggregator(plan, run, request, clock=clock, stream=stream, stop=stop,
-                                     show=False, schema=False)
+    judge = replace(plan, schema=None)  # its reply is a choice, not the answer: no --schema for it
+    call = yield from ask_aggregator(judge, run, request, clock=clock, stream=stream, stop=stop, show=False)
     choice, parsed = parse_choice(call.text, [text for _, text in shown], plan.schema)
     picked = shown[(choice or 1) - 1]
     how = f"the aggregator chose candidate {choice} ({parsed})" if choice else \
         "the aggregator's choice could not be read; fell back to the first candidate shown"
-    yield from settle(run, picked[1], "select", shown_order=[n for n, _ in shown], choice=choice,
-                      selected=picked[0], parsed=parsed, fallback=choice is None,
-                      reason=f"{how}: proposer {picked[0]}")
-
-
-def shuffled(candidates: list[Candidate]) -> list[Candidate]:
-    "The candidates in an order fixed by a hash of their answers."
-    digest = hashlib.sha256("\0".join(text for _, text in candidates).encode()).digest()
-    order = list(candidates)
-    random.Random(digest).shuffle(order)
-    return order
+    run.decision.update(strategy="select", shown_order=[n for n, _ in shown], choice=choice, selected=picked[0],
+                        parsed=parsed, fallback=choice is None, reason=f"{how}: proposer {picked[0]}")
+    yield "text", picked[1]
 
 
 def parse_choice(reply: str, shown: list[str], schema: dict | None = None) -> tuple[int | None, str]:
     """The 1-based number of the chosen candidate and how it was read:
     "CHOICE: n", "[[n]]", "Answer n", a last line that is a bare number, or a
     reply that repeats exactly one candidate. ``(None, "unparseable")`` else."""
+    lines = "\n".join(reply.splitlines())  # every kind of line break as "\n", for the last pattern
     for how, pattern in _CHOICES:
-        found = pattern.findall(reply)
+        found = pattern.findall(lines)
         if found:
             number = int(found[-1])
             return (number, how) if 1 <= number <= len(shown) else (None, "out of range")
-    lines = [line for line in reply.splitlines() if line.strip()]
-    bare = _BARE_NUMBER.match(lines[-1]) if lines else None
-    if bare:
-        number = int(bare.group(1))
-        return (number, "number") if 1 <= number <= len(shown) else (None, "out of range")
     keys = [same_key(text, schema) for text in shown]
     if keys.count(same_key(reply, schema)) == 1:
         return keys.index(same_key(reply, schema)) + 1, "same text"
     return None, "unparseable"
-
-
-# --- synthesize --------------------------------------------------------------
 
 
 def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Clock, stream: bool,
@@ -182,22 +154,20 @@ def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Cloc
     N answers and each next step its running synthesis plus the next N-1;
     only the last step streams."""
     config = plan.config
-    instruction = config.aggregator_system or SYNTHESIZE
-    size = config.window or max(1, len(candidates))
+    size = config.window or len(candidates)
     pending = [(f"proposer {n}", text) for n, text in candidates]
-    running: list[tuple[str, str]] = []
+    references, pending = pending[:size], pending[size:]
     steps: list[dict] = []
     while True:
-        batch, pending = pending[: size - len(running)], pending[size - len(running):]
-        references = running + batch
-        request = with_references(plan.request, [text for _, text in references], instruction)
+        request = with_references(plan.request, [text for _, text in references],
+                                  config.aggregator_system or SYNTHESIZE)
         call = yield from ask_aggregator(plan, run, request, clock=clock, stream=stream, stop=stop,
                                          show=not pending)
         steps.append({"step": len(steps) + 1, "references": [label for label, _ in references],
                       "model": call.member.model_id})
         if not pending:
             break
-        running = [(f"synthesis {len(steps)}", call.text)]
+        references, pending = [(f"synthesis {len(steps)}", call.text), *pending[:size - 1]], pending[size - 1:]
     facts: dict[str, Any] = {"reason": f"the aggregator synthesised {count(len(candidates), 'answer')}"}
     if config.window:
         facts.update(windows=steps, aggregator_calls=sum(c.attempts > 0 for c in run.aggregator_calls))
@@ -209,61 +179,51 @@ def synthesize(plan: Plan, run: Run, candidates: list[Candidate], *, clock: Cloc
 
 
 def ask_aggregator(plan: Plan, run: Run, request: Request, *, clock: Clock, stream: bool,
-                   stop: threading.Event | None, show: bool = True,
-                   schema: bool = True) -> Generator[tuple[str, str], None, Call]:
+                   stop: threading.Event | None, show: bool = True) -> Generator[tuple[str, str], None, Call]:
     "Try each aggregator in turn until one answers; its chunks are passed on when ``show``."
     layer = plan.config.layers
     tried = []
     for index, member in enumerate(plan.aggregators):
-        call = make_call(plan, run, member, layer, index, request, stream=show, schema=schema)
+        call = make_call(plan, run, member, layer, index, request, stream=show)
         tried.append(call)
         yield from run_calls([call], plan.config, clock=clock, stream=stream, stop=stop)
         if call.ok:
             return call
         if call.first_token is not None:
             break  # failed after part of its answer was shown
-    answered = sum(c.ok for c in run.layer_calls(layer - 1))
-    raise MoaRunError(failure_message(
-        f"The aggregator failed after {count(answered, 'proposal')} had been answered", tried,
-    ))
+    answered = count(sum(c.ok for c in run.layer_calls(layer - 1)), "proposal")
+    raise MoaRunError(failure_message(f"The aggregator failed after {answered} had been answered", tried))
 
 
 def make_call(plan: Plan, run: Run, member: Member, layer: int, index: int, request: Request,
-              stream: bool = False, schema: bool = True) -> Call:
+              stream: bool = False) -> Call:
     "A call, recorded in the run; ``--schema`` goes to the models that support it."
-    schema_given = plan.schema if schema and member.model.supports_schema else None
-    call = Call(member, request, layer, index, schema=schema_given, stream=stream)
+    schema = plan.schema if member.model.supports_schema else None
+    call = Call(member, request, layer, index, schema=schema, stream=stream)
     run.calls.append(call)
     return call
 
 
 def failure_message(head: str, failed: list[Call]) -> str:
-    lines = [f"{head}:"]
-    for call in failed:
-        lines.append(f"  {call.member.model_id} ({call.role} {call.index + 1}): {call.error or call.status}")
-    return "\n".join(lines)
+    lines = [f"  {call.member.model_id} ({call.role} {call.index + 1}): {call.error or call.status}" for call in failed]
+    return "\n".join([f"{head}:", *lines])
 
 
 def describe(decision: dict) -> str:
-    "The decision as lines of text, for ``llm moa show`` (read back from a log, so each part is checked)."
+    """The decision as lines of text, for ``llm moa show``. It is read back
+    from a log: a record edited out of shape shows its first line only."""
     lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
-    cascade = decision.get("cascade")
-    if isinstance(cascade, dict) and cascade.get("escalated"):
-        lines.append(f"cascade: the first {cascade.get('first')} proposers disagreed, so all were asked")
-    for entry in _dicts(decision.get("votes")):
-        lines.append(f"vote: {entry.get('count')} for {entry.get('answer')!r} (proposers {_numbers(entry.get('proposers'))})")
-    for key, label in (("tie", "tie between proposers"), ("shown_order", "shown in the order: proposers"),
-                       ("agreement", "agreed: proposers")):
-        if decision.get(key):
-            lines.append(f"{label} {_numbers(decision[key])}")
-    for step in _dicts(decision.get("windows")):
-        lines.append(f"window {step.get('step')}: {_numbers(step.get('references'))}")
+    try:
+        if (decision.get("cascade") or {}).get("escalated"):
+            lines.append(f"cascade: the first {decision['cascade']['first']} proposers disagreed, so all were asked")
+        for entry in decision.get("votes") or []:
+            numbers = ", ".join(map(str, entry["proposers"]))
+            lines.append(f"vote: {entry['count']} for {entry['answer']!r} (proposers {numbers})")
+        for key, label in (("tie", "tie between"), ("shown_order", "shown in the order:"), ("agreement", "agreed:")):
+            if decision.get(key):
+                lines.append(f"{label} proposers {', '.join(map(str, decision[key]))}")
+        for step in decision.get("windows") or []:
+            lines.append(f"window {step['step']}: {', '.join(step['references'])}")
+    except (AttributeError, KeyError, TypeError):
+        return lines[0]
     return "\n".join(lines)
-
-
-def _dicts(values: Any) -> list[dict]:
-    return [value for value in values if isinstance(value, dict)] if isinstance(values, list) else []
-
-
-def _numbers(values: Any) -> str:
-    return ", ".join(map(str, values)) if isinstance(values, list) else str(values)

@@ -22,12 +22,13 @@ registered on every llm command, so this module imports nothing heavy.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 import llm
 
-PANEL_TOOL = "MoA_ask"
+PANEL_TOOL = "MoA_ask"  # the MoA toolbox's one tool, which a MoA run never offers its members
 
 PROPOSER_NOTE = """\
 The assistant who writes the final reply can call the tools listed below; you \
@@ -58,7 +59,10 @@ class MoA(llm.Toolbox):
     alone consults moa-default."""
 
     def __init__(self, preset: str = "default"):
-        self._model_id = panel_model_id(preset)
+        if not isinstance(preset, str) or len(preset.split()) != 1:
+            raise _refusal(f"MoA(...) takes a preset name such as 'research', got {preset!r}")
+        preset = preset.strip()
+        self._model_id = preset if preset.startswith("moa-") else f"moa-{preset}"
         self._model()  # an unknown preset is refused before any call
 
     def _model(self) -> Any:
@@ -78,14 +82,6 @@ class MoA(llm.Toolbox):
         return self._model().prompt(question).text()
 
 
-def panel_model_id(preset: Any) -> str:
-    "'research' -> 'moa-research'; a full 'moa-...' id is kept."
-    if not isinstance(preset, str) or not preset.strip() or any(ch.isspace() for ch in preset.strip()):
-        raise _refusal(f"MoA(...) takes a preset name such as 'research', got {preset!r}")
-    preset = preset.strip()
-    return preset if preset.startswith("moa-") else f"moa-{preset}"
-
-
 def _refusal(message: str) -> Exception:
     """A bad ``MoA(...)``. llm's CLI builds its tools outside its error
     handling, so there it is a ClickException (one line, no traceback);
@@ -95,11 +91,6 @@ def _refusal(message: str) -> Exception:
     from .errors import MoaError
 
     return click.ClickException(message) if click.get_current_context(silent=True) else MoaError(message)
-
-
-def is_panel(tool: Any) -> bool:
-    "The MoA toolbox's own tool, which a MoA run never offers its members."
-    return isinstance(getattr(tool.implementation, "__self__", None), MoA) or tool.name == PANEL_TOOL
 
 
 # --- a run with tools ---------------------------------------------------------
@@ -113,7 +104,7 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
     """
     from .errors import MoaError
 
-    tools = [tool for tool in prompt.tools if not is_panel(tool)]
+    tools = [tool for tool in prompt.tools if tool.name != PANEL_TOOL]
     history, results = _turn(prompt)
     if not tools and not results:
         return None
@@ -125,27 +116,27 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
     plan.request = replace(
         request,
         system=_join(request.system, AGGREGATOR_NOTE) if tools else request.system,
-        history=tuple(_with_tool_parts(history)),
+        history=tuple(_history(history, as_text=False)),
         tools=tuple(tools),
         tool_results=tuple(results),  # llm adds them to the messages
     )
+    calls = _calls_by_id(history)
+    results_text = "\n\n".join(_result_text(result, calls) for result in results)
     plan.proposer_request = replace(
         request,
-        text=_join(RESULTS_TURN.format(results=_results_text(results, history)), request.text) if results else request.text,
+        text=_join(RESULTS_TURN.format(results=results_text), request.text) if results else request.text,
         system=_join(request.system, PROPOSER_NOTE.format(tools=tools_text(tools))) if tools else request.system,
-        history=tuple(_as_text(history)),
+        history=tuple(_history(history, as_text=True)),
     )
     record: dict[str, Any] = {"offered": [tool.name for tool in tools]}
     if results:
         for member in plan.aggregators:  # attachments of results reach it inside the results
             member.attachments = []
-        record["tool_results"] = len(results)
-        record["tool_turns"] = plan.config.tool_turns
-        earlier = earlier_proposals(conversation, model_id) if plan.config.tool_turns == "aggregator" else None
+        record.update(tool_results=len(results), tool_turns="all")  # a full run, unless:
+        earlier = plan.config.tool_turns == "aggregator" and earlier_proposals(conversation, model_id)
         if earlier:
             plan.given_answers, record["proposals_from"] = earlier
-        elif plan.config.tool_turns == "aggregator":
-            record["tool_turns"] = "all"  # the proposals are not at hand: a full run
+            record["tool_turns"] = "aggregator"
     return record
 
 
@@ -186,62 +177,47 @@ def _turn(prompt: Any) -> tuple[list, list]:
     return messages, list(prompt.tool_results or [])
 
 
-def _with_tool_parts(messages: list) -> Iterator[Any]:
-    "The history for the aggregator: text, tool calls and tool results (no reasoning, which may be proposals)."
+def _history(messages: list, as_text: bool) -> Iterator[Any]:
+    """The history without reasoning parts (which may be proposals): for the
+    aggregator its text, tool calls and tool results; for the proposers, who
+    get no tools, all of it written out as text."""
     from llm.parts import Message, TextPart, ToolCallPart, ToolResultPart
 
+    calls = _calls_by_id(messages)
     for message in messages:
-        parts = []
+        parts: list = []
         for part in message.parts:
             if isinstance(part, TextPart) and part.text:
-                parts.append(TextPart(text=part.text))
-            elif isinstance(part, (ToolCallPart, ToolResultPart)) and not part.server_executed:
-                parts.append(part)
-        if parts and message.role in ("user", "assistant", "tool"):
-            yield Message(role=message.role, parts=parts)
-
-
-def _as_text(messages: list) -> Iterator[Any]:
-    "The history for the proposers: tool calls and results written out as text."
-    from llm.parts import Message, TextPart, ToolCallPart, ToolResultPart
-
-    calls: dict[str, str] = {}
-    for message in messages:
-        lines = []
-        for part in message.parts:
-            if isinstance(part, TextPart) and part.text:
-                lines.append(part.text)
+                parts.append(part.text if as_text else TextPart(text=part.text))
             elif isinstance(part, ToolCallPart) and not part.server_executed:
-                call = _call_text(part.name, part.arguments)
-                calls[part.tool_call_id or ""] = call
-                lines.append(f"[called the tool {call}]")
+                parts.append(f"[called the tool {_call_text(part)}]" if as_text else part)
             elif isinstance(part, ToolResultPart) and not part.server_executed:
-                lines.append(_result_text(calls.get(part.tool_call_id or "", part.name), part.output))
-        if not lines or message.role not in ("user", "assistant", "tool"):
+                parts.append(_result_text(part, calls) if as_text else part)
+        if not parts or message.role not in ("user", "assistant", "tool"):
             continue
-        if message.role == "tool":
-            yield Message(role="user", parts=[TextPart(text="Tool results:\n\n" + "\n\n".join(lines))])
+        if not as_text:
+            yield Message(role=message.role, parts=parts)
+        elif message.role == "tool":
+            yield Message(role="user", parts=[TextPart(text="Tool results:\n\n" + "\n\n".join(parts))])
         else:
-            yield Message(role=message.role, parts=[TextPart(text="\n\n".join(lines))])
+            yield Message(role=message.role, parts=[TextPart(text="\n\n".join(parts))])
 
 
-def _results_text(results: list, history: list) -> str:
+def _calls_by_id(messages: list) -> dict:
     from llm.parts import ToolCallPart
 
-    calls = {
-        part.tool_call_id: _call_text(part.name, part.arguments)
-        for message in history for part in message.parts
-        if isinstance(part, ToolCallPart) and part.tool_call_id
-    }
-    return "\n\n".join(_result_text(calls.get(result.tool_call_id, result.name), result.output) for result in results)
+    return {part.tool_call_id: part for message in messages for part in message.parts
+            if isinstance(part, ToolCallPart)}
 
 
-def _call_text(name: str, arguments: Any) -> str:
-    return f"{name}({json.dumps(arguments, ensure_ascii=False, default=repr)})"
+def _call_text(call: Any) -> str:
+    return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False, default=repr)})"
 
 
-def _result_text(call: str, output: Any) -> str:
-    return f"{call} returned:\n{output}"
+def _result_text(result: Any, calls: dict) -> str:
+    "A tool result (llm.ToolResult or a ToolResultPart) as text, headed by the call it answers."
+    call = calls.get(result.tool_call_id)
+    return f"{_call_text(call) if call else result.name} returned:\n{result.output}"
 
 
 def tools_text(tools: list) -> str:
@@ -270,14 +246,9 @@ def requested_tool_calls(response: Any) -> list:
     from llm.parts import ToolCallPart
     from llm.utils import monotonic_ulid
 
-    calls = []
-    for message in response.messages():
-        for part in message.parts:
-            if isinstance(part, ToolCallPart) and not part.server_executed:
-                if not part.tool_call_id:
-                    part = replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
-                calls.append(part)
-    return calls
+    return [part if part.tool_call_id else replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
+            for message in response.messages() for part in message.parts
+            if isinstance(part, ToolCallPart) and not part.server_executed]
 
 
 def pass_on(run: Any, response: Any) -> Iterator[Any]:
