@@ -255,34 +255,27 @@ def load(warn: Any = None) -> Prices | None:
 
 @dataclass
 class Cost:
-    """What some calls cost: the dollars of every priced call, and what is
-    missing from that figure (unpriced models, calls with no usage reported).
-    ``complete`` only when nothing is missing: otherwise ``usd`` is a lower bound."""
+    """What some calls cost: the dollars of every priced call, and per model
+    whether anything is missing from that figure (no price, or calls with no
+    usage reported). ``complete`` only when nothing is: otherwise ``usd`` is a
+    lower bound."""
 
     usd: float = 0.0
-    unpriced: list[str] = field(default_factory=list)  # models that were used and have no price
-    usage_unknown: list[str] = field(default_factory=list)  # models whose provider reported no usage
-    by_model: dict[str, dict] = field(default_factory=dict)
+    by_model: dict[str, dict] = field(default_factory=dict)  # calls, usd (None: unpriced), complete, price
     calls: list[float | None] = field(default_factory=list)  # per call, in order; None when not known
 
     @property
-    def complete(self) -> bool:
-        return not self.unpriced and not self.usage_unknown
+    def unpriced(self) -> list[str]:
+        return [model for model, entry in self.by_model.items() if entry["price"] is None]
 
-    def add(self, other: Cost) -> Cost:
-        "This cost and another together (an eval's answers, say)."
-        total = Cost(self.usd + other.usd, _union(self.unpriced, other.unpriced),
-                     _union(self.usage_unknown, other.usage_unknown))
-        for part in (self, other):
-            for model, entry in part.by_model.items():
-                mine = total.by_model.setdefault(
-                    model, {**entry, "calls": 0, "usd": None if entry["usd"] is None else 0.0})
-                mine["calls"] += entry["calls"]
-                mine["complete"] = mine["complete"] and entry["complete"]
-                if mine["usd"] is not None:
-                    mine["usd"] += entry["usd"]
-        total.calls = self.calls + other.calls
-        return total
+    @property
+    def usage_unknown(self) -> list[str]:
+        "Priced models with a call whose provider reported no usage."
+        return [model for model, entry in self.by_model.items() if entry["price"] and not entry["complete"]]
+
+    @property
+    def complete(self) -> bool:
+        return all(entry["complete"] for entry in self.by_model.values())
 
     def text(self) -> str:
         "'$0.0031', or '≥ $0.0031, gpt-oss unpriced' when something is missing."
@@ -304,15 +297,12 @@ class Cost:
         }
 
 
-def _union(first: list[str], second: list[str]) -> list[str]:
-    return list(dict.fromkeys(first + second))
-
-
-def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
+def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = None) -> Cost:
     """The cost of calls as the run record has them (``model`` and ``usage``:
     token counts, ``"unknown"``, or none for a call that made no request or
-    failed without reporting usage, which counts as nothing)."""
-    cost = Cost()
+    failed without reporting usage, which counts as nothing); added to
+    ``cost`` when given (a budget's running total)."""
+    cost = Cost() if cost is None else cost
     for call in calls:
         model, usage = str(call.get("model")), call.get("usage")
         if usage is None:
@@ -323,14 +313,13 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
             model, {"calls": 0, "usd": None if price is None else 0.0, "complete": True,
                     "price": price and price.to_json()})
         entry["calls"] += 1
+        usd = None
         if price is None or not isinstance(usage, dict):
-            _note(cost.unpriced if price is None else cost.usage_unknown, model)
             entry["complete"] = False
-            cost.calls.append(None)
-            continue
-        usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
-        cost.usd += usd
-        entry["usd"] += usd
+        else:
+            usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
+            cost.usd += usd
+            entry["usd"] += usd
         cost.calls.append(usd)
     return cost
 
@@ -381,7 +370,7 @@ class Budget:
     spent: Cost = field(default_factory=Cost)
 
     def add(self, calls: list[dict]) -> None:
-        self.spent = self.spent.add(cost_of_calls(calls, self.prices))
+        cost_of_calls(calls, self.prices, self.spent)
 
     @property
     def reached(self) -> bool:
@@ -397,11 +386,6 @@ def parse_cap(value: Any) -> float:
     if not math.isfinite(number) or number <= 0:
         raise MoaError(f"Invalid --max-cost {value!r}: must be a finite number of dollars, more than 0")
     return number
-
-
-def _note(names: list[str], model: str) -> None:
-    if model not in names:
-        names.append(model)
 
 
 def _tokens(value: Any) -> int:
