@@ -82,60 +82,58 @@ def _entry_problem(entry: Any) -> str | None:
     return None
 
 
-def model_id_for(name: str) -> str:
-    """The id llm knows ``name`` by (an alias resolves to its model), else ``name`` as typed.
-    A MoA model is refused: its cost is that of the calls it makes."""
+def _known_model(name: str) -> Any | None:
+    "The model llm knows ``name`` by (an alias resolves to its model), or None."
     import llm
 
     from . import host
 
     try:
-        model = host.get_model(name)
+        return host.get_model(name)
     except llm.UnknownModelError:
-        return name
-    if getattr(model, "is_moa", False):
-        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
-    return model.model_id
+        return None
 
 
-def set_price(name: str, input_price: Any, output_price: Any) -> tuple[str, Price, bool]:
-    """Save the user's price for a model; return its model id, the price and
-    whether it replaced one. Nothing is saved on bad input."""
+def model_id_for(name: str) -> str:
+    "The id llm knows ``name`` by, else ``name`` as typed."
+    return getattr(_known_model(name), "model_id", name)
+
+
+def set_price(name: str, input_price: Any, output_price: Any) -> str:
+    """Save the user's price for a model, under its model id; return the line
+    that says so. Nothing is saved on bad input. A MoA model is refused: its
+    cost is that of the calls it makes."""
     if not name or not name.strip():
         raise MoaError("Missing MODEL: llm moa prices set MODEL INPUT OUTPUT")
-    prices = {"input": parse_price(input_price, "input"), "output": parse_price(output_price, "output")}
-    model_id = model_id_for(name)
+    price = Price(parse_price(input_price, "input"), parse_price(output_price, "output"), YOURS)
+    model = _known_model(name)
+    if getattr(model, "is_moa", False):
+        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
+    model_id = model.model_id if model else name
 
     def change(data: dict) -> bool:
         replaced = model_id in data
-        data[model_id] = {
-            **prices,
-            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        saved = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        data[model_id] = {"input": price.input, "output": price.output, "saved": saved}
         return replaced
 
-    replaced = update_json(path(), change)
-    return model_id, Price(prices["input"], prices["output"], YOURS), replaced
+    verb = "Replaced" if update_json(path(), change) else "Saved"
+    known = "" if model else " (llm does not know this model now; kept as typed)"
+    return f"{verb} your price for {model_id}: {per_million(price)}{known}"
 
 
 def remove(name: str) -> str:
     "Remove the user's price for a model (by id, alias or as typed); return the key removed."
+    keys = dict.fromkeys([name, model_id_for(name)])
 
     def change(data: dict) -> str:
-        for key in dict.fromkeys([name, _quiet_model_id(name)]):
+        for key in keys:
             if key in data:
                 del data[key]
                 return key
         raise MoaError(f"No price of yours for {name!r}; 'llm moa prices list' shows them")
 
     return update_json(path(), change)
-
-
-def _quiet_model_id(name: str) -> str:
-    try:
-        return model_id_for(name)
-    except MoaError:
-        return name
 
 
 # --- looking prices up ---------------------------------------------------------
@@ -357,7 +355,7 @@ def models_called(model: Any, options: dict) -> list[str]:
     config = config_from({**getattr(model, "preset", {}), **options})
     default = [(llm.get_default_model(), {})]
     names = [name for name, _ in config.proposers or default] + [name for name, _ in config.aggregators or default]
-    return list(dict.fromkeys(_quiet_model_id(name) for name in names))
+    return list(dict.fromkeys(model_id_for(name) for name in names))
 
 
 @dataclass
@@ -457,12 +455,9 @@ def prices_group() -> Any:
             llm moa prices set my-local-model 0 0
         """
         try:
-            model_id, price, replaced = set_price(model or "", input_price, output_price)
+            click.echo(visible(set_price(model or "", input_price, output_price), newlines=False))
         except MoaError as ex:
             raise fail(ex)
-        known = "" if model_id != model or _is_known(model_id) else " (llm does not know this model now; kept as typed)"
-        verb = "Replaced" if replaced else "Saved"
-        click.echo(visible(f"{verb} your price for {model_id}: {per_million(price)}{known}", newlines=False))
 
     @prices.command(name="list")
     @click.argument("models", nargs=-1)
@@ -476,7 +471,7 @@ def prices_group() -> Any:
         """
         try:
             lookup = Prices()
-            names = {name: _quiet_model_id(name) for name in models}
+            names = {name: model_id_for(name) for name in models}
         except MoaError as ex:
             raise fail(ex)
         if models:
@@ -517,14 +512,3 @@ def prices_group() -> Any:
 
     return prices
 
-
-def _is_known(model_id: str) -> bool:
-    import llm
-
-    from . import host
-
-    try:
-        host.get_model(model_id)
-    except llm.UnknownModelError:
-        return False
-    return True
