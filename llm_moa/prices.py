@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,29 @@ def parse_price(value: Any, what: str) -> float:
     "A price as typed: a finite number of dollars per million tokens, 0 or more; one line naming it otherwise."
     if value is None or not str(value).strip():
         raise MoaError(f"Missing {what} price: give US dollars per million {what} tokens, e.g. 0.15")
+    return _number(value, f"{what} price", "a number of US dollars per million tokens",
+                   "a finite number, 0 or more", _is_price)
+
+
+def parse_cap(value: Any) -> float:
+    "--max-cost: dollars, more than 0; one line naming the value otherwise."
+    return _number(value, "--max-cost", "a number of US dollars, e.g. 0.50",
+                   "a finite number of dollars, more than 0", lambda usd: _is_price(usd) and usd > 0)
+
+
+def _number(value: Any, name: str, expected: str, rule: str, allowed: Callable[[float], bool]) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise MoaError(f"Invalid {what} price {value!r}: expected a number of US dollars per million tokens")
-    if not math.isfinite(number) or number < 0:
-        raise MoaError(f"Invalid {what} price {value!r}: must be a finite number, 0 or more")
+        raise MoaError(f"Invalid {name} {value!r}: expected {expected}")
+    if not allowed(number):
+        raise MoaError(f"Invalid {name} {value!r}: must be {rule}")
     return number
+
+
+def _is_price(value: Any) -> bool:
+    "A finite number, 0 or more: not a string, nan, inf or a hostile 10**400 (which float() cannot take)."
+    return type(value) in (int, float) and 0 <= value <= sys.float_info.max
 
 
 def read() -> dict[str, dict]:
@@ -63,23 +80,14 @@ def read() -> dict[str, dict]:
     A missing file is no prices; a file that is not a prices file a ``MoaError`` naming it."""
     data = read_json(path(), {})
     for model, entry in data.items():
-        problem = _entry_problem(entry)
-        if problem:
-            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
+        if not isinstance(entry, dict):
+            problem = "is not a JSON object"
+        elif bad := [key for key in ("input", "output") if not _is_price(entry.get(key))]:
+            problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
+        else:
+            continue
+        raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
     return data
-
-
-MAX_PRICE = 1e9  # dollars per million tokens; a bigger number is a typo (and 10**400 would overflow)
-
-
-def _entry_problem(entry: Any) -> str | None:
-    if not isinstance(entry, dict):
-        return "is not a JSON object"
-    for key in ("input", "output"):
-        value = entry.get(key)
-        if type(value) not in (int, float) or not 0 <= value < MAX_PRICE:  # also refuses nan and inf
-            return f"has no valid {key!r} price (a number, 0 or more, of dollars per million tokens)"
-    return None
 
 
 def _known_model(name: str) -> Any | None:
@@ -373,17 +381,6 @@ class Budget:
     @property
     def reached(self) -> bool:
         return self.spent.usd >= self.cap
-
-
-def parse_cap(value: Any) -> float:
-    "--max-cost: dollars, more than 0; one line naming the value otherwise."
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise MoaError(f"Invalid --max-cost {value!r}: expected a number of US dollars, e.g. 0.50")
-    if not math.isfinite(number) or number <= 0:
-        raise MoaError(f"Invalid --max-cost {value!r}: must be a finite number of dollars, more than 0")
-    return number
 
 
 def _tokens(value: Any) -> int:
