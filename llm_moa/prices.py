@@ -25,6 +25,7 @@ a plain ``llm`` command, never a run.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -156,11 +157,11 @@ class Price:
     source: str  # "yours", or "genai-prices 0.2.3: openai gpt-4o-mini"
     ref: str | None = None  # the name genai-prices knows the model by; None for the user's own
 
-    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float:
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
         "Dollars for one call; the public data's own calculation (tiers included) for a public price."
         if self.ref is None:
-            return ((input_tokens or 0) * self.input + (output_tokens or 0) * self.output) / PER_TOKENS
-        return _public_cost(self.ref, input_tokens or 0, output_tokens or 0)
+            return (input_tokens * self.input + output_tokens * self.output) / PER_TOKENS
+        return float(_calc_price(self.ref, input_tokens, output_tokens).total_price)
 
     def to_json(self) -> dict:
         return {"input_per_million": self.input, "output_per_million": self.output, "source": self.source}
@@ -176,82 +177,61 @@ def public_version() -> str:
         return "not installed"
 
 
-def _public_cost(ref: str, input_tokens: int, output_tokens: int) -> float:
+def _calc_price(ref: str, input_tokens: int, output_tokens: int) -> Any:
     from genai_prices import Usage, calc_price
 
-    return float(calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref).total_price)
+    return calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref)
 
 
+@functools.cache
 def public_price(ref: str) -> Price | None:
     "The bundled public price of a model name, or None when genai-prices does not know it."
     try:
-        from genai_prices import Usage, calc_price
-    except ImportError:  # the dependency missing: everything is unpriced, nothing breaks
-        return None
-    try:
         # priced at a thousand tokens each way, then scaled: a million would land in a
         # tiered model's long-prompt tier (gemini-2.5-pro: $2.50 instead of $1.25)
-        sample = calc_price(Usage(input_tokens=1000, output_tokens=1000), ref)
-    except Exception:  # noqa: BLE001 - a name the data cannot match (LookupError, or worse) is unpriced
+        sample = _calc_price(ref, 1000, 1000)
+    except Exception:  # noqa: BLE001 - genai-prices missing, or a name its data cannot match: unpriced
         return None
     scale = PER_TOKENS / 1000
-    where = f"{sample.provider.id} {sample.model.id}"
     return Price(float(sample.input_price) * scale, float(sample.output_price) * scale,
-                 f"genai-prices {public_version()}: {where}", ref)
+                 f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}", ref)
 
 
-@dataclass
 class Prices:
-    """Price lookups for one command: the user's prices read once, public ones
-    looked up once per model. ``user`` None reads the prices file."""
+    """Price lookups for one command: the user's prices read once (a
+    ``MoaError`` naming the file when it is not a prices file)."""
 
-    user: dict[str, dict] | None = None
-    _found: dict[str, Price | None] = field(default_factory=dict)
-    _names: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.user is None:
-            self.user = read()
+    def __init__(self) -> None:
+        self.user = read()
 
     def price(self, model_id: str) -> Price | None:
         "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
-        if model_id not in self._found:
-            entry = self.user.get(model_id)
-            if entry is not None:
-                found = Price(float(entry["input"]), float(entry["output"]), YOURS)
-            else:
-                found = public_price(model_id)
-                name = None if found else self._provider_name(model_id)
-                if name and name != model_id:
-                    found = public_price(name)
-            self._found[model_id] = found
-        return self._found[model_id]
+        if entry := self.user.get(model_id):
+            return Price(float(entry["input"]), float(entry["output"]), YOURS)
+        found = public_price(model_id)
+        if found is None and (name := self._provider_names.get(model_id)):
+            found = public_price(name)
+        return found
 
-    def _provider_name(self, model_id: str) -> str | None:
-        "The provider's name for the model (``model_name``, as llm's OpenAI models have), when llm knows it."
-        if self._names is None:
-            from . import host
+    @functools.cached_property
+    def _provider_names(self) -> dict[str, str]:
+        "Each model's provider name (``model_name``, as llm's OpenAI models have), by model id."
+        from . import host
 
-            try:
-                by_name, _ = host.models_by_name()
-            except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
-                by_name = {}
-            self._names = {
-                model.model_id: name for model in by_name.values()
-                if isinstance(name := getattr(model, "model_name", None), str) and name
-            }
-        return self._names.get(model_id)
+        try:
+            by_name, _ = host.models_by_name()
+        except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
+            by_name = {}
+        return {model.model_id: name for model in by_name.values()
+                if isinstance(name := getattr(model, "model_name", None), str) and name}
 
 
-def load(warn: Any = None) -> Prices | None:
-    """Prices for a command that shows costs. With ``warn``, a prices file that
-    cannot be read is reported through it once and costs are not shown (None);
-    without, the ``MoaError`` is raised."""
+def load(warn: Callable[[str], None]) -> Prices | None:
+    """Prices for a command that shows costs; a prices file that cannot be read
+    is reported through ``warn`` once, and costs are not shown (None)."""
     try:
         return Prices()
     except MoaError as ex:
-        if warn is None:
-            raise
         warn(f"{ex}; costs are not shown")
         return None
 
