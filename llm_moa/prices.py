@@ -128,11 +128,13 @@ def set_price(name: str, input_price: Any, output_price: Any) -> str:
 
     verb = "Replaced" if update_json(path(), change) else "Saved"
     known = "" if model else " (llm does not know this model now; kept as typed)"
-    return f"{verb} your price for {model_id}: {per_million(price)}{known}"
+    return f"{verb} your price for {model_id}: {price.text()}{known}"
 
 
 def remove(name: str) -> str:
     "Remove the user's price for a model (by id, alias or as typed); return the key removed."
+    if not name:
+        raise MoaError("Missing MODEL: llm moa prices remove MODEL")
     keys = dict.fromkeys([name, model_id_for(name)])
 
     def change(data: dict) -> str:
@@ -162,6 +164,10 @@ class Price:
         if self.ref is None:
             return (input_tokens * self.input + output_tokens * self.output) / PER_TOKENS
         return float(_calc_price(self.ref, input_tokens, output_tokens).total_price)
+
+    def text(self) -> str:
+        "'$0.15 input, $0.6 output per million tokens'"
+        return f"${self.input:,.4g} input, ${self.output:,.4g} output per million tokens"
 
     def to_json(self) -> dict:
         return {"input_per_million": self.input, "output_per_million": self.output, "source": self.source}
@@ -392,24 +398,47 @@ def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
     return f"≥ {format_usd(usd)}, {why}"
 
 
-def per_million(price: Price) -> str:
-    "'$0.15 input, $0.60 output per million tokens'"
-    return f"${price.input:,.4g} input, ${price.output:,.4g} output per million tokens"
-
-
 # --- `llm moa prices` ------------------------------------------------------------
+
+
+def listing(names: tuple[str, ...], as_json: bool) -> str:
+    "`llm moa prices list`: your prices, or with names the price each model gets and where it comes from."
+    import json
+
+    from .text import table, visible
+
+    prices = Prices()
+    if names:
+        found = [(model_id, prices.price(model_id)) for model_id in map(model_id_for, dict.fromkeys(names))]
+        data: Any = [{"model": model_id, **(price.to_json() if price else {"source": None})}
+                     for model_id, price in found]
+        text = "\n".join(visible(f"{model_id}: {price.text()} ({price.source})" if price else
+                                 f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
+                                 newlines=False) for model_id, price in found)
+    elif prices.user:
+        rows = [("model", "input $/M", "output $/M", "saved")]
+        rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
+                  str(entry.get("saved", ""))[:19].replace("T", " "))
+                 for model, entry in sorted(prices.user.items())]
+        data, text = prices.user, table([[visible(cell, newlines=False) for cell in row] for row in rows])
+    else:
+        data, text = {}, (f"No prices of yours; public prices from genai-prices {public_version()} apply. "
+                          "Set one with: llm moa prices set MODEL INPUT OUTPUT")
+    return json.dumps(data, indent=2) if as_json else text
 
 
 def prices_group() -> Any:
     "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
-    import json
-
     import click
 
-    from .text import table, visible
+    from .text import visible
 
-    def fail(ex: MoaError) -> click.ClickException:
-        return click.ClickException(visible(str(ex), newlines=False))
+    def echo(make: Callable[[], str]) -> None:
+        "Print what ``make`` returns; bad input (a MoaError) is click's one-line 'Error: ...'."
+        try:
+            click.echo(make())
+        except MoaError as ex:
+            raise click.ClickException(visible(str(ex), newlines=False))
 
     @click.group(name="prices")
     def prices() -> None:
@@ -431,10 +460,7 @@ def prices_group() -> Any:
             llm moa prices set gpt-4o-mini 0.15 0.60
             llm moa prices set my-local-model 0 0
         """
-        try:
-            click.echo(visible(set_price(model or "", input_price, output_price), newlines=False))
-        except MoaError as ex:
-            raise fail(ex)
+        echo(lambda: visible(set_price(model or "", input_price, output_price), newlines=False))
 
     @prices.command(name="list")
     @click.argument("models", nargs=-1)
@@ -446,46 +472,12 @@ def prices_group() -> Any:
             llm moa prices list
             llm moa prices list gpt-4o-mini claude-3.5-sonnet
         """
-        try:
-            lookup = Prices()
-            names = {name: model_id_for(name) for name in models}
-        except MoaError as ex:
-            raise fail(ex)
-        if models:
-            found = {name: lookup.price(model_id) for name, model_id in names.items()}
-            entries = [{"model": names[name], **(price.to_json() if price else {"source": None})}
-                       for name, price in found.items()]
-            if json_:
-                click.echo(json.dumps(entries, indent=2))
-                return
-            for name, price in found.items():
-                shown = f"{per_million(price)} ({price.source})" if price else (
-                    "unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT")
-                click.echo(visible(f"{names[name]}: {shown}", newlines=False))
-            return
-        if json_:
-            click.echo(json.dumps(lookup.user, indent=2))
-        elif not lookup.user:
-            click.echo(f"No prices of yours; public prices from genai-prices {public_version()} apply. "
-                       "Set one with: llm moa prices set MODEL INPUT OUTPUT")
-        else:
-            rows = [("model", "input $/M", "output $/M", "saved")]
-            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
-                      str(entry.get("saved", ""))[:19].replace("T", " "))
-                     for model, entry in sorted(lookup.user.items())]
-            click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
+        echo(lambda: listing(models, json_))
 
     @prices.command(name="remove")
     @click.argument("model", required=False)
     def remove_command(model: str | None) -> None:
         "Remove your price for a model (the public price, if any, applies again)"
-        if not model:
-            raise click.ClickException("Missing MODEL: llm moa prices remove MODEL")
-        try:
-            removed = remove(model)
-        except MoaError as ex:
-            raise fail(ex)
-        click.echo(visible(f"Removed your price for {removed}", newlines=False))
+        echo(lambda: visible(f"Removed your price for {remove(model or '')}", newlines=False))
 
     return prices
-
