@@ -1,25 +1,19 @@
 """What a run costs in dollars: prices, where they come from, and the cost of a run record.
 
-A model's price comes from, in order:
+A model's price is the user's own (``llm moa prices set MODEL INPUT OUTPUT``,
+US dollars per million input and output tokens, kept in
+``<llm user dir>/moa/prices.json`` like presets), else the public data bundled
+with pydantic's ``genai-prices`` (never updated from the network), found by the
+model's id, then by the provider's own name for it (``model_name``, as llm's
+OpenAI models have; run records keep only ids, so it is the name of the model
+llm knows by that id today), else none: a total that includes an unpriced
+model is a lower bound naming it, never a complete figure. Prices are
+estimates: a provider's bill is the truth (cached input, batch discounts,
+tiers and free allowances are not modelled here).
 
-1. the user's own, ``llm moa prices set MODEL INPUT OUTPUT`` (US dollars per
-   million input and output tokens), kept in ``<llm user dir>/moa/prices.json``
-   and changed under its lock (``storage.update_json``), like presets;
-2. the public price data bundled with pydantic's ``genai-prices`` package,
-   looked up by the model's id and then, where the model's plugin exposes the
-   provider's own name for it as ``model_name`` (llm's OpenAI models do, e.g.
-   one registered in ``extra-openai-models.yaml``), by that name. Run records
-   only keep the model id, so the name is that of the model llm knows by that
-   id today. The bundled data is never updated from the network;
-3. otherwise the model is unpriced, and any total that includes it is shown as
-   a lower bound naming it, never as a complete figure.
-
-Prices are estimates: a provider's bill is the truth (cached input, batch
-discounts, tiers and free allowances are not modelled here).
-
-``genai-prices`` takes about 0.3 s to import, so it is imported only when a
-public price is looked up, which only the commands that show a cost do: never
-a plain ``llm`` command, never a run.
+``genai-prices`` takes about 0.3 s to import, so only a public price lookup
+imports it, which only the commands that show a cost make: never a plain
+``llm`` command, never a run.
 """
 
 from __future__ import annotations
@@ -174,13 +168,10 @@ class Price:
 
 
 def public_version() -> str:
-    "The version of genai-prices installed, read without importing it."
-    from importlib.metadata import PackageNotFoundError, version
+    "The version of genai-prices installed (a dependency of llm-moa), read without importing it."
+    from importlib.metadata import version
 
-    try:
-        return version("genai-prices")
-    except PackageNotFoundError:
-        return "not installed"
+    return version("genai-prices")
 
 
 def _calc_price(ref: str, input_tokens: int, output_tokens: int) -> Any:
@@ -372,9 +363,6 @@ class Budget:
 def _tokens(value: Any) -> int:
     "A token count from a record; anything else (even a hostile 10**400) counts as none."
     return value if type(value) is int and 0 < value < 10**15 else 0
-
-
-# --- showing dollars -----------------------------------------------------------
 
 
 def format_usd(usd: float) -> str:
