@@ -70,31 +70,11 @@ def _is_price(value: Any) -> bool:
     return type(value) in (int, float) and 0 <= value <= sys.float_info.max
 
 
-def read() -> dict[str, dict]:
-    """The user's prices by model id: ``{"input": dollars, "output": dollars, "saved": ...}``.
-    A missing file is no prices; a file that is not a prices file a ``MoaError`` naming it."""
-    data = read_json(path(), {})
-    for model, entry in data.items():
-        if not isinstance(entry, dict):
-            problem = "is not a JSON object"
-        elif bad := [key for key in ("input", "output") if not _is_price(entry.get(key))]:
-            problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
-        else:
-            continue
-        raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
-    return data
-
-
 def _known_model(name: str) -> Any | None:
     "The model llm knows ``name`` by (an alias resolves to its model), or None."
-    import llm
-
     from . import host
 
-    try:
-        return host.get_model(name)
-    except llm.UnknownModelError:
-        return None
+    return host.models_by_name()[0].get(name)
 
 
 def model_id_for(name: str) -> str:
@@ -195,11 +175,20 @@ def public_price(ref: str) -> Price | None:
 
 
 class Prices:
-    """Price lookups for one command: the user's prices read once (a
-    ``MoaError`` naming the file when it is not a prices file)."""
+    """Price lookups for one command, the user's prices read once: by model id,
+    ``{"input": dollars, "output": dollars, "saved": ...}``. A missing file is
+    no prices; a file that is not a prices file a ``MoaError`` naming it."""
 
     def __init__(self) -> None:
-        self.user = read()
+        self.user = read_json(path(), {})
+        for model, entry in self.user.items():
+            if not isinstance(entry, dict):
+                problem = "is not a JSON object"
+            elif bad := [key for key in ("input", "output") if not _is_price(entry.get(key))]:
+                problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
+            else:
+                continue
+            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
 
     def price(self, model_id: str) -> Price | None:
         "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
@@ -389,44 +378,25 @@ def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
 # --- `llm moa prices` ------------------------------------------------------------
 
 
-def listing(names: tuple[str, ...], as_json: bool) -> str:
-    "`llm moa prices list`: your prices, or with names the price each model gets and where it comes from."
+def prices_group() -> Any:
+    "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
     import json
+
+    import click
 
     from .text import table, visible
 
-    prices = Prices()
-    if names:
-        found = [(model_id, prices.price(model_id)) for model_id in map(model_id_for, dict.fromkeys(names))]
-        data: Any = [{"model": model_id, **(price.to_json() if price else {"source": None})}
-                     for model_id, price in found]
-        text = "\n".join(visible(f"{model_id}: {price.text()} ({price.source})" if price else
-                                 f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
-                                 newlines=False) for model_id, price in found)
-    elif prices.user:
-        rows = [("model", "input $/M", "output $/M", "saved")]
-        rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
-                  str(entry.get("saved", ""))[:19].replace("T", " "))
-                 for model, entry in sorted(prices.user.items())]
-        data, text = prices.user, table([[visible(cell, newlines=False) for cell in row] for row in rows])
-    else:
-        data, text = {}, (f"No prices of yours; public prices from genai-prices {public_version()} apply. "
-                          "Set one with: llm moa prices set MODEL INPUT OUTPUT")
-    return json.dumps(data, indent=2) if as_json else text
+    def printed(command: Callable[..., str]) -> Callable[..., None]:
+        "The command prints the text it returns; bad input (a MoaError) is click's one-line 'Error: ...'."
 
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> None:
+            try:
+                click.echo(command(**kwargs))
+            except MoaError as ex:
+                raise click.ClickException(visible(str(ex), newlines=False))
 
-def prices_group() -> Any:
-    "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
-    import click
-
-    from .text import visible
-
-    def echo(make: Callable[[], str]) -> None:
-        "Print what ``make`` returns; bad input (a MoaError) is click's one-line 'Error: ...'."
-        try:
-            click.echo(make())
-        except MoaError as ex:
-            raise click.ClickException(visible(str(ex), newlines=False))
+        return run
 
     @click.group(name="prices")
     def prices() -> None:
@@ -441,31 +411,51 @@ def prices_group() -> Any:
     @click.argument("model", required=False)
     @click.argument("input_price", metavar="INPUT", required=False)
     @click.argument("output_price", metavar="OUTPUT", required=False)
-    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> None:
+    @printed
+    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> str:
         """Set your price for a model: US dollars per million input and output tokens
 
         \b
             llm moa prices set gpt-4o-mini 0.15 0.60
             llm moa prices set my-local-model 0 0
         """
-        echo(lambda: visible(set_price(model or "", input_price, output_price), newlines=False))
+        return visible(set_price(model or "", input_price, output_price), newlines=False)
 
     @prices.command(name="list")
     @click.argument("models", nargs=-1)
     @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    def list_command(models: tuple[str, ...], json_: bool) -> None:
+    @printed
+    def list_command(models: tuple[str, ...], json_: bool) -> str:
         """List your prices, or the price of each MODEL given and where it comes from
 
         \b
             llm moa prices list
             llm moa prices list gpt-4o-mini claude-3.5-sonnet
         """
-        echo(lambda: listing(models, json_))
+        lookup = Prices()
+        if models:
+            found = [(model_id, lookup.price(model_id)) for model_id in map(model_id_for, dict.fromkeys(models))]
+            data: Any = [{"model": model_id, **(price.to_json() if price else {"source": None})}
+                         for model_id, price in found]
+            text = "\n".join(visible(f"{model_id}: {price.text()} ({price.source})" if price else
+                                     f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
+                                     newlines=False) for model_id, price in found)
+        elif lookup.user:
+            rows = [("model", "input $/M", "output $/M", "saved")]
+            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
+                      str(entry.get("saved", ""))[:19].replace("T", " "))
+                     for model, entry in sorted(lookup.user.items())]
+            data, text = lookup.user, table([[visible(cell, newlines=False) for cell in row] for row in rows])
+        else:
+            data, text = {}, (f"No prices of yours; public prices from genai-prices {public_version()} apply. "
+                              "Set one with: llm moa prices set MODEL INPUT OUTPUT")
+        return json.dumps(data, indent=2) if json_ else text
 
     @prices.command(name="remove")
     @click.argument("model", required=False)
-    def remove_command(model: str | None) -> None:
+    @printed
+    def remove_command(model: str | None) -> str:
         "Remove your price for a model (the public price, if any, applies again)"
-        echo(lambda: visible(f"Removed your price for {remove(model or '')}", newlines=False))
+        return visible(f"Removed your price for {remove(model or '')}", newlines=False)
 
     return prices
