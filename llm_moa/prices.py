@@ -1,19 +1,16 @@
 """What a run costs in dollars: prices, where they come from, and the cost of a run record.
 
-A model's price is the user's own (``llm moa prices set MODEL INPUT OUTPUT``,
-US dollars per million input and output tokens, kept in
-``<llm user dir>/moa/prices.json`` like presets), else the public data bundled
-with pydantic's ``genai-prices`` (never updated from the network), found by the
-model's id, then by the provider's own name for it (``model_name``, as llm's
-OpenAI models have; run records keep only ids, so it is the name of the model
-llm knows by that id today), else none: a total that includes an unpriced
-model is a lower bound naming it, never a complete figure. Prices are
-estimates: a provider's bill is the truth (cached input, batch discounts,
-tiers and free allowances are not modelled here).
+A price is the user's (``llm moa prices set``, kept in
+``<llm user dir>/moa/prices.json``), else genai-prices' bundled public data
+(never updated from the network) by model id, then by the provider's own name,
+``model_name`` (run records keep only ids, so it is the name of the model llm
+knows by that id today), else none: a total that includes an unpriced model is
+a lower bound naming it. Prices are estimates: a provider's bill is the truth
+(cached input, batch discounts, tiers and free allowances are not modelled).
 
-``genai-prices`` takes about 0.3 s to import, so only a public price lookup
-imports it, which only the commands that show a cost make: never a plain
-``llm`` command, never a run.
+genai-prices takes about 0.3 s to import, so only a public price lookup imports
+it, which only the commands that show a cost make: never a plain ``llm``
+command, never a run.
 """
 
 from __future__ import annotations
@@ -36,9 +33,6 @@ YOURS = "yours"
 
 def path() -> Path:
     return moa_dir() / "prices.json"
-
-
-# --- the user's prices ---------------------------------------------------------
 
 
 def parse_price(value: Any, what: str) -> float:
@@ -121,9 +115,6 @@ def remove(name: str) -> str:
     return update_json(path(), change)
 
 
-# --- looking prices up ---------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Price:
     "A model's price: US dollars per million input and output tokens, and where it came from."
@@ -194,22 +185,20 @@ class Prices:
         "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
         if entry := self.user.get(model_id):
             return Price(float(entry["input"]), float(entry["output"]), YOURS)
-        found = public_price(model_id)
-        if found is None and (name := self._provider_names.get(model_id)):
-            found = public_price(name)
-        return found
+        if found := public_price(model_id):
+            return found
+        name = getattr(self._models.get(model_id), "model_name", None)
+        return public_price(name) if isinstance(name, str) and name else None
 
     @functools.cached_property
-    def _provider_names(self) -> dict[str, str]:
-        "Each model's provider name (``model_name``, as llm's OpenAI models have), by model id."
+    def _models(self) -> dict[str, Any]:
+        "llm's models by id, for the provider's own name of each (``model_name``, as llm's OpenAI models have)."
         from . import host
 
         try:
-            by_name, _ = host.models_by_name()
+            return host.models_by_name()[0]
         except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
-            by_name = {}
-        return {model.model_id: name for model in by_name.values()
-                if isinstance(name := getattr(model, "model_name", None), str) and name}
+            return {}
 
 
 def load(warn: Callable[[str], None]) -> Prices | None:
@@ -220,9 +209,6 @@ def load(warn: Callable[[str], None]) -> Prices | None:
     except MoaError as ex:
         warn(f"{ex}; costs are not shown")
         return None
-
-
-# --- the cost of calls ---------------------------------------------------------
 
 
 @dataclass
@@ -373,9 +359,6 @@ def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
     if usd <= 0:
         return f"unknown ({why})"
     return f"≥ {format_usd(usd)}, {why}"
-
-
-# --- `llm moa prices` ------------------------------------------------------------
 
 
 def prices_group() -> Any:
