@@ -1,32 +1,25 @@
 """What a run costs in dollars: prices, where they come from, and the cost of a run record.
 
-A model's price comes from, in order:
+A price is the user's (``llm moa prices set``, kept in
+``<llm user dir>/moa/prices.json``), else genai-prices' bundled public data
+(never updated from the network) by model id, then by the provider's own name,
+``model_name`` (run records keep only ids, so it is the name of the model llm
+knows by that id today), else none: a total that includes an unpriced model is
+a lower bound naming it. Prices are estimates: a provider's bill is the truth
+(cached input, batch discounts, tiers and free allowances are not modelled).
 
-1. the user's own, ``llm moa prices set MODEL INPUT OUTPUT`` (US dollars per
-   million input and output tokens), kept in ``<llm user dir>/moa/prices.json``
-   and changed under its lock (``storage.update_json``), like presets;
-2. the public price data bundled with pydantic's ``genai-prices`` package,
-   looked up by the model's id and then, where the model's plugin exposes the
-   provider's own name for it as ``model_name`` (llm's OpenAI models do, e.g.
-   one registered in ``extra-openai-models.yaml``), by that name. Run records
-   only keep the model id, so the name is that of the model llm knows by that
-   id today. The bundled data is never updated from the network;
-3. otherwise the model is unpriced, and any total that includes it is shown as
-   a lower bound naming it, never as a complete figure.
-
-Prices are estimates: a provider's bill is the truth (cached input, batch
-discounts, tiers and free allowances are not modelled here).
-
-``genai-prices`` takes about 0.3 s to import, so it is imported only when a
-public price is looked up, which only the commands that show a cost do: never
-a plain ``llm`` command, never a run.
+genai-prices takes about 0.3 s to import, so only a public price lookup imports
+it, which only the commands that show a cost make: never a plain ``llm``
+command, never a run.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,103 +35,84 @@ def path() -> Path:
     return moa_dir() / "prices.json"
 
 
-# --- the user's prices ---------------------------------------------------------
-
-
 def parse_price(value: Any, what: str) -> float:
     "A price as typed: a finite number of dollars per million tokens, 0 or more; one line naming it otherwise."
     if value is None or not str(value).strip():
         raise MoaError(f"Missing {what} price: give US dollars per million {what} tokens, e.g. 0.15")
+    return _number(value, f"{what} price", "a number of US dollars per million tokens",
+                   "a finite number, 0 or more", _is_price)
+
+
+def parse_cap(value: Any) -> float:
+    "--max-cost: dollars, more than 0; one line naming the value otherwise."
+    return _number(value, "--max-cost", "a number of US dollars, e.g. 0.50",
+                   "a finite number of dollars, more than 0", lambda usd: _is_price(usd) and usd > 0)
+
+
+def _number(value: Any, name: str, expected: str, rule: str, allowed: Callable[[float], bool]) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise MoaError(f"Invalid {what} price {value!r}: expected a number of US dollars per million tokens")
-    if not math.isfinite(number) or number < 0:
-        raise MoaError(f"Invalid {what} price {value!r}: must be a finite number, 0 or more")
+        raise MoaError(f"Invalid {name} {value!r}: expected {expected}")
+    if not allowed(number):
+        raise MoaError(f"Invalid {name} {value!r}: must be {rule}")
     return number
 
 
-def read() -> dict[str, dict]:
-    """The user's prices by model id: ``{"input": dollars, "output": dollars, "saved": ...}``.
-    A missing file is no prices; a file that is not a prices file a ``MoaError`` naming it."""
-    data = read_json(path(), {})
-    for model, entry in data.items():
-        problem = _entry_problem(entry)
-        if problem:
-            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
-    return data
+def _is_price(value: Any) -> bool:
+    "A finite number, 0 or more: not a string, nan, inf or a hostile 10**400 (which float() cannot take)."
+    return type(value) in (int, float) and 0 <= value <= sys.float_info.max
 
 
-MAX_PRICE = 1e9  # dollars per million tokens; a bigger number is a typo (and 10**400 would overflow)
+def _known_model(name: str) -> Any | None:
+    "The model llm knows ``name`` by (an alias resolves to its model), or None."
+    from . import host
 
-
-def _entry_problem(entry: Any) -> str | None:
-    if not isinstance(entry, dict):
-        return "is not a JSON object"
-    for key in ("input", "output"):
-        value = entry.get(key)
-        if type(value) not in (int, float) or not 0 <= value < MAX_PRICE:  # also refuses nan and inf
-            return f"has no valid {key!r} price (a number, 0 or more, of dollars per million tokens)"
-    return None
+    return host.models_by_name()[0].get(name)
 
 
 def model_id_for(name: str) -> str:
-    """The id llm knows ``name`` by (an alias resolves to its model), else ``name`` as typed.
-    A MoA model is refused: its cost is that of the calls it makes."""
-    import llm
-
-    from . import host
-
-    try:
-        model = host.get_model(name)
-    except llm.UnknownModelError:
-        return name
-    if getattr(model, "is_moa", False):
-        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
-    return model.model_id
+    "The id llm knows ``name`` by, else ``name`` as typed."
+    return getattr(_known_model(name), "model_id", name)
 
 
-def set_price(name: str, input_price: Any, output_price: Any) -> tuple[str, Price, bool]:
-    """Save the user's price for a model; return its model id, the price and
-    whether it replaced one. Nothing is saved on bad input."""
+def set_price(name: str, input_price: Any, output_price: Any) -> str:
+    """Save the user's price for a model, under its model id; return the line
+    that says so. Nothing is saved on bad input. A MoA model is refused: its
+    cost is that of the calls it makes."""
     if not name or not name.strip():
         raise MoaError("Missing MODEL: llm moa prices set MODEL INPUT OUTPUT")
-    prices = {"input": parse_price(input_price, "input"), "output": parse_price(output_price, "output")}
-    model_id = model_id_for(name)
+    price = Price(parse_price(input_price, "input"), parse_price(output_price, "output"), YOURS)
+    model = _known_model(name)
+    if getattr(model, "is_moa", False):
+        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
+    model_id = model.model_id if model else name
 
     def change(data: dict) -> bool:
         replaced = model_id in data
-        data[model_id] = {
-            **prices,
-            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        saved = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        data[model_id] = {"input": price.input, "output": price.output, "saved": saved}
         return replaced
 
-    replaced = update_json(path(), change)
-    return model_id, Price(prices["input"], prices["output"], YOURS), replaced
+    verb = "Replaced" if update_json(path(), change) else "Saved"
+    known = "" if model else " (llm does not know this model now; kept as typed)"
+    return f"{verb} your price for {model_id}: {price.text()}{known}"
 
 
 def remove(name: str) -> str:
     "Remove the user's price for a model (by id, alias or as typed); return the key removed."
+    if not name:
+        raise MoaError("Missing MODEL: llm moa prices remove MODEL")
+    keys = dict.fromkeys([name, model_id_for(name)])
 
     def change(data: dict) -> str:
-        for key in dict.fromkeys([name, _quiet_model_id(name)]):
+        for key in keys:
             if key in data:
                 del data[key]
                 return key
         raise MoaError(f"No price of yours for {name!r}; 'llm moa prices list' shows them")
 
     return update_json(path(), change)
-
-
-def _quiet_model_id(name: str) -> str:
-    try:
-        return model_id_for(name)
-    except MoaError:
-        return name
-
-
-# --- looking prices up ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -150,139 +124,116 @@ class Price:
     source: str  # "yours", or "genai-prices 0.2.3: openai gpt-4o-mini"
     ref: str | None = None  # the name genai-prices knows the model by; None for the user's own
 
-    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float:
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
         "Dollars for one call; the public data's own calculation (tiers included) for a public price."
         if self.ref is None:
-            return ((input_tokens or 0) * self.input + (output_tokens or 0) * self.output) / PER_TOKENS
-        return _public_cost(self.ref, input_tokens or 0, output_tokens or 0)
+            return (input_tokens * self.input + output_tokens * self.output) / PER_TOKENS
+        return float(_calc_price(self.ref, input_tokens, output_tokens).total_price)
+
+    def text(self) -> str:
+        "'$0.15 input, $0.6 output per million tokens'"
+        return f"${self.input:,.4g} input, ${self.output:,.4g} output per million tokens"
 
     def to_json(self) -> dict:
         return {"input_per_million": self.input, "output_per_million": self.output, "source": self.source}
 
 
 def public_version() -> str:
-    "The version of genai-prices installed, read without importing it."
-    from importlib.metadata import PackageNotFoundError, version
+    "The version of genai-prices installed (a dependency of llm-moa), read without importing it."
+    from importlib.metadata import version
 
-    try:
-        return version("genai-prices")
-    except PackageNotFoundError:
-        return "not installed"
+    return version("genai-prices")
 
 
-def _public_cost(ref: str, input_tokens: int, output_tokens: int) -> float:
+def _calc_price(ref: str, input_tokens: int, output_tokens: int) -> Any:
     from genai_prices import Usage, calc_price
 
-    return float(calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref).total_price)
+    return calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref)
 
 
+@functools.cache
 def public_price(ref: str) -> Price | None:
     "The bundled public price of a model name, or None when genai-prices does not know it."
     try:
-        from genai_prices import Usage, calc_price
-    except ImportError:  # the dependency missing: everything is unpriced, nothing breaks
-        return None
-    try:
         # priced at a thousand tokens each way, then scaled: a million would land in a
         # tiered model's long-prompt tier (gemini-2.5-pro: $2.50 instead of $1.25)
-        sample = calc_price(Usage(input_tokens=1000, output_tokens=1000), ref)
-    except Exception:  # noqa: BLE001 - a name the data cannot match (LookupError, or worse) is unpriced
+        sample = _calc_price(ref, 1000, 1000)
+    except Exception:  # noqa: BLE001 - genai-prices missing, or a name its data cannot match: unpriced
         return None
     scale = PER_TOKENS / 1000
-    where = f"{sample.provider.id} {sample.model.id}"
     return Price(float(sample.input_price) * scale, float(sample.output_price) * scale,
-                 f"genai-prices {public_version()}: {where}", ref)
+                 f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}", ref)
 
 
-@dataclass
 class Prices:
-    """Price lookups for one command: the user's prices read once, public ones
-    looked up once per model. ``user`` None reads the prices file."""
+    """Price lookups for one command, the user's prices read once: by model id,
+    ``{"input": dollars, "output": dollars, "saved": ...}``. A missing file is
+    no prices; a file that is not a prices file a ``MoaError`` naming it."""
 
-    user: dict[str, dict] | None = None
-    _found: dict[str, Price | None] = field(default_factory=dict)
-    _names: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.user is None:
-            self.user = read()
+    def __init__(self) -> None:
+        self.user = read_json(path(), {})
+        for model, entry in self.user.items():
+            if not isinstance(entry, dict):
+                problem = "is not a JSON object"
+            elif bad := [key for key in ("input", "output") if not _is_price(entry.get(key))]:
+                problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
+            else:
+                continue
+            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
 
     def price(self, model_id: str) -> Price | None:
         "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
-        if model_id not in self._found:
-            entry = self.user.get(model_id)
-            if entry is not None:
-                found = Price(float(entry["input"]), float(entry["output"]), YOURS)
-            else:
-                found = public_price(model_id)
-                name = None if found else self._provider_name(model_id)
-                if name and name != model_id:
-                    found = public_price(name)
-            self._found[model_id] = found
-        return self._found[model_id]
+        if entry := self.user.get(model_id):
+            return Price(float(entry["input"]), float(entry["output"]), YOURS)
+        if found := public_price(model_id):
+            return found
+        name = getattr(self._models.get(model_id), "model_name", None)
+        return public_price(name) if isinstance(name, str) and name else None
 
-    def _provider_name(self, model_id: str) -> str | None:
-        "The provider's name for the model (``model_name``, as llm's OpenAI models have), when llm knows it."
-        if self._names is None:
-            from . import host
+    @functools.cached_property
+    def _models(self) -> dict[str, Any]:
+        "llm's models by id, for the provider's own name of each (``model_name``, as llm's OpenAI models have)."
+        from . import host
 
-            try:
-                by_name, _ = host.models_by_name()
-            except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
-                by_name = {}
-            self._names = {
-                model.model_id: name for model in by_name.values()
-                if isinstance(name := getattr(model, "model_name", None), str) and name
-            }
-        return self._names.get(model_id)
+        try:
+            return host.models_by_name()[0]
+        except Exception:  # noqa: BLE001 - a broken plugin leaves the model unpriced, nothing more
+            return {}
 
 
-def load(warn: Any = None) -> Prices | None:
-    """Prices for a command that shows costs. With ``warn``, a prices file that
-    cannot be read is reported through it once and costs are not shown (None);
-    without, the ``MoaError`` is raised."""
+def load(warn: Callable[[str], None]) -> Prices | None:
+    """Prices for a command that shows costs; a prices file that cannot be read
+    is reported through ``warn`` once, and costs are not shown (None)."""
     try:
         return Prices()
     except MoaError as ex:
-        if warn is None:
-            raise
         warn(f"{ex}; costs are not shown")
         return None
 
 
-# --- the cost of calls ---------------------------------------------------------
-
-
 @dataclass
 class Cost:
-    """What some calls cost: the dollars of every priced call, and what is
-    missing from that figure (unpriced models, calls with no usage reported).
-    ``complete`` only when nothing is missing: otherwise ``usd`` is a lower bound."""
+    """What some calls cost: the dollars of every priced call, and per model
+    whether anything is missing from that figure (no price, or calls with no
+    usage reported). ``complete`` only when nothing is: otherwise ``usd`` is a
+    lower bound."""
 
     usd: float = 0.0
-    unpriced: list[str] = field(default_factory=list)  # models that were used and have no price
-    usage_unknown: list[str] = field(default_factory=list)  # models whose provider reported no usage
-    by_model: dict[str, dict] = field(default_factory=dict)
+    by_model: dict[str, dict] = field(default_factory=dict)  # calls, usd (None: unpriced), complete, price
     calls: list[float | None] = field(default_factory=list)  # per call, in order; None when not known
 
     @property
-    def complete(self) -> bool:
-        return not self.unpriced and not self.usage_unknown
+    def unpriced(self) -> list[str]:
+        return [model for model, entry in self.by_model.items() if entry["price"] is None]
 
-    def add(self, other: Cost) -> Cost:
-        "This cost and another together (an eval's answers, say)."
-        total = Cost(self.usd + other.usd, _union(self.unpriced, other.unpriced),
-                     _union(self.usage_unknown, other.usage_unknown))
-        for part in (self, other):
-            for model, entry in part.by_model.items():
-                mine = total.by_model.setdefault(
-                    model, {**entry, "calls": 0, "usd": None if entry["usd"] is None else 0.0})
-                mine["calls"] += entry["calls"]
-                mine["complete"] = mine["complete"] and entry["complete"]
-                if mine["usd"] is not None:
-                    mine["usd"] += entry["usd"]
-        total.calls = self.calls + other.calls
-        return total
+    @property
+    def usage_unknown(self) -> list[str]:
+        "Priced models with a call whose provider reported no usage."
+        return [model for model, entry in self.by_model.items() if entry["price"] and not entry["complete"]]
+
+    @property
+    def complete(self) -> bool:
+        return all(entry["complete"] for entry in self.by_model.values())
 
     def text(self) -> str:
         "'$0.0031', or '≥ $0.0031, gpt-oss unpriced' when something is missing."
@@ -304,15 +255,12 @@ class Cost:
         }
 
 
-def _union(first: list[str], second: list[str]) -> list[str]:
-    return list(dict.fromkeys(first + second))
-
-
-def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
+def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = None) -> Cost:
     """The cost of calls as the run record has them (``model`` and ``usage``:
     token counts, ``"unknown"``, or none for a call that made no request or
-    failed without reporting usage, which counts as nothing)."""
-    cost = Cost()
+    failed without reporting usage, which counts as nothing); added to
+    ``cost`` when given (a budget's running total)."""
+    cost = Cost() if cost is None else cost
     for call in calls:
         model, usage = str(call.get("model")), call.get("usage")
         if usage is None:
@@ -323,14 +271,13 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices) -> Cost:
             model, {"calls": 0, "usd": None if price is None else 0.0, "complete": True,
                     "price": price and price.to_json()})
         entry["calls"] += 1
+        usd = None
         if price is None or not isinstance(usage, dict):
-            _note(cost.unpriced if price is None else cost.usage_unknown, model)
             entry["complete"] = False
-            cost.calls.append(None)
-            continue
-        usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
-        cost.usd += usd
-        entry["usd"] += usd
+        else:
+            usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
+            cost.usd += usd
+            entry["usd"] += usd
         cost.calls.append(usd)
     return cost
 
@@ -368,7 +315,7 @@ def models_called(model: Any, options: dict) -> list[str]:
     config = config_from({**getattr(model, "preset", {}), **options})
     default = [(llm.get_default_model(), {})]
     names = [name for name, _ in config.proposers or default] + [name for name, _ in config.aggregators or default]
-    return list(dict.fromkeys(_quiet_model_id(name) for name in names))
+    return list(dict.fromkeys(model_id_for(name) for name in names))
 
 
 @dataclass
@@ -381,35 +328,16 @@ class Budget:
     spent: Cost = field(default_factory=Cost)
 
     def add(self, calls: list[dict]) -> None:
-        self.spent = self.spent.add(cost_of_calls(calls, self.prices))
+        cost_of_calls(calls, self.prices, self.spent)
 
     @property
     def reached(self) -> bool:
         return self.spent.usd >= self.cap
 
 
-def parse_cap(value: Any) -> float:
-    "--max-cost: dollars, more than 0; one line naming the value otherwise."
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise MoaError(f"Invalid --max-cost {value!r}: expected a number of US dollars, e.g. 0.50")
-    if not math.isfinite(number) or number <= 0:
-        raise MoaError(f"Invalid --max-cost {value!r}: must be a finite number of dollars, more than 0")
-    return number
-
-
-def _note(names: list[str], model: str) -> None:
-    if model not in names:
-        names.append(model)
-
-
 def _tokens(value: Any) -> int:
     "A token count from a record; anything else (even a hostile 10**400) counts as none."
     return value if type(value) is int and 0 < value < 10**15 else 0
-
-
-# --- showing dollars -----------------------------------------------------------
 
 
 def format_usd(usd: float) -> str:
@@ -433,14 +361,6 @@ def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
     return f"≥ {format_usd(usd)}, {why}"
 
 
-def per_million(price: Price) -> str:
-    "'$0.15 input, $0.60 output per million tokens'"
-    return f"${price.input:,.4g} input, ${price.output:,.4g} output per million tokens"
-
-
-# --- `llm moa prices` ------------------------------------------------------------
-
-
 def prices_group() -> Any:
     "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
     import json
@@ -449,8 +369,17 @@ def prices_group() -> Any:
 
     from .text import table, visible
 
-    def fail(ex: MoaError) -> click.ClickException:
-        return click.ClickException(visible(str(ex), newlines=False))
+    def printed(command: Callable[..., str]) -> Callable[..., None]:
+        "The command prints the text it returns; bad input (a MoaError) is click's one-line 'Error: ...'."
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> None:
+            try:
+                click.echo(command(**kwargs))
+            except MoaError as ex:
+                raise click.ClickException(visible(str(ex), newlines=False))
+
+        return run
 
     @click.group(name="prices")
     def prices() -> None:
@@ -465,82 +394,51 @@ def prices_group() -> Any:
     @click.argument("model", required=False)
     @click.argument("input_price", metavar="INPUT", required=False)
     @click.argument("output_price", metavar="OUTPUT", required=False)
-    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> None:
+    @printed
+    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> str:
         """Set your price for a model: US dollars per million input and output tokens
 
         \b
             llm moa prices set gpt-4o-mini 0.15 0.60
             llm moa prices set my-local-model 0 0
         """
-        try:
-            model_id, price, replaced = set_price(model or "", input_price, output_price)
-        except MoaError as ex:
-            raise fail(ex)
-        known = "" if model_id != model or _is_known(model_id) else " (llm does not know this model now; kept as typed)"
-        verb = "Replaced" if replaced else "Saved"
-        click.echo(visible(f"{verb} your price for {model_id}: {per_million(price)}{known}", newlines=False))
+        return visible(set_price(model or "", input_price, output_price), newlines=False)
 
     @prices.command(name="list")
     @click.argument("models", nargs=-1)
     @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    def list_command(models: tuple[str, ...], json_: bool) -> None:
+    @printed
+    def list_command(models: tuple[str, ...], json_: bool) -> str:
         """List your prices, or the price of each MODEL given and where it comes from
 
         \b
             llm moa prices list
             llm moa prices list gpt-4o-mini claude-3.5-sonnet
         """
-        try:
-            lookup = Prices()
-            names = {name: _quiet_model_id(name) for name in models}
-        except MoaError as ex:
-            raise fail(ex)
+        lookup = Prices()
         if models:
-            found = {name: lookup.price(model_id) for name, model_id in names.items()}
-            entries = [{"model": names[name], **(price.to_json() if price else {"source": None})}
-                       for name, price in found.items()]
-            if json_:
-                click.echo(json.dumps(entries, indent=2))
-                return
-            for name, price in found.items():
-                shown = f"{per_million(price)} ({price.source})" if price else (
-                    "unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT")
-                click.echo(visible(f"{names[name]}: {shown}", newlines=False))
-            return
-        if json_:
-            click.echo(json.dumps(lookup.user, indent=2))
-        elif not lookup.user:
-            click.echo(f"No prices of yours; public prices from genai-prices {public_version()} apply. "
-                       "Set one with: llm moa prices set MODEL INPUT OUTPUT")
-        else:
+            found = [(model_id, lookup.price(model_id)) for model_id in map(model_id_for, dict.fromkeys(models))]
+            data: Any = [{"model": model_id, **(price.to_json() if price else {"source": None})}
+                         for model_id, price in found]
+            text = "\n".join(visible(f"{model_id}: {price.text()} ({price.source})" if price else
+                                     f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
+                                     newlines=False) for model_id, price in found)
+        elif lookup.user:
             rows = [("model", "input $/M", "output $/M", "saved")]
             rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
                       str(entry.get("saved", ""))[:19].replace("T", " "))
                      for model, entry in sorted(lookup.user.items())]
-            click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
+            data, text = lookup.user, table([[visible(cell, newlines=False) for cell in row] for row in rows])
+        else:
+            data, text = {}, (f"No prices of yours; public prices from genai-prices {public_version()} apply. "
+                              "Set one with: llm moa prices set MODEL INPUT OUTPUT")
+        return json.dumps(data, indent=2) if json_ else text
 
     @prices.command(name="remove")
     @click.argument("model", required=False)
-    def remove_command(model: str | None) -> None:
+    @printed
+    def remove_command(model: str | None) -> str:
         "Remove your price for a model (the public price, if any, applies again)"
-        if not model:
-            raise click.ClickException("Missing MODEL: llm moa prices remove MODEL")
-        try:
-            removed = remove(model)
-        except MoaError as ex:
-            raise fail(ex)
-        click.echo(visible(f"Removed your price for {removed}", newlines=False))
+        return visible(f"Removed your price for {remove(model or '')}", newlines=False)
 
     return prices
-
-
-def _is_known(model_id: str) -> bool:
-    import llm
-
-    from . import host
-
-    try:
-        host.get_model(model_id)
-    except llm.UnknownModelError:
-        return False
-    return True

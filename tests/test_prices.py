@@ -168,6 +168,13 @@ def test_a_bad_price_is_one_line_naming_it_and_nothing_is_saved(args, message, u
     assert prices_file(user_path).read_bytes() == before
 
 
+def test_any_price_set_reads_back(user_path):
+    "Typed and stored prices follow one rule (a finite number, 0 or more): what set saves, list reads."
+    assert prices("set", "fake-a", "2e9", "1e300").exit_code == 0
+    listed = prices("list")
+    assert listed.exit_code == 0 and listed.output.splitlines()[1].split()[:3] == ["fake-a", "2e+09", "1e+300"]
+
+
 def test_remove_needs_a_model():
     result = prices("remove")
     assert result.exit_code == 1 and result.output == "Error: Missing MODEL: llm moa prices remove MODEL\n"
