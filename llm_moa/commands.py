@@ -219,11 +219,9 @@ def _add_commands(moa: click.Group) -> None:
                   help="Results file (default: PROMPTS.eval.jsonl next to the input)")
     @click.option("json_", "--json", is_flag=True, help="Output the report as JSON")
     @click.option("csv_", "--csv", is_flag=True, help="Output the report as CSV")
-    @click.option("--png", type=click.Path(dir_okay=False), help="Also draw quality against cost to a PNG "
-                                                                   "(needs the plot extra)")
     @click.option("--max-cost", metavar="DOLLARS", help="Start no new call once this run's calls cost this "
                                                         "much (every model must be priced: llm moa prices)")
-    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, png, max_cost):
+    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost):
         """Does a combo beat a single model on your prompts, and at what cost?
 
         PROMPTS is a JSONL or CSV file (or - for stdin) with a 'prompt' per row,
@@ -238,16 +236,12 @@ def _add_commands(moa: click.Group) -> None:
         from . import evaluate
         from .text import count
 
-        if png:
-            evaluate.pyplot()
         ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out)
         evaluate.price(ev, max_cost, warn=_warn)
         if ev.results.skipped:
             click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
         evaluate.run(ev, progress=_eval_progress())
         summary = evaluate.report(ev)
-        if png:
-            evaluate.png_chart(summary, png)
         if json_:
             click.echo(json.dumps(summary, indent=2))
         elif csv_:

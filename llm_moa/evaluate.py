@@ -695,34 +695,3 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     lines.append(f"      0{f'{cost_max:,.1f} {unit}':>{width}}")
     return "\n".join(lines + ["", *legend])
 
-
-def pyplot() -> Any:
-    "matplotlib's pyplot, drawing to files; checked before the first call so a missing one wastes none."
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MoaError("--png needs matplotlib: pip install 'llm-moa[plot]'")
-    return plt
-
-
-def png_chart(summary: dict, path: str) -> None:
-    plt = pyplot()
-    unit, points = _points(summary)
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for number, (label, cost, quality, c) in enumerate(points):
-        axes.scatter([cost], [quality], s=60)
-        if c.get("quality") is not None:
-            axes.errorbar([cost], [quality], fmt="none", ecolor="gray",
-                          yerr=[[quality - c["ci_low"]], [c["ci_high"] - quality]])
-        axes.annotate(label, (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
-    axes.set_xlabel(f"mean {unit} per prompt")
-    axes.set_xlim(left=0)
-    axes.set_ylabel("win rate" if summary["mode"] == "judged" else "accuracy")
-    axes.set_ylim(0, 1)
-    axes.set_title("llm moa eval: quality against cost")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)

@@ -142,20 +142,6 @@ def test_table_chart_and_csv(tmp_path):
     assert as_csv[1].startswith("moa-default,candidate,accuracy,")
 
 
-def test_png_chart(tmp_path):
-    write_quiz(tmp_path / "q.jsonl", count=3)
-    png = tmp_path / "chart.png"
-    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "fake-quiz-60", "--grade", "contains", "--png", str(png))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert result.exit_code == 1
-        assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
-    else:
-        assert result.exit_code == 0, result.output
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_stdin_and_csv_input(tmp_path):
     result = evaluate("-", "-m", "fake-a", "--grade", "contains", "--out", str(tmp_path / "r.jsonl"),
                       input='{"prompt": "say hi", "answer": "say hi"}\n')
@@ -313,19 +299,6 @@ def test_error_messages_from_models_cannot_drive_the_terminal(tmp_path):
     for output in (evaluate(*args).stdout, evaluate(*args, "--csv").stdout, evaluate(*args, "--json").stdout):
         assert "\x1b" not in output and "\x07" not in output
     assert "\\x1b]52" in report(*args)[0]["moa-bad"]["failure_reason"]
-
-
-def test_png_without_matplotlib_stops_before_any_call(tmp_path, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    write_quiz(tmp_path / "q.jsonl", count=3)
-    result = evaluate(str(tmp_path / "q.jsonl"), "-m", "fake-a", "--grade", "contains", "--png",
-                      str(tmp_path / "chart.png"))
-    assert result.exit_code == 1
-    assert result.stderr == "Error: --png needs matplotlib: pip install 'llm-moa[plot]'\n"
-    assert read_calls() == [] and not (tmp_path / "q.eval.jsonl").exists()
 
 
 @pytest.mark.parametrize("content, message", [
