@@ -230,6 +230,9 @@ def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
         b'{"type": "judgement", "candidate": "fake-a", "baseline": "fake-b", "judge": "fake-judge-first", "key": "'
         + key.encode() + b'", "order": "candidate-first", "winner": ["x"]}',
         b"[1, 2]",
+        b'{"type": ["answer"]}',
+        b'{"type": "answer", "model": "fake-a", "key": "' + key.encode() + b'", "text": "x", "duration_ms": 1'
+        + b"0" * 400 + b"}",
         b"[" * 100_000 + b"]" * 100_000,
         b"\xff\xfe\x00 binary \x80 garbage",
     ]
@@ -237,7 +240,7 @@ def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
     results.write_bytes(b"\n".join(bad) + b"\n")
     result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-b", "--judge", "fake-judge-first")
     assert result.exit_code == 0, result.output
-    assert result.stderr == f"Skipped 6 unreadable lines in {results}\n"
+    assert result.stderr == f"Skipped 8 unreadable lines in {results}\n"
     assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 1  # the bad answer was not taken as done
 
 
@@ -362,7 +365,7 @@ def test_a_bad_saved_option_stops_the_eval_before_any_call(tmp_path, user_path):
     (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
     result = evaluate(str(tmp_path / "p.jsonl"), "-m", "fake-a", "-m", "fake-c", "--judge", "fake-b")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: fake-c: invalid saved option temperature: "), result.stderr
+    assert result.stderr.startswith("Error: saved options of fake-c: option temperature="), result.stderr
     assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
     assert read_calls() == []
 
