@@ -236,8 +236,7 @@ def _add_commands(moa: click.Group) -> None:
         from . import evaluate
         from .text import count
 
-        ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out)
-        evaluate.price(ev, max_cost, warn=_warn)
+        ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out, max_cost, _warn)
         if ev.results.skipped:
             click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
         evaluate.run(ev, progress=_eval_progress())

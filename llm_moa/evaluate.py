@@ -44,8 +44,7 @@ class Row:
     @property
     def key(self) -> str:
         "Identifies the prompt in the results file, whatever its position."
-        digest = hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()
-        return digest[:16]
+        return hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()[:16]
 
 
 # --- reading prompts -----------------------------------------------------------
@@ -263,9 +262,14 @@ class Eval:
 
 
 def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | None, grade: str | None,
-         limit: int | None, concurrency: int, out: str | None) -> Eval:
-    "The eval the command line asks for, every input and model checked before any call. One-line errors."
+         limit: int | None, concurrency: int, out: str | None, max_cost: str | None,
+         warn: Callable[[str], None]) -> Eval:
+    """The eval the command line asks for, every input and model checked before
+    any call; one-line errors. Prices for the report's dollars and, with
+    --max-cost, a budget for this run's calls, refused when a model the eval
+    calls has no price: it could not be kept."""
     from .plan import validate_model_options
+    from .prices import Budget, load, models_called, parse_cap
 
     if bool(judge) == bool(grade):
         raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
@@ -294,7 +298,7 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
             raise MoaError("--judge compares candidates with a baseline: give at least two models")
     # --out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin
     path = Path(out or ("moa-eval-results.jsonl" if source == "-" else Path(source).with_suffix(".eval.jsonl")))
-    return Eval(
+    ev = Eval(
         rows=rows,
         models=[resolved[name].model_id for name in names],
         results=Results(path),
@@ -304,26 +308,18 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         concurrency=concurrency,
         options=options,
     )
-
-
-def price(ev: Eval, max_cost: str | None, warn: Callable[[str], None]) -> None:
-    """Prices for the report's dollars and, with --max-cost, a budget for this
-    run's calls. The cap is refused when a model the eval calls has no price:
-    it could not be kept."""
-    from .prices import Budget, load, models_called, parse_cap
-
     if max_cost is None:
         ev.prices = load(warn=warn)
-        return
+        return ev
     cap = parse_cap(max_cost)
     ev.prices = load()  # prices that cannot be read are an error here, not a warning
-    called = [called for name in ev.models + [ev.judge] if name
-              for called in models_called(host.get_model(name), ev.options.get(name, {}))]
+    called = [called for model in resolved.values() for called in models_called(model, options[model.model_id])]
     unpriced = [model for model in dict.fromkeys(called) if ev.prices.price(model) is None]
     if unpriced:
         raise MoaError(f"--max-cost needs a price for every model the eval calls; unpriced: "
                        f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)")
     ev.budget = Budget(cap, ev.prices)
+    return ev
 
 
 def cap_reached(ev: Eval) -> str:
@@ -451,7 +447,7 @@ def grade(kind: str, response: str, expected: str) -> bool:
             return re.search(expected, response, re.IGNORECASE | re.DOTALL) is not None
         except re.error:
             return False
-    normal = lambda text: " ".join(text.casefold().split()).strip(" .")  # noqa: E731
+    normal = lambda text: " ".join(text.casefold().split()).strip(" .")
     if kind == "exact":
         return normal(response) == normal(expected)
     return normal(expected) in normal(response)
@@ -471,8 +467,7 @@ def percentile(values: list[float], q: float) -> float | None:
     "Nearest-rank percentile."
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    return sorted(values)[max(0, math.ceil(q * len(values)) - 1)]
 
 
 def report(ev: Eval) -> dict:
@@ -527,13 +522,16 @@ def _cost(ev: Eval, records: list[dict]) -> Any:
     unknown usage, so the total is a lower bound naming it."""
     from .prices import cost_of_calls
 
-    unknown = [{"model": r.get("model", r.get("judge")), "usage": "unknown"} for r in records if r.get("billed") is None]
-    return cost_of_calls([call for r in records for call in r.get("billed") or []] + unknown, ev.prices)
+    calls = []
+    for record in records:
+        unknown = {"model": record.get("model", record.get("judge")), "usage": "unknown"}
+        calls += [unknown] if record.get("billed") is None else record["billed"]
+    return cost_of_calls(calls, ev.prices)
 
 
 def _judged(ev: Eval, candidate: str) -> dict:
-    outcomes = [prompt_outcome(ev, candidate, row) for row in ev.rows]
-    wins, ties, losses = (outcomes.count(outcome) for outcome in ("win", "tie", "loss"))
+    outcomes = [_outcome(ev, candidate, row) for row in ev.rows]
+    wins, ties, losses = (outcomes.count(outcome) for outcome in (1, 0, -1))
     unreadable = sum(1 for row in ev.rows for order in ORDERS
                      if ev.judgement(candidate, row, order).get("verdict", "x") is None)
     return _scored("win_rate", wins + ties / 2, len(outcomes),
@@ -545,20 +543,14 @@ def _scored(metric: str, successes: float, n: int, **counts: int) -> dict:
     return {"metric": metric, **counts, "quality": successes / n if n else None, "ci_low": low, "ci_high": high}
 
 
-def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:
-    """win, loss or tie for one prompt. Both orders must agree for a win or a
-    loss; a missing answer loses to a present one."""
+def _outcome(ev: Eval, candidate: str, row: Row) -> int:
+    """1 for a win, -1 for a loss, 0 for a tie on one prompt. Both orders must
+    agree for a win or a loss; a missing answer loses to a present one."""
     mine, theirs = bool(ev.answer(candidate, row)), bool(ev.answer(ev.baseline, row))
-    if mine != theirs:
-        return "win" if mine else "loss"
-    if not mine:
-        return "tie"
+    if not (mine and theirs):
+        return mine - theirs
     winners = {ev.judgement(candidate, row, order).get("winner") for order in ORDERS}
-    if winners == {"candidate"}:
-        return "win"
-    if winners == {"baseline"}:
-        return "loss"
-    return "tie"
+    return (winners == {"candidate"}) - (winners == {"baseline"})
 
 
 def _most_common(errors: list[str]) -> str | None:
