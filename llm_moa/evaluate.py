@@ -584,9 +584,9 @@ def to_table(summary: dict) -> str:
                     + ([c["failure_reason"] or ""] if reasons else []))
     lines = [table(rows)]
     if priced:  # model names come from the results file: shown safe
-        missing = list(dict.fromkeys(m for c in candidates for m in c["usd_missing"]))
-        lines.append(visible("\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
-                             + (f" ≥ marks a lower bound and ? an unknown: {', '.join(missing)}." if missing else "")))
+        missing = ", ".join(dict.fromkeys(m for c in candidates for m in c["usd_missing"]))
+        note = "\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
+        lines.append(visible(note + (f" ≥ marks a lower bound and ? an unknown: {missing}." if missing else "")))
         if summary["judging_cost"]:
             lines.append(visible(f"Judging cost {summary['judging_cost']['text']}."))
     if summary["mode"] == "judged":
@@ -635,15 +635,16 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     baseline has no quality of its own: it is the 0.5 line by definition."""
     candidates = summary["candidates"]
     key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in candidates) else ("mean_calls", "calls")
-    cost_max = max([c[key] or 0 for c in candidates] + [1])
+    points = [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
+               0.5 if c.get("quality") is None else c["quality"]) for c in candidates]
+    cost_max = max([cost for _, cost, _ in points] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []
-    for number, c in enumerate(candidates):
-        letter, quality = chr(ord("A") + number % 26), c.get("quality")
-        row, x = grid[height - round((0.5 if quality is None else quality) * height)], round((c[key] or 0) / cost_max * width)
+    for number, (label, cost, quality) in enumerate(points):
+        letter = chr(ord("A") + number % 26)
+        row, x = grid[height - round(quality * height)], round(cost / cost_max * width)
         row[x] = letter if row[x] == " " else "*"  # * where models overlap
-        legend.append(f"{letter} {c['model']}" + (" (baseline)" if quality is None else "")
-                      + (" (at *)" if row[x] == "*" else ""))
+        legend.append(f"{letter} {label}" + (" (at *)" if row[x] == "*" else ""))
     lines = [f"quality against cost (mean {unit} per prompt)"]
     for i, cells in enumerate(grid):
         label = {0: "1.0", height // 2: "0.5", height: "0.0"}.get(i, "")
