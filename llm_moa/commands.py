@@ -247,8 +247,7 @@ def _add_commands(moa: click.Group) -> None:
             click.echo(evaluate.to_csv(summary), nl=False)
         else:
             click.echo(evaluate.to_table(summary))
-            click.echo("")
-            click.echo(evaluate.text_chart(summary))
+            click.echo(f"\n{evaluate.text_chart(summary)}")
             click.echo(f"\nResults saved in {summary['results_file']}")
         if ev.not_started:
             click.echo(evaluate.cap_reached(ev), err=True)
@@ -279,7 +278,7 @@ def _eval_progress():
         return None
 
     def show(phase: str, done: int, total: int) -> None:
-        filled = int(30 * done / total) if total else 30
+        filled = int(30 * done / total)  # never called with no tasks
         end = "\n" if done == total else ""
         sys.stderr.write(f"\r{phase:<10} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
         sys.stderr.flush()

@@ -26,8 +26,11 @@ from typing import Any
 
 import llm
 
-from . import host
+from . import host, prices
 from .errors import MoaError
+from .plan import validate_model_options
+from .prompts import judge_request
+from .record import describe_error
 from .storage import locked
 from .text import shorten, table, visible
 
@@ -226,8 +229,8 @@ class Eval:
     grade: str | None = None
     concurrency: int = 4
     options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
-    prices: Any = None  # prices.Prices, for dollars in the report; None: no dollars
-    budget: Any = None  # prices.Budget: --max-cost, what this run's new calls have cost
+    prices: prices.Prices | None = None  # for dollars in the report; None: no dollars
+    budget: prices.Budget | None = None  # --max-cost: what this run's new calls have cost
     not_started: int = 0  # tasks the budget stopped before they started
 
     def answer_id(self, model: str, row: Row) -> dict:
@@ -268,9 +271,6 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
     any call; one-line errors. Prices for the report's dollars and, with
     --max-cost, a budget for this run's calls, refused when a model the eval
     calls has no price: it could not be kept."""
-    from .plan import validate_model_options
-    from .prices import Budget, load, models_called, parse_cap
-
     if bool(judge) == bool(grade):
         raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
     if baseline and not judge:
@@ -309,28 +309,26 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         options=options,
     )
     if max_cost is None:
-        ev.prices = load(warn=warn)
+        ev.prices = prices.load(warn=warn)
         return ev
-    cap = parse_cap(max_cost)
-    ev.prices = load()  # prices that cannot be read are an error here, not a warning
-    called = [called for model in resolved.values() for called in models_called(model, options[model.model_id])]
-    unpriced = [model for model in dict.fromkeys(called) if ev.prices.price(model) is None]
+    cap = prices.parse_cap(max_cost)
+    ev.prices = prices.load()  # prices that cannot be read are an error here, not a warning
+    called = [name for model in resolved.values() for name in prices.models_called(model, options[model.model_id])]
+    unpriced = [name for name in dict.fromkeys(called) if ev.prices.price(name) is None]
     if unpriced:
         raise MoaError(f"--max-cost needs a price for every model the eval calls; unpriced: "
                        f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)")
-    ev.budget = Budget(cap, ev.prices)
+    ev.budget = prices.Budget(cap, ev.prices)
     return ev
 
 
 def cap_reached(ev: Eval) -> str:
     "How far an eval stopped by --max-cost got, and how to go on."
-    from .prices import format_usd
-
     answers = sum(1 for model in ev.models for row in ev.rows if ev.answer(model, row))
     done = f"{answers} of {len(ev.models) * len(ev.rows)} answers"
     if ev.judge:
         done += f" and {sum(1 for p in ev.pairs() if ev.judgement(*p))} of {len(ev.pairs())} judgements"
-    return (f"Stopped at the --max-cost cap of {format_usd(ev.budget.cap)}: this run's calls cost "
+    return (f"Stopped at the --max-cost cap of {prices.format_usd(ev.budget.cap)}: this run's calls cost "
             f"{ev.budget.spent.text()}; {done} are made. Paid answers are kept in {ev.results.path}: "
             "run the same command again to go on.")
 
@@ -370,8 +368,6 @@ def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
     try:
         done.put(task())
     except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
-        from .record import describe_error
-
         done.put({"type": "error", "error": describe_error(ex)})
 
 
@@ -380,13 +376,10 @@ def _call(ev: Eval, record: dict, model_id: str, prompt: str, system: str | None
     the record, to be priced in the report. The model is resolved afresh each
     time, as model objects need not be thread-safe. The reply's (text, usage,
     response JSON); None, with the error in the record, when it failed."""
-    from .prices import billed_calls
-    from .record import describe_error
-
     try:
         response = host.get_model(model_id).prompt(prompt, system=system, **ev.options.get(model_id, {}))
         text, usage, data = response.text(), response.usage(), response.json()
-        record["billed"] = billed_calls(data, model_id, usage.input, usage.output)
+        record["billed"] = prices.billed_calls(data, model_id, usage.input, usage.output)
         return text, usage, data
     except Exception as ex:  # noqa: BLE001 - kept for the report, and made again on the next run
         record["error"] = describe_error(ex)
@@ -409,8 +402,6 @@ def _answer(ev: Eval, model_id: str, row: Row) -> dict:
 
 def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
     "The judge's verdict on two answers, shown in this order."
-    from .prompts import judge_request
-
     mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
     first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
     system, prompt = judge_request(row.prompt, row.system, first, second)
@@ -516,17 +507,15 @@ def report(ev: Eval) -> dict:
     }
 
 
-def _cost(ev: Eval, records: list[dict]) -> Any:
-    """What these answers or judgements cost (a prices.Cost), from the calls
-    each one recorded. One recorded before costs were kept counts as a call of
-    unknown usage, so the total is a lower bound naming it."""
-    from .prices import cost_of_calls
-
+def _cost(ev: Eval, records: list[dict]) -> prices.Cost:
+    """What these answers or judgements cost, from the calls each one recorded.
+    One recorded before costs were kept counts as a call of unknown usage, so
+    the total is a lower bound naming it."""
     calls = []
     for record in records:
         unknown = {"model": record.get("model", record.get("judge")), "usage": "unknown"}
         calls += [unknown] if record.get("billed") is None else record["billed"]
-    return cost_of_calls(calls, ev.prices)
+    return prices.cost_of_calls(calls, ev.prices)
 
 
 def _judged(ev: Eval, candidate: str) -> dict:
@@ -596,13 +585,11 @@ def to_table(summary: dict) -> str:
 
 
 def _usd(value: float | None, complete: bool) -> str:
-    from .prices import format_usd
-
     if value is None:
         return "-"
     if complete:
-        return format_usd(value)
-    return f"≥{format_usd(value)}" if value > 0 else "?"  # a lower bound, never $0
+        return prices.format_usd(value)
+    return f"≥{prices.format_usd(value)}" if value > 0 else "?"  # a lower bound, never $0
 
 
 def _quality(c: dict) -> str:
