@@ -244,6 +244,22 @@ def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
     assert len([c for c in read_calls() if c["model"] == "fake-a"]) == 1  # the bad answer was not taken as done
 
 
+def test_an_answer_recorded_before_costs_were_kept_costs_a_call_of_unknown_usage(tmp_path):
+    write_quiz(tmp_path / "q.jsonl", count=2)
+    assert run_llm("moa", "prices", "set", "fake-a", "1000", "2000").exit_code == 0
+    args = [str(tmp_path / "q.jsonl"), "-m", "fake-a", "--grade", "contains"]
+    assert evaluate(*args).exit_code == 0
+    results = tmp_path / "q.eval.jsonl"
+    old, new = [json.loads(line) for line in results.read_text().splitlines()]
+    del old["billed"]  # as an eval wrote it before costs were kept
+    results.write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    entry = report(*args)[0]["fake-a"]
+    assert (entry["usd_complete"], entry["usd_missing"]) == (False, ["fake-a usage unknown"])
+    usage = new["billed"][0]["usage"]
+    assert entry["usd"] == pytest.approx((usage["input"] * 1000 + usage["output"] * 2000) / 1e6)  # a lower bound
+    assert len(read_calls()) == 2  # and the answer is not made again
+
+
 def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
     "Two evals may share a results file: each append holds its lock, so lines never interleave."
     import os
