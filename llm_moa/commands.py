@@ -219,11 +219,9 @@ def _add_commands(moa: click.Group) -> None:
                   help="Results file (default: PROMPTS.eval.jsonl next to the input)")
     @click.option("json_", "--json", is_flag=True, help="Output the report as JSON")
     @click.option("csv_", "--csv", is_flag=True, help="Output the report as CSV")
-    @click.option("--png", type=click.Path(dir_okay=False), help="Also draw quality against cost to a PNG "
-                                                                   "(needs the plot extra)")
     @click.option("--max-cost", metavar="DOLLARS", help="Start no new call once this run's calls cost this "
                                                         "much (every model must be priced: llm moa prices)")
-    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, png, max_cost):
+    def eval_command(source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost):
         """Does a combo beat a single model on your prompts, and at what cost?
 
         PROMPTS is a JSONL or CSV file (or - for stdin) with a 'prompt' per row,
@@ -238,24 +236,18 @@ def _add_commands(moa: click.Group) -> None:
         from . import evaluate
         from .text import count
 
-        if png:
-            evaluate.pyplot()
-        ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out)
-        evaluate.price(ev, max_cost, warn=_warn)
+        ev = evaluate.plan(source, models, judge, baseline, grade, limit, concurrency, out, max_cost, _warn)
         if ev.results.skipped:
             click.echo(f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}", err=True)
         evaluate.run(ev, progress=_eval_progress())
         summary = evaluate.report(ev)
-        if png:
-            evaluate.png_chart(summary, png)
         if json_:
             click.echo(json.dumps(summary, indent=2))
         elif csv_:
             click.echo(evaluate.to_csv(summary), nl=False)
         else:
             click.echo(evaluate.to_table(summary))
-            click.echo("")
-            click.echo(evaluate.text_chart(summary))
+            click.echo(f"\n{evaluate.text_chart(summary)}")
             click.echo(f"\nResults saved in {summary['results_file']}")
         if ev.not_started:
             click.echo(evaluate.cap_reached(ev), err=True)
@@ -286,7 +278,7 @@ def _eval_progress():
         return None
 
     def show(phase: str, done: int, total: int) -> None:
-        filled = int(30 * done / total) if total else 30
+        filled = int(30 * done / total)  # never called with no tasks
         end = "\n" if done == total else ""
         sys.stderr.write(f"\r{phase:<10} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
         sys.stderr.flush()

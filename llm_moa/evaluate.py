@@ -18,15 +18,19 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import llm
 
-from . import host
+from . import host, prices
 from .errors import MoaError
+from .plan import validate_model_options
+from .prompts import judge_request
+from .record import describe_error
 from .storage import locked
 from .text import shorten, table, visible
 
@@ -43,8 +47,7 @@ class Row:
     @property
     def key(self) -> str:
         "Identifies the prompt in the results file, whatever its position."
-        digest = hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()
-        return digest[:16]
+        return hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()[:16]
 
 
 # --- reading prompts -----------------------------------------------------------
@@ -138,9 +141,7 @@ class Results:
             lines = path.read_bytes().splitlines() if path.exists() else []
         except OSError as ex:
             raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
-        for line in lines:
-            if not line.strip():
-                continue
+        for line in filter(bytes.strip, lines):
             try:
                 record = json.loads(line)
             except (ValueError, RecursionError):  # torn, not UTF-8, or nested too deeply
@@ -153,13 +154,15 @@ class Results:
     def _index(self, record: dict) -> None:
         "The latest record of its answer or judgement; a failure never hides a success."
         if record["type"] in _NAMES:
-            key = (record["type"], *(record[name] for name in _NAMES[record["type"]]), record.get("options_sha"))
+            key = _identity(record)
             if "error" not in record or "error" in self.records.get(key, {"error": None}):
                 self.records[key] = record
 
-    def get(self, *key: str | None) -> dict:
-        "The record of ('answer', model, prompt key, options_sha) or ('judgement', ...); {} when none."
-        return self.records.get(key) or {}
+    def get(self, identity: dict, failed: bool = False) -> dict:
+        """The answer or judgement made (see Eval.answer_id); with ``failed``,
+        the latest failure when none was made. {} when there is none."""
+        record = self.records.get(_identity(identity), {})
+        return record if failed or "error" not in record else {}
 
     def add(self, record: dict) -> None:
         """Append one line under the file's lock (so evals sharing the file
@@ -182,25 +185,31 @@ class Results:
 _NAMES = {"answer": ("model", "key"), "judgement": ("candidate", "baseline", "judge", "key", "order")}
 
 
+def _identity(record: dict) -> tuple:
+    "What a record is the answer or judgement of: its models, prompt, order and saved options."
+    return (record["type"], *(record[name] for name in _NAMES[record["type"]]), record.get("options_sha"))
+
+
 def _readable(record: Any) -> bool:
     "Whether a record read back has the fields, of the types, that this module writes."
     if not isinstance(record, dict):
         return False
-    if record.get("type") == "error":
+    kind = record.get("type")
+    if kind == "error":
         return True  # a task that raised: kept for the record, not read back
-    if record.get("type") not in _NAMES or not all(isinstance(record.get(n), str) for n in _NAMES[record["type"]]):
-        return False
+    if kind not in ("answer", "judgement") or not all(isinstance(record.get(n), str) for n in _NAMES[kind]):
+        return False  # (a tuple: `kind in _NAMES` raises when kind is a list)
     if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
         return False
     billed = record.get("billed")
     if billed is not None and not (isinstance(billed, list) and all(
             isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)):
         return False
-    if record["type"] == "judgement":
+    if kind == "judgement":
         return (record.get("winner") in (None, "candidate", "baseline")
                 and record.get("verdict") in (None, "A", "B", "tie"))
     numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
-    if not all(n is None or type(n) in (int, float) for n in numbers):
+    if not all(n is None or type(n) in (int, float) and abs(n) < 1e15 for n in numbers):  # 10**400 is no float
         return False
     return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
 
@@ -220,20 +229,32 @@ class Eval:
     grade: str | None = None
     concurrency: int = 4
     options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
-    prices: Any = None  # prices.Prices, for dollars in the report; None: no dollars
-    budget: Any = None  # prices.Budget: --max-cost, what this run's new calls have cost
+    prices: prices.Prices | None = None  # for dollars in the report; None: no dollars
+    budget: prices.Budget | None = None  # --max-cost: what this run's new calls have cost
     not_started: int = 0  # tasks the budget stopped before they started
 
-    def answer(self, model: str, row: Row) -> dict | None:
-        "The model's answer to the row, when it gave one."
-        record = self.results.get("answer", model, row.key, self.options_sha(model))
-        return record if record and "error" not in record else None
+    def answer_id(self, model: str, row: Row) -> dict:
+        "What identifies the model's answer to the row in the results file."
+        return {"type": "answer", "model": model, "key": row.key, "options_sha": self.options_sha(model)}
+
+    def judgement_id(self, candidate: str, row: Row, order: str) -> dict:
+        "What identifies the judge's verdict on the candidate against the baseline, shown in this order."
+        models = {"candidate": candidate, "baseline": self.baseline, "judge": self.judge}
+        return {"type": "judgement", **models, "key": row.key, "order": order,
+                "options_sha": self.options_sha(*models.values())}
+
+    def answer(self, model: str, row: Row) -> dict:
+        "The model's answer to the row; {} when it gave none."
+        return self.results.get(self.answer_id(model, row))
 
     def judgement(self, candidate: str, row: Row, order: str) -> dict:
         "The judge's verdict on the candidate against the baseline in this order; {} when there is none."
-        record = self.results.get("judgement", candidate, self.baseline, self.judge, row.key, order,
-                                  self.options_sha(candidate, self.baseline, self.judge))
-        return record if "error" not in record else {}
+        return self.results.get(self.judgement_id(candidate, row, order))
+
+    def pairs(self) -> list[tuple[str, Row, str]]:
+        "Every judgement the eval asks for, as (candidate, row, order); none when graded."
+        return [(c, row, order) for c in self.models if self.judge and c != self.baseline
+                for row in self.rows for order in ORDERS]
 
     def options_sha(self, *models: str | None) -> str | None:
         "Identifies the saved options these models run with; None when they have none."
@@ -244,8 +265,12 @@ class Eval:
 
 
 def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | None, grade: str | None,
-         limit: int | None, concurrency: int, out: str | None) -> Eval:
-    "The eval the command line asks for, every input and model checked before any call. One-line errors."
+         limit: int | None, concurrency: int, out: str | None, max_cost: str | None,
+         warn: Callable[[str], None]) -> Eval:
+    """The eval the command line asks for, every input and model checked before
+    any call; one-line errors. Prices for the report's dollars and, with
+    --max-cost, a budget for this run's calls, refused when a model the eval
+    calls has no price: it could not be kept."""
     if bool(judge) == bool(grade):
         raise MoaError("Choose one of --judge MODEL (pairwise) or --grade exact|contains|regex")
     if baseline and not judge:
@@ -255,12 +280,15 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
     if missing:
         raise MoaError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
     names = list(dict.fromkeys(models))
-    resolved = {}  # id or alias -> model, each resolved once
+    resolved, options = {}, {}  # id or alias -> model, each resolved once; model id -> its saved options
     for name in dict.fromkeys(names + [name for name in (judge, baseline) if name]):
         try:
-            resolved[name] = host.get_model(name)
+            model = resolved[name] = host.get_model(name)
         except llm.UnknownModelError:
             raise MoaError(f"Unknown model {name!r}; run 'llm models' to list the available models")
+        # each model runs as `llm -m` runs it, with the options saved by `llm models options set`
+        options[model.model_id] = host.saved_model_options(model.model_id)
+        validate_model_options("saved options of", model.model_id, model, options[model.model_id])
     if judge:
         # by default, the first candidate that is not a MoA model, else the last one
         baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
@@ -270,7 +298,7 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
             raise MoaError("--judge compares candidates with a baseline: give at least two models")
     # --out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin
     path = Path(out or ("moa-eval-results.jsonl" if source == "-" else Path(source).with_suffix(".eval.jsonl")))
-    return Eval(
+    ev = Eval(
         rows=rows,
         models=[resolved[name].model_id for name in names],
         results=Results(path),
@@ -278,69 +306,40 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         baseline=resolved[baseline].model_id if judge else None,
         grade=grade,
         concurrency=concurrency,
-        options={model.model_id: saved_options(model) for model in resolved.values()},
+        options=options,
     )
-
-
-def price(ev: Eval, max_cost: str | None, warn: Callable[[str], None]) -> None:
-    """Prices for the report's dollars and, with --max-cost, a budget for this
-    run's calls. The cap is refused when a model the eval calls has no price:
-    it could not be kept."""
-    from .prices import Budget, Prices, load, models_called, parse_cap
-
     if max_cost is None:
-        ev.prices = load(warn=warn)
-        return
-    cap = parse_cap(max_cost)
-    ev.prices = Prices()
-    called = [called for name in ev.models + [ev.judge] if name
-              for called in models_called(host.get_model(name), ev.options.get(name, {}))]
-    unpriced = [model for model in dict.fromkeys(called) if ev.prices.price(model) is None]
+        ev.prices = prices.load(warn=warn)
+        return ev
+    cap = prices.parse_cap(max_cost)
+    ev.prices = prices.load()  # prices that cannot be read are an error here, not a warning
+    called = [name for model in resolved.values() for name in prices.models_called(model, options[model.model_id])]
+    unpriced = [name for name in dict.fromkeys(called) if ev.prices.price(name) is None]
     if unpriced:
         raise MoaError(f"--max-cost needs a price for every model the eval calls; unpriced: "
                        f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)")
-    ev.budget = Budget(cap, ev.prices)
+    ev.budget = prices.Budget(cap, ev.prices)
+    return ev
 
 
 def cap_reached(ev: Eval) -> str:
     "How far an eval stopped by --max-cost got, and how to go on."
-    from .prices import format_usd
-
     answers = sum(1 for model in ev.models for row in ev.rows if ev.answer(model, row))
     done = f"{answers} of {len(ev.models) * len(ev.rows)} answers"
     if ev.judge:
-        pairs = [(c, row, o) for c in ev.models if c != ev.baseline for row in ev.rows for o in ORDERS]
-        done += f" and {sum(1 for p in pairs if ev.judgement(*p))} of {len(pairs)} judgements"
-    return (f"Stopped at the --max-cost cap of {format_usd(ev.budget.cap)}: this run's calls cost "
+        done += f" and {sum(1 for p in ev.pairs() if ev.judgement(*p))} of {len(ev.pairs())} judgements"
+    return (f"Stopped at the --max-cost cap of {prices.format_usd(ev.budget.cap)}: this run's calls cost "
             f"{ev.budget.spent.text()}; {done} are made. Paid answers are kept in {ev.results.path}: "
             "run the same command again to go on.")
-
-
-def saved_options(model: Any) -> dict:
-    """The options saved with `llm models options set`, which `llm -m` applies
-    to every prompt: eval runs each model as that would. Checked here, so a bad
-    one is a one-line error before any call."""
-    import pydantic
-
-    options = host.saved_model_options(model.model_id)
-    try:
-        model.Options(**options)
-    except pydantic.ValidationError as ex:
-        error = ex.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "options"
-        problem = shorten(visible(f"{where}: {error['msg']}", newlines=False), 200)
-        raise MoaError(f"{model.model_id}: invalid saved option {problem} (see 'llm models options list')")
-    return options
 
 
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
     tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
-    if ev.judge:
-        tasks = [partial(_judgement, ev, c, r, o) for c in ev.models for r in ev.rows for o in ORDERS
-                 if c != ev.baseline and ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
-        _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
+    tasks = [partial(_judgement, ev, c, r, o) for c, r, o in ev.pairs()
+             if ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
+    _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
 def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable | None) -> None:
@@ -348,11 +347,10 @@ def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable |
     most ev.concurrency at once, saving each result as it arrives. Once the
     budget (--max-cost) is reached no task starts; those running finish and are kept."""
     done: queue.SimpleQueue = queue.SimpleQueue()
-    waiting = list(reversed(tasks))
-    running = finished = 0
-    if progress and tasks:
-        progress(0, len(tasks))
-    while waiting or running:
+    waiting, running = list(reversed(tasks)), 0
+    while True:
+        if progress and tasks:
+            progress(len(tasks) - len(waiting) - running, len(tasks))
         while waiting and running < ev.concurrency and not (ev.budget and ev.budget.reached):
             threading.Thread(target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True).start()
             running += 1
@@ -360,78 +358,66 @@ def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable |
             ev.not_started += len(waiting)
             return
         record = done.get()
+        running -= 1
         ev.results.add(record)
         if ev.budget:
             ev.budget.add(record.get("billed") or [])
-        running -= 1
-        finished += 1
-        if progress:
-            progress(finished, len(tasks))
 
 
 def _run_task(task: Callable[[], dict], done: queue.SimpleQueue) -> None:
     try:
         done.put(task())
     except BaseException as ex:  # noqa: BLE001 - a task never kills the eval
-        from .record import describe_error
-
         done.put({"type": "error", "error": describe_error(ex)})
 
 
-def _answer(ev: Eval, model_id: str, row: Row) -> dict:
-    """One answer, as `llm -m MODEL` would make it. The model is resolved
-    afresh for each answer, as model objects need not be thread-safe."""
-    from .prices import billed_calls
-    from .record import describe_error
-
-    record = {"type": "answer", "model": model_id, "key": row.key, "line": row.line,
-              "options_sha": ev.options_sha(model_id)}
-    start = time.monotonic()
+def _call(ev: Eval, record: dict, model_id: str, prompt: str, system: str | None) -> tuple | None:
+    """Ask the model as `llm -m MODEL` would, and keep the calls it billed in
+    the record, to be priced in the report. The model is resolved afresh each
+    time, as model objects need not be thread-safe. The reply's (text, usage,
+    response JSON); None, with the error in the record, when it failed."""
     try:
-        model = host.get_model(model_id)
-        response = model.prompt(row.prompt, system=row.system, **ev.options.get(model_id, {}))
-        record["text"] = response.text()
-        usage, data = response.usage(), response.json()
-        run_record = data.get("moa") if isinstance(data, dict) else None
-        record["calls"] = run_record["calls"] if run_record else 1
-        record["input_tokens"], record["output_tokens"] = usage.input, usage.output
-        record["billed"] = billed_calls(data, model_id, usage.input, usage.output)  # priced in the report
-    except Exception as ex:  # noqa: BLE001 - recorded as a failure of this answer
+        response = host.get_model(model_id).prompt(prompt, system=system, **ev.options.get(model_id, {}))
+        text, usage, data = response.text(), response.usage(), response.json()
+        record["billed"] = prices.billed_calls(data, model_id, usage.input, usage.output)
+        return text, usage, data
+    except Exception as ex:  # noqa: BLE001 - kept for the report, and made again on the next run
         record["error"] = describe_error(ex)
+        return None
+
+
+def _answer(ev: Eval, model_id: str, row: Row) -> dict:
+    "One answer, with its calls, tokens and time."
+    record = {**ev.answer_id(model_id, row), "line": row.line}
+    start = time.monotonic()
+    reply = _call(ev, record, model_id, row.prompt, row.system)
+    if reply:
+        text, usage, data = reply
+        run_record = data.get("moa") if isinstance(data, dict) else None
+        record.update(text=text, calls=run_record["calls"] if run_record else 1,
+                      input_tokens=usage.input, output_tokens=usage.output)
     record["duration_ms"] = int((time.monotonic() - start) * 1000)
     return record
 
 
 def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
     "The judge's verdict on two answers, shown in this order."
-    from .prices import billed_calls
-    from .prompts import judge_request
-    from .record import describe_error
-
     mine, theirs = ev.answer(candidate, row)["text"], ev.answer(ev.baseline, row)["text"]
     first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
     system, prompt = judge_request(row.prompt, row.system, first, second)
-    record = {"type": "judgement", "candidate": candidate, "baseline": ev.baseline, "judge": ev.judge,
-              "key": row.key, "order": order, "options_sha": ev.options_sha(candidate, ev.baseline, ev.judge)}
-    try:
-        judge = host.get_model(ev.judge)
-        response = judge.prompt(prompt, system=system, **ev.options.get(ev.judge, {}))
-        record["raw"] = response.text()
-        usage = response.usage()
-        record["billed"] = billed_calls(response.json(), ev.judge, usage.input, usage.output)
-    except Exception as ex:  # noqa: BLE001 - a failed judgement is made again on the next run
-        record["error"] = describe_error(ex)
-        return record
-    verdict = parse_verdict(record["raw"])
-    record["verdict"] = verdict  # "A", "B", "tie" or None (unreadable)
-    record["winner"] = None if verdict in (None, "tie") else (
-        "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+    record = ev.judgement_id(candidate, row, order)
+    reply = _call(ev, record, ev.judge, prompt, system)
+    if reply:
+        record["raw"] = reply[0]
+        verdict = record["verdict"] = parse_verdict(reply[0])  # "A", "B", "tie" or None (unreadable)
+        record["winner"] = None if verdict in (None, "tie") else (
+            "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
     return record
 
 
-_VERDICT = re.compile(r"verdict\W{0,5}(?:answer\s+)?\[?\[?\s*(A|B|tie|draw|equal)\b", re.I)
-_BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.I)
-_BARE = re.compile(r"^[\s.*\"'`]*(?:answer\s+)?(A|B|tie)[\s.*\"'`]*$", re.I)
+_VERDICT = re.compile(r"verdict\W{0,5}(?:answer\s+)?\[?\[?\s*(A|B|tie|draw|equal)\b", re.IGNORECASE)
+_BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.IGNORECASE)
+_BARE = re.compile(r"^[\s.*\"'`]*(?:answer\s+)?(A|B|tie)[\s.*\"'`]*$", re.IGNORECASE)
 
 
 def parse_verdict(text: str) -> str | None:
@@ -449,10 +435,10 @@ def parse_verdict(text: str) -> str | None:
 def grade(kind: str, response: str, expected: str) -> bool:
     if kind == "regex":
         try:
-            return re.search(expected, response, re.I | re.S) is not None
+            return re.search(expected, response, re.IGNORECASE | re.DOTALL) is not None
         except re.error:
             return False
-    normal = lambda text: " ".join(text.casefold().split()).strip(" .")  # noqa: E731
+    normal = lambda text: " ".join(text.casefold().split()).strip(" .")
     if kind == "exact":
         return normal(response) == normal(expected)
     return normal(expected) in normal(response)
@@ -472,14 +458,14 @@ def percentile(values: list[float], q: float) -> float | None:
     "Nearest-rank percentile."
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    return sorted(values)[max(0, math.ceil(q * len(values)) - 1)]
 
 
 def report(ev: Eval) -> dict:
+    "What --json prints, and what the table, the chart and --csv show."
     candidates = []
     for model in ev.models:
-        records = [ev.results.get("answer", model, row.key, ev.options_sha(model)) for row in ev.rows]
+        records = [ev.results.get(ev.answer_id(model, row), failed=True) for row in ev.rows]
         answered = [r for r in records if r and "error" not in r]
         errors = [r["error"] for r in records if "error" in r]
         latencies = [a["duration_ms"] / 1000 for a in answered]
@@ -496,15 +482,19 @@ def report(ev: Eval) -> dict:
             "mean_tokens": _mean([(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]),
             "mean_length_chars": _mean([len(a["text"]) for a in answered]),
         }
-        if ev.grade:
-            entry.update(_graded(ev, model))
+        if ev.grade:  # a failed answer counts as wrong
+            correct = sum(1 for row in ev.rows
+                          if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
+            entry.update(_scored("accuracy", correct, len(ev.rows), correct=correct))
         elif model != ev.baseline:
             entry.update(_judged(ev, model))
-        if ev.prices:
-            entry.update(_dollars(ev, answered, entry.get("correct")))
+        if ev.prices:  # dollars: a lower bound, naming what is missing, when not complete
+            cost, correct = _cost(ev, answered), entry.get("correct")
+            entry.update(usd=cost.usd, usd_per_prompt=cost.usd / len(answered) if answered else None,
+                         usd_per_correct=cost.usd / correct if correct else None,
+                         usd_complete=cost.complete, usd_missing=cost.missing())
         candidates.append(entry)
-    judgements = [ev.judgement(c, row, order) for c in ev.models for row in ev.rows for order in ORDERS
-                  if ev.judge and c != ev.baseline]
+    judgements = [j for pair in ev.pairs() if (j := ev.judgement(*pair))]
     return {
         "mode": "graded" if ev.grade else "judged",
         "grade": ev.grade,
@@ -513,47 +503,24 @@ def report(ev: Eval) -> dict:
         "prompts": len(ev.rows),
         "results_file": str(ev.results.path),
         "candidates": candidates,
-        "judging_cost": _cost(ev, [j for j in judgements if j]).to_json() if ev.prices and ev.judge else None,
+        "judging_cost": _cost(ev, judgements).to_json() if ev.prices and ev.judge else None,
     }
 
 
-def _cost(ev: Eval, records: list[dict]) -> Any:
-    "What these answers or judgements cost (a prices.Cost), from the calls each one recorded."
-    from .prices import billed_calls, cost_of_calls
-
-    billed: list[dict] = []
+def _cost(ev: Eval, records: list[dict]) -> prices.Cost:
+    """What these answers or judgements cost, from the calls each one recorded.
+    One recorded before costs were kept counts as a call of unknown usage, so
+    the total is a lower bound naming it."""
+    calls = []
     for record in records:
-        if record.get("billed") is not None:
-            billed += record["billed"]
-        elif (record.get("calls") or 1) > 1:  # a MoA answer recorded before costs were: its calls were not kept
-            billed.append({"model": record.get("model") or ev.judge, "usage": "unknown"})
-        else:  # one call recorded before costs were (a judgement kept no counts: unknown)
-            billed += billed_calls(None, record.get("model") or ev.judge,
-                                   record.get("input_tokens"), record.get("output_tokens"))
-    return cost_of_calls(billed, ev.prices)
-
-
-def _dollars(ev: Eval, answered: list[dict], correct: int | None) -> dict:
-    "Dollars per answered prompt and per correct answer; a lower bound, naming what is missing, when not complete."
-    cost = _cost(ev, answered)
-    return {
-        "usd": cost.usd,
-        "usd_per_prompt": cost.usd / len(answered) if answered else None,
-        "usd_per_correct": cost.usd / correct if correct else None,
-        "usd_complete": cost.complete,
-        "usd_missing": cost.missing(),
-    }
-
-
-def _graded(ev: Eval, model: str) -> dict:
-    correct = sum(1 for row in ev.rows
-                  if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
-    return _scored("accuracy", correct, len(ev.rows), correct=correct)  # a failed answer counts as wrong
+        unknown = {"model": record.get("model", record.get("judge")), "usage": "unknown"}
+        calls += [unknown] if record.get("billed") is None else record["billed"]
+    return prices.cost_of_calls(calls, ev.prices)
 
 
 def _judged(ev: Eval, candidate: str) -> dict:
-    outcomes = [prompt_outcome(ev, candidate, row) for row in ev.rows]
-    wins, ties, losses = (outcomes.count(outcome) for outcome in ("win", "tie", "loss"))
+    outcomes = [_outcome(ev, candidate, row) for row in ev.rows]
+    wins, ties, losses = (outcomes.count(outcome) for outcome in (1, 0, -1))
     unreadable = sum(1 for row in ev.rows for order in ORDERS
                      if ev.judgement(candidate, row, order).get("verdict", "x") is None)
     return _scored("win_rate", wins + ties / 2, len(outcomes),
@@ -565,20 +532,14 @@ def _scored(metric: str, successes: float, n: int, **counts: int) -> dict:
     return {"metric": metric, **counts, "quality": successes / n if n else None, "ci_low": low, "ci_high": high}
 
 
-def prompt_outcome(ev: Eval, candidate: str, row: Row) -> str:
-    """win, loss or tie for one prompt. Both orders must agree for a win or a
-    loss; a missing answer loses to a present one."""
+def _outcome(ev: Eval, candidate: str, row: Row) -> int:
+    """1 for a win, -1 for a loss, 0 for a tie on one prompt. Both orders must
+    agree for a win or a loss; a missing answer loses to a present one."""
     mine, theirs = bool(ev.answer(candidate, row)), bool(ev.answer(ev.baseline, row))
-    if mine != theirs:
-        return "win" if mine else "loss"
-    if not mine:
-        return "tie"
+    if not (mine and theirs):
+        return mine - theirs
     winners = {ev.judgement(candidate, row, order).get("winner") for order in ORDERS}
-    if winners == {"candidate"}:
-        return "win"
-    if winners == {"baseline"}:
-        return "loss"
-    return "tie"
+    return (winners == {"candidate"}) - (winners == {"baseline"})
 
 
 def _most_common(errors: list[str]) -> str | None:
@@ -596,50 +557,39 @@ def _mean(values: list[float]) -> float | None:
 
 
 def to_table(summary: dict) -> str:
-    reasons = any(c["failure_reason"] for c in summary["candidates"])  # a column only when something failed
-    dollars = ("$/prompt",) + (("$/correct",) if summary["mode"] == "graded" else ())
-    priced = "usd" in summary["candidates"][0] if summary["candidates"] else False
-    rows = [("model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens")
-            + (dollars if priced else ()) + ("length", "failures") + (("most common failure",) if reasons else ())]
-    for c in summary["candidates"]:
-        rows.append((
-            c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
-            _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
-            _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}"),
-        ) + (_usd_cells(c, len(dollars)) if priced else ()) + (
-            _fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"]),
-        ) + ((c["failure_reason"] or "",) if reasons else ()))
+    candidates = summary["candidates"]
+    priced = bool(candidates) and "usd" in candidates[0]
+    dollars = (["usd_per_prompt"] + (["usd_per_correct"] if summary["mode"] == "graded" else [])) if priced else []
+    reasons = any(c["failure_reason"] for c in candidates)  # a column only when something failed
+    rows = [["model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens"]
+            + ["$/prompt", "$/correct"][:len(dollars)] + ["length", "failures"]
+            + (["most common failure"] if reasons else [])]
+    for c in candidates:
+        rows.append([c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
+                     _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
+                     _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}")]
+                    + [_usd(c[key], c["usd_complete"]) for key in dollars]
+                    + [_fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"])]
+                    + ([c["failure_reason"] or ""] if reasons else []))
     lines = [table(rows)]
-    if priced:
-        lines.append(_dollars_note(summary))
+    if priced:  # model names come from the results file: shown safe
+        missing = ", ".join(dict.fromkeys(m for c in candidates for m in c["usd_missing"]))
+        note = "\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
+        lines.append(visible(note + (f" ≥ marks a lower bound and ? an unknown: {missing}." if missing else "")))
+        if summary["judging_cost"]:
+            lines.append(visible(f"Judging cost {summary['judging_cost']['text']}."))
     if summary["mode"] == "judged":
         lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
                      "(ties count half). Judges tend to favour longer answers: compare the length column.")
     return "\n".join(lines)
 
 
-def _usd_cells(c: dict, columns: int) -> tuple[str, ...]:
-    from .prices import format_usd
-
-    def cell(value: float | None) -> str:
-        if value is None:
-            return "-"
-        if c["usd_complete"]:
-            return format_usd(value)
-        return f"≥{format_usd(value)}" if value > 0 else "?"  # a lower bound, never $0
-
-    return tuple(cell(value) for value in (c["usd_per_prompt"], c.get("usd_per_correct"))[:columns])
-
-
-def _dollars_note(summary: dict) -> str:
-    "What the dollar columns are, and what a lower bound leaves out."
-    missing = list(dict.fromkeys(m for c in summary["candidates"] for m in c["usd_missing"]))
-    judging = summary.get("judging_cost")
-    lines = ["\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
-             + (f" ≥ marks a lower bound and ? an unknown: {', '.join(missing)}." if missing else "")]
-    if judging:
-        lines.append(f"Judging cost {judging['text']}.")
-    return visible("\n".join(lines))  # model names come from the results file
+def _usd(value: float | None, complete: bool) -> str:
+    if value is None:
+        return "-"
+    if complete:
+        return prices.format_usd(value)
+    return f"≥{prices.format_usd(value)}" if value > 0 else "?"  # a lower bound, never $0
 
 
 def _quality(c: dict) -> str:
@@ -666,23 +616,18 @@ def to_csv(summary: dict) -> str:
     return out.getvalue()
 
 
-def _points(summary: dict) -> tuple[str, list[tuple[str, float, float, dict]]]:
-    """The cost unit (tokens per prompt when the models report usage, else
-    calls) and each model's (label, cost, quality, entry) for a chart. The
-    baseline has no quality of its own: it is the 0.5 line by definition."""
-    key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in summary["candidates"]) else (
-        "mean_calls", "calls")
-    return unit, [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
-                   0.5 if c.get("quality") is None else c["quality"], c) for c in summary["candidates"]]
-
-
 def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
-    "Quality (up) against cost per prompt (right), one letter per model."
-    unit, points = _points(summary)
-    cost_max = max([cost for _, cost, _, _ in points] + [1])
+    """Quality (up) against cost per prompt (right), one letter per model. The
+    cost is in tokens when the models report usage, else in calls. The
+    baseline has no quality of its own: it is the 0.5 line by definition."""
+    candidates = summary["candidates"]
+    key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in candidates) else ("mean_calls", "calls")
+    points = [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
+               0.5 if c.get("quality") is None else c["quality"]) for c in candidates]
+    cost_max = max([cost for _, cost, _ in points] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []
-    for number, (label, cost, quality, _) in enumerate(points):
+    for number, (label, cost, quality) in enumerate(points):
         letter = chr(ord("A") + number % 26)
         row, x = grid[height - round(quality * height)], round(cost / cost_max * width)
         row[x] = letter if row[x] == " " else "*"  # * where models overlap
@@ -694,35 +639,3 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     lines.append(f"     +{'-' * (width + 1)}")
     lines.append(f"      0{f'{cost_max:,.1f} {unit}':>{width}}")
     return "\n".join(lines + ["", *legend])
-
-
-def pyplot() -> Any:
-    "matplotlib's pyplot, drawing to files; checked before the first call so a missing one wastes none."
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MoaError("--png needs matplotlib: pip install 'llm-moa[plot]'")
-    return plt
-
-
-def png_chart(summary: dict, path: str) -> None:
-    plt = pyplot()
-    unit, points = _points(summary)
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for number, (label, cost, quality, c) in enumerate(points):
-        axes.scatter([cost], [quality], s=60)
-        if c.get("quality") is not None:
-            axes.errorbar([cost], [quality], fmt="none", ecolor="gray",
-                          yerr=[[quality - c["ci_low"]], [c["ci_high"] - quality]])
-        axes.annotate(label, (cost, quality), textcoords="offset points", xytext=(8, 8 - 14 * (number % 3)))
-    axes.set_xlabel(f"mean {unit} per prompt")
-    axes.set_xlim(left=0)
-    axes.set_ylabel("win rate" if summary["mode"] == "judged" else "accuracy")
-    axes.set_ylim(0, 1)
-    axes.set_title("llm moa eval: quality against cost")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
