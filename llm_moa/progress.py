@@ -8,7 +8,8 @@ import shutil
 import sys
 import threading
 import time
-from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, Call, Run
+
+from .record import FAILED, OK, RUNNING, TIMEOUT, Call, Run
 from .text import shorten, visible
 
 REFRESH = 0.1
@@ -65,17 +66,14 @@ class Progress:
     def lines(self) -> list[str]:
         "One line per call; model ids and errors made visible (they are not ours to send to the terminal)."
         now = time.monotonic() - self.start
-        calls = list(self.run.calls)
         lines = [f"{self.run.moa_model}: {now:.1f}s"]
-        for call in calls:
+        for call in list(self.run.calls):
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
             lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
         return [visible(line, newlines=False) for line in lines]
 
 
 def describe(call: Call, now: float) -> str:
-    if call.status == WAITING:
-        return "waiting"
     if call.status == RUNNING:
         elapsed = now - (call.started or now)
         state = "answering" if call.first_token is not None else "running"
@@ -86,6 +84,4 @@ def describe(call: Call, now: float) -> str:
         OK: f"done in {took}",
         FAILED: f"failed: {call.error}",
         TIMEOUT: f"timed out ({call.error})",
-        SKIPPED: "skipped",
-        CANCELLED: "cancelled",
-    }.get(call.status, call.status)
+    }.get(call.status, call.status)  # waiting, skipped and cancelled read as they are
