@@ -21,7 +21,7 @@ def register_models(register):
 
 @llm.hookimpl
 def register_commands(cli):
-    from .commands import MoaGroup  # light: the commands are built only when `llm moa` is used
+    from .commands import MoaGroup  # light: its commands are built when used
 
     cli.add_command(MoaGroup(name="moa", help="Mixture-of-Agents: presets, runs, eval and unfinished runs"))
 
