@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .errors import MoaError
+from .text import count, visible
 
 DATABASE = click.option("-d", "--database", type=click.Path(dir_okay=False, path_type=Path),
                         help="Path to the log database (default: the one `llm logs` reads)")
@@ -29,8 +30,6 @@ class MoaGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
-        from .text import visible
-
         try:
             return super().invoke(ctx)
         except MoaError as ex:
@@ -54,7 +53,6 @@ def _add_commands(moa: click.Group) -> None:
         from . import presets
         from .options import config_from, validate
         from .plan import resolve_members
-        from .text import count
 
         presets.check_name(name)
         stored = validate(dict(options)).model_dump(exclude_none=True)
@@ -72,7 +70,6 @@ def _add_commands(moa: click.Group) -> None:
         "List saved presets"
         from . import presets
         from .options import config_from
-        from .text import count, visible
 
         saved, invalid = presets.read()
         items, lines = [], []
@@ -143,7 +140,6 @@ def _add_commands(moa: click.Group) -> None:
         prefix of it), shows the prompt, the error and every answered proposal.
         """
         from . import unfinished
-        from .text import visible
 
         if run_id is not None:
             entry = unfinished.find(run_id)
@@ -222,8 +218,6 @@ def _echo(data: Any, json_: bool, text: str) -> None:
 
 
 def _warn(message: str) -> None:
-    from .text import visible
-
     click.echo(visible(f"Warning: {message}", newlines=False), err=True)
 
 
@@ -244,15 +238,12 @@ def _eval_progress():
 
 
 def _facts(config) -> dict:
+    "What `llm moa list --json` says of a preset's configuration (options.Config)."
     from .options import DEFAULT_SAMPLES
 
-    proposers = [name for name, _ in config.proposers] if config.proposers else [
-        f"default model x{DEFAULT_SAMPLES}"]
-    aggregators = [name for name, _ in config.aggregators] if config.aggregators else ["default model"]
     return {
-        "proposers": proposers,
-        "aggregator": ",".join(aggregators),
+        "proposers": [name for name, _ in config.proposers or [(f"default model x{DEFAULT_SAMPLES}", {})]],
+        "aggregator": ",".join(name for name, _ in config.aggregators or [("default model", {})]),
         "layers": config.layers,
         "calls_per_prompt": config.calls_per_prompt,
     }
-

@@ -34,13 +34,10 @@ class Progress:
         self._drawn = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="moa-progress", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._loop, name="moa-progress", daemon=True).start()
 
     def stop(self) -> None:
         "Erase the block; safe to call more than once."
-        if self._stop.is_set():
-            return
         self._stop.set()
         with self._lock:
             self._erase()

@@ -19,7 +19,7 @@ def visible(text: str, *, newlines: bool = True) -> str:
     multi-line answers still read as text.
     """
     keep = "\n\t" if newlines else ""
-    if text.isprintable() and "\r" not in text:
+    if text.isprintable():
         return text
     return "".join(
         ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii")

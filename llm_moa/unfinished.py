@@ -18,10 +18,6 @@ from .storage import moa_dir, read_json, write_json_atomically
 TEXT_FIELDS = ("datetime_utc", "model", "prompt", "error")
 
 
-def directory() -> Path:
-    return moa_dir() / "unfinished"
-
-
 def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -> Path | None:
     "Write one unfinished run atomically; return its path (None when logs are off)."
     if not logs_on():
@@ -34,12 +30,12 @@ def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -
         "error": error,
         "run": run,
     }
-    return write_json_atomically(directory() / f"{run_id}.json", entry)
+    return write_json_atomically(moa_dir() / "unfinished" / f"{run_id}.json", entry)
 
 
 def read() -> tuple[list[dict], list[str]]:
     "Every saved unfinished run, newest first, and a line for each file that is not one."
-    folder = directory()
+    folder = moa_dir() / "unfinished"
     for place in (moa_dir(), folder):
         if place.exists() and not place.is_dir():
             return [], [f"{place}: cannot be read, a file stands where a folder should be"]

@@ -19,7 +19,7 @@ from .host import logged_turns
 from .prices import format_cost, format_usd, public_version, run_cost
 from .record import calls_of
 
-BAR_WIDTH = 48
+WIDTH = 48  # characters of a timeline bar
 MARKER = '"moa":'  # in the response_json of every MoA run (and maybe of other turns)
 SHOWN = ("id", "datetime_utc", "model", "prompt", "system", "response", "input_tokens", "output_tokens",
          "conversation_id", "moa")  # llm's log row, as `llm moa show --json` gives it
@@ -68,7 +68,8 @@ def find_run(database: Path, run_id: str | None) -> dict:
 
 def show_json(run: dict, prices: Any = None) -> dict:
     "The run as `llm moa show --json` gives it: llm's log row, and its cost when given prices (prices.Prices)."
-    return {**{key: run.get(key) for key in SHOWN}, "cost": run_cost(run["moa"], prices).to_json() if prices else None}
+    cost = run_cost(run["moa"], prices).to_json() if prices else None
+    return {**{key: run.get(key) for key in SHOWN}, "cost": cost}
 
 
 def summary(run: dict) -> dict:
@@ -166,7 +167,7 @@ def show_text(run: dict) -> str:
     return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 
 
-def timeline(record: dict, width: int = BAR_WIDTH) -> str:
+def timeline(record: dict) -> str:
     "A text chart of when each call started and ended; the slowest of each layer is marked."
     calls = [(label, call) for label, call in calls_of(record) if call.get("started_ms") is not None]
     if not calls:
@@ -174,15 +175,15 @@ def timeline(record: dict, width: int = BAR_WIDTH) -> str:
     end = max([record.get("wall_ms") or 0] + [c.get("ended_ms") or c["started_ms"] for _, c in calls]) or 1
     slowest = _slowest_per_layer(calls)
     name_width = max(len(f"{label} {c.get('model')}") for label, c in calls)
-    lines = [f"{'':{name_width}}  {'0s':<{width + 1}}{end / 1000:.2f}s"]
+    lines = [f"{'':{name_width}}  {'0s':<{WIDTH + 1}}{end / 1000:.2f}s"]
     for label, call in calls:
         start, stop = call["started_ms"], call.get("ended_ms") or end
-        first = max(0, min(width - 1, int(start / end * width)))  # a hand-edited time stays on the chart
-        last = min(width, max(first + 1, round(stop / end * width)))
+        first = max(0, min(WIDTH - 1, int(start / end * WIDTH)))  # a hand-edited time stays on the chart
+        last = min(WIDTH, max(first + 1, round(stop / end * WIDTH)))
         bar = " " * first + "█" * (last - first)
         mark = "  ◀ slowest" if id(call) in slowest else ""
         lines.append(
-            f"{label + ' ' + str(call.get('model')):{name_width}}  |{bar:{width}}| "
+            f"{label + ' ' + str(call.get('model')):{name_width}}  |{bar:{WIDTH}}| "
             f"{start / 1000:.2f}–{stop / 1000:.2f}s {call.get('status')}{mark}"
         )
     return "\n".join(lines)
