@@ -27,38 +27,31 @@ def for_run(enabled: bool, run: Run) -> Progress | None:
 
 
 class Progress:
+    "The block on stderr, drawn and in the end erased by a thread of its own, the only one that writes it."
+
     def __init__(self, run: Run):
         self.run = run
         self.stream = sys.stderr
         self.start = time.monotonic()
-        self._drawn = 0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
-        threading.Thread(target=self._loop, name="moa-progress", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="moa-progress", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        "Erase the block; safe to call more than once."
+        "Erase the block: returns once the thread has; safe to call more than once."
         self._stop.set()
-        with self._lock:
-            self._erase()
-            self.stream.flush()
+        self._thread.join()
 
     def _loop(self) -> None:
+        drawn = 0
         while not self._stop.wait(REFRESH):
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                self._erase()
-                lines = self.lines()
-                width = max(20, shutil.get_terminal_size().columns - 1)
-                self.stream.write("".join(f"{shorten(line, width)}\n" for line in lines))
-                self.stream.flush()
-                self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
+            lines = self.lines()
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            self.stream.write(_erase(drawn) + "".join(f"{shorten(line, width)}\n" for line in lines))
+            self.stream.flush()
+            drawn = len(lines)
+        self.stream.write(_erase(drawn))
+        self.stream.flush()
 
     def lines(self) -> list[str]:
         "One line per call; model ids and errors made visible (they are not ours to send to the terminal)."
@@ -68,6 +61,11 @@ class Progress:
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
             lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
         return [visible(line, newlines=False) for line in lines]
+
+
+def _erase(lines: int) -> str:
+    "Back up over a block of that many lines and clear it."
+    return f"\x1b[{lines}F\x1b[J" if lines else ""
 
 
 def describe(call: Call, now: float) -> str:
