@@ -15,30 +15,15 @@ def register_models(register):
 
     register(MoaModel("moa-default"), AsyncMoaModel("moa-default"))
     register_local_models(register)
-    for name, entry in presets.load_quietly().items():
-        options = presets.options_of(entry)
+    for name, options in presets.load_quietly().items():
         register(MoaModel(f"moa-{name}", preset=options), AsyncMoaModel(f"moa-{name}", preset=options))
 
 
 @llm.hookimpl
 def register_commands(cli):
-    import click
+    from .commands import MoaGroup  # light: its commands are built when used
 
-    class LazyGroup(click.Group):
-        "`llm moa`, whose commands are built only when it is used."
-
-        def _group(self) -> click.Group:
-            from .commands import moa_group
-
-            return moa_group()
-
-        def list_commands(self, ctx):
-            return self._group().list_commands(ctx)
-
-        def get_command(self, ctx, name):
-            return self._group().get_command(ctx, name)
-
-    cli.add_command(LazyGroup(name="moa", help="Mixture-of-Agents: presets, runs, eval and unfinished runs"))
+    cli.add_command(MoaGroup(name="moa", help="Mixture-of-Agents: presets, runs, eval and unfinished runs"))
 
 
 @llm.hookimpl

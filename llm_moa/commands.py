@@ -1,43 +1,39 @@
-"""The ``llm moa`` command group. Heavy work is imported inside each command."""
+"""The ``llm moa`` command group (registered in __init__.py). Heavy work is imported inside each command."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .errors import MoaError
+from .text import count, visible
+
+DATABASE = click.option("-d", "--database", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Path to the log database (default: the one `llm logs` reads)")
+JSON = click.option("json_", "--json", is_flag=True, help="Output as JSON")
 
 
-def _database_option(fn):
-    return click.option(
-        "-d", "--database", type=click.Path(dir_okay=False, path_type=Path),
-        help="Path to the log database (default: the one `llm logs` reads)",
-    )(fn)
+class MoaGroup(click.Group):
+    """`llm moa`. Its commands are built when it is first used, not by every llm command,
+    and bad input to any of them (a MoaError) is click's one-line 'Error: ...', shown visibly."""
 
+    def list_commands(self, ctx):
+        if not self.commands:
+            _add_commands(self)
+        return super().list_commands(ctx)
 
-class _Command(click.Command):
-    "A command whose bad input (a MoaError) is click's one-line 'Error: ...'."
+    def get_command(self, ctx, name):
+        self.list_commands(ctx)  # builds the commands
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MoaError as ex:
-            raise click.ClickException(str(ex))
-
-
-_GROUP: click.Group | None = None
-
-
-def moa_group() -> click.Group:
-    "The `llm moa` commands, built once (see the lazy group in __init__.py)."
-    global _GROUP
-    if _GROUP is None:
-        _GROUP = click.Group(name="moa")
-        _GROUP.command_class = _Command
-        _add_commands(_GROUP)
-    return _GROUP
+            raise click.ClickException(visible(str(ex)))
 
 
 def _add_commands(moa: click.Group) -> None:
@@ -57,57 +53,42 @@ def _add_commands(moa: click.Group) -> None:
         from . import presets
         from .options import config_from, validate
         from .plan import resolve_members
-        from .text import count
 
-        try:
-            presets.check_name(name)
-            stored = validate(dict(options)).model_dump(exclude_none=True)
-            config = config_from(stored)
-            resolve_members(config)  # every model and inner option, as a run checks them
-            replaced = presets.save(name, stored, force=force)
-        except ValueError as ex:
-            raise click.ClickException(str(ex))
+        presets.check_name(name)
+        stored = validate(dict(options)).model_dump(exclude_none=True)
+        config = config_from(stored)
+        resolve_members(config)  # every model and inner option, as a run checks them
+        replaced = presets.save(name, stored, force=force)
         facts = _facts(config)
         click.echo(f"{'Replaced' if replaced else 'Saved'} preset {name!r} as model moa-{name}: "
                    f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
                    f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt")
 
     @moa.command(name="list")
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    @JSON
     def list_command(json_: bool) -> None:
         "List saved presets"
         from . import presets
         from .options import config_from
-        from .text import count, visible
 
         saved, invalid = presets.read()
-        entries = []
+        items, lines = [], []
         for name, entry in sorted(saved.items()):
-            options = presets.options_of(entry)
-            item = {"name": name, "model_id": f"moa-{name}", "options": options, "saved": entry.get("saved")}
+            item = {"name": name, "model_id": f"moa-{name}", "options": entry.get("options", {}),
+                    "saved": entry.get("saved")}
             try:
-                config = config_from(options)
-                item.update(_facts(config))
+                item.update(_facts(config_from(item["options"])))
+                lines.append(f"moa-{name}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
+                             f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt")
             except ValueError as ex:  # saved by hand or by an older version: still listed
                 item["error"] = str(ex)
-            entries.append(item)
-        skipped = [{"name": name, "model_id": None, "error": problem} for name, problem in sorted(invalid.items())]
-        if json_:
-            click.echo(json.dumps(entries + skipped, indent=2))
-            return
-        if not entries and not skipped:
-            click.echo("No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C")
-        for item in entries:
-            if "error" in item:
-                click.echo(visible(f"moa-{item['name']}: invalid ({item['error']})", newlines=False))
-                continue
-            click.echo(visible(
-                f"moa-{item['name']}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
-                f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt",
-                newlines=False,
-            ))
-        for item in skipped:
-            click.echo(visible(f"{presets.path()}: skipped, not a preset: {item['error']}", newlines=False))
+                lines.append(f"moa-{name}: invalid ({ex})")
+            items.append(item)
+        for name, problem in sorted(invalid.items()):
+            items.append({"name": name, "model_id": None, "error": problem})
+            lines.append(f"{presets.path()}: skipped, not a preset: {problem}")
+        _echo(items, json_, "\n".join(visible(line, newlines=False) for line in lines)
+              or "No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C")
 
     @moa.command(name="remove")
     @click.argument("name")
@@ -120,49 +101,38 @@ def _add_commands(moa: click.Group) -> None:
 
     @moa.command(name="runs")
     @click.option("-n", "--count", type=int, default=10, show_default=True, help="How many runs (0 for all)")
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    @_database_option
+    @JSON
+    @DATABASE
     def runs_command(count: int, json_: bool, database: Path | None) -> None:
         "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
         from .host import logs_db_path
-        from .views import load_runs, runs_table, summary
+        from .prices import load
+        from .views import load_runs, runs_table, show_json, summary
 
         runs = load_runs(logs_db_path(database), count=count or None)
-        prices = _prices() if runs else None
-        if json_:
-            click.echo(json.dumps([summary(run, prices) for run in runs], indent=2))
-        elif not runs:
-            click.echo("No MoA runs logged yet.")
-        else:
-            click.echo(runs_table(runs, prices))
+        prices = load(warn=_warn) if runs else None  # an unreadable prices file: one warning, no costs
+        summaries = [summary(show_json(run, prices)) for run in runs]
+        _echo(summaries, json_, runs_table(summaries) if runs else "No MoA runs logged yet.")
 
     @moa.command(name="show")
     @click.argument("run_id", required=False)
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    @_database_option
+    @JSON
+    @DATABASE
     def show_command(run_id: str | None, json_: bool, database: Path | None) -> None:
         """Show one MoA run in full, with a timeline (default: the latest)
 
         RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
         """
         from .host import logs_db_path
-        from .prices import run_cost
-        from .views import find_run, show_text
+        from .prices import load
+        from .views import find_run, show_json, show_text
 
-        run = find_run(logs_db_path(database), run_id)
-        prices = _prices()
-        if json_:
-            keys = ("id", "datetime_utc", "model", "prompt", "system", "response",
-                    "input_tokens", "output_tokens", "conversation_id", "moa")
-            shown = {key: run.get(key) for key in keys}
-            shown["cost"] = run_cost(run["moa"], prices).to_json() if prices else None
-            click.echo(json.dumps(shown, indent=2))
-        else:
-            click.echo(show_text(run, prices))
+        shown = show_json(find_run(logs_db_path(database), run_id), load(warn=_warn))
+        _echo(shown, json_, show_text(shown))
 
     @moa.command(name="unfinished")
     @click.argument("run_id", required=False)
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
+    @JSON
     def unfinished_command(run_id: str | None, json_: bool) -> None:
         """Runs that failed after proposers had answered, with their answers
 
@@ -170,38 +140,15 @@ def _add_commands(moa: click.Group) -> None:
         prefix of it), shows the prompt, the error and every answered proposal.
         """
         from . import unfinished
-        from .text import table, visible
 
-        if run_id is None:
-            found, problems = unfinished.read()
-            for problem in problems:
-                click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
-            if json_:
-                click.echo(json.dumps(found, indent=2))
-            elif not found:
-                click.echo("No unfinished runs.")
-            else:
-                rows = [("id", "time (UTC)", "model", "answered", "error")]
-                for entry in found:
-                    answered = len(unfinished.answered_proposals(entry.get("run", {})))
-                    first_line = (entry.get("error") or "").splitlines()[:1] or [""]
-                    rows.append((entry["id"], entry.get("datetime_utc", "")[:19].replace("T", " "),
-                                 entry.get("model", ""), str(answered), first_line[0]))
-                click.echo(table([[visible(cell, newlines=False) for cell in row] for row in rows]))
+        if run_id is not None:
+            entry = unfinished.find(run_id)
+            _echo(entry, json_, unfinished.show_text(entry))
             return
-        entry = unfinished.find(run_id)
-        if entry is None:
-            raise click.ClickException(
-                f"No unfinished run matches {run_id!r}; 'llm moa unfinished' lists them"
-            )
-        if json_:
-            click.echo(json.dumps(entry, indent=2))
-            return
-        lines = [f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}", "",
-                 "## Prompt", "", entry.get("prompt", ""), "", "## Error", "", entry.get("error", ""), ""]
-        for number, proposal in enumerate(unfinished.answered_proposals(entry.get("run", {})), 1):
-            lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
-        click.echo(visible("\n".join(lines)))
+        found, problems = unfinished.read()
+        for problem in problems:
+            click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
+        _echo(found, json_, unfinished.table(found) if found else "No unfinished runs.")
 
     @moa.command(name="eval")
     @click.argument("source", metavar="PROMPTS")
@@ -257,16 +204,12 @@ def _add_commands(moa: click.Group) -> None:
     moa.add_command(prices_group())
 
 
-def _prices():
-    "Prices for a view; a prices file that cannot be read is one line on stderr, and no costs are shown."
-    from .prices import load
-
-    return load(warn=_warn)
+def _echo(data: Any, json_: bool, text: str) -> None:
+    "DATA as JSON with --json, else TEXT (its view)."
+    click.echo(json.dumps(data, indent=2) if json_ else text)
 
 
 def _warn(message: str) -> None:
-    from .text import visible
-
     click.echo(visible(f"Warning: {message}", newlines=False), err=True)
 
 
@@ -287,15 +230,12 @@ def _eval_progress():
 
 
 def _facts(config) -> dict:
+    "What `llm moa list --json` says of a preset's configuration (options.Config)."
     from .options import DEFAULT_SAMPLES
 
-    proposers = [name for name, _ in config.proposers] if config.proposers else [
-        f"default model x{DEFAULT_SAMPLES}"]
-    aggregators = [name for name, _ in config.aggregators] if config.aggregators else ["default model"]
     return {
-        "proposers": proposers,
-        "aggregator": ",".join(aggregators),
+        "proposers": [name for name, _ in config.proposers or [(f"default model x{DEFAULT_SAMPLES}", {})]],
+        "aggregator": ",".join(name for name, _ in config.aggregators or [("default model", {})]),
         "layers": config.layers,
         "calls_per_prompt": config.calls_per_prompt,
     }
-

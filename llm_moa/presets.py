@@ -30,21 +30,26 @@ def read() -> tuple[dict[str, dict], dict[str, str]]:
     invalid: dict[str, str] = {}
     for name, entry in read_json(path(), {}).items():
         try:
-            presets[check_name(name)] = _check_entry(name, entry)
+            check_name(name)
+            if not isinstance(entry, dict):
+                raise MoaError(f"Preset {name!r} is not a JSON object")
+            if not isinstance(entry.get("options", {}), dict):
+                raise MoaError(f"Preset {name!r} has options that are not a JSON object")
+            presets[name] = entry
         except MoaError as ex:
             invalid[name] = str(ex)
     return presets, invalid
 
 
 def load_quietly() -> dict[str, dict]:
-    "For model registration, which runs on every llm command: never raise."
+    "Each preset's options, for model registration, which runs on every llm command: never raises."
     try:
-        return read()[0]
+        return {name: entry.get("options", {}) for name, entry in read()[0].items()}
     except MoaError:
         return {}
 
 
-def check_name(name: str) -> str:
+def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
         raise MoaError(
             f"Invalid preset name {name!r}: use lowercase letters, digits, '.', '_' or '-' "
@@ -52,20 +57,10 @@ def check_name(name: str) -> str:
         )
     if name in RESERVED:
         raise MoaError(f"{name!r} is reserved for the built-in moa-{name}; choose another name")
-    return name
-
-
-def _check_entry(name: str, entry: Any) -> dict:
-    if not isinstance(entry, dict):
-        raise MoaError(f"Preset {name!r} is not a JSON object")
-    if not isinstance(entry.get("options", {}), dict):
-        raise MoaError(f"Preset {name!r} has options that are not a JSON object")
-    return entry
 
 
 def save(name: str, options: dict[str, Any], *, force: bool) -> bool:
-    "Save a preset; return True when it replaced one. Refuses to replace without force."
-    check_name(name)
+    "Save a preset whose name check_name accepted; return True when it replaced one (which needs force)."
 
     def change(presets: dict) -> bool:
         replaced = name in presets
@@ -89,7 +84,3 @@ def remove(name: str) -> None:
         del presets[name]
 
     update_json(path(), change)
-
-
-def options_of(entry: dict) -> dict[str, Any]:
-    return dict(entry.get("options") or {})

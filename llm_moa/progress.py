@@ -8,7 +8,8 @@ import shutil
 import sys
 import threading
 import time
-from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, WAITING, Call, Run
+
+from .record import FAILED, OK, RUNNING, TIMEOUT, Call, Run
 from .text import shorten, visible
 
 REFRESH = 0.1
@@ -26,56 +27,48 @@ def for_run(enabled: bool, run: Run) -> Progress | None:
 
 
 class Progress:
+    "The block on stderr, drawn and in the end erased by a thread of its own, the only one that writes it."
+
     def __init__(self, run: Run):
         self.run = run
         self.stream = sys.stderr
         self.start = time.monotonic()
-        self._drawn = 0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="moa-progress", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        "Erase the block; safe to call more than once."
-        if self._stop.is_set():
-            return
+        "Erase the block: returns once the thread has; safe to call more than once."
         self._stop.set()
-        with self._lock:
-            self._erase()
-            self.stream.flush()
+        self._thread.join()
 
     def _loop(self) -> None:
+        drawn = 0
         while not self._stop.wait(REFRESH):
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                self._erase()
-                lines = self.lines()
-                width = max(20, shutil.get_terminal_size().columns - 1)
-                self.stream.write("".join(f"{shorten(line, width)}\n" for line in lines))
-                self.stream.flush()
-                self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
+            lines = self.lines()
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            self.stream.write(_erase(drawn) + "".join(f"{shorten(line, width)}\n" for line in lines))
+            self.stream.flush()
+            drawn = len(lines)
+        self.stream.write(_erase(drawn))
+        self.stream.flush()
 
     def lines(self) -> list[str]:
         "One line per call; model ids and errors made visible (they are not ours to send to the terminal)."
         now = time.monotonic() - self.start
-        calls = list(self.run.calls)
         lines = [f"{self.run.moa_model}: {now:.1f}s"]
-        for call in calls:
+        for call in list(self.run.calls):
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
             lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
         return [visible(line, newlines=False) for line in lines]
 
 
+def _erase(lines: int) -> str:
+    "Back up over a block of that many lines and clear it."
+    return f"\x1b[{lines}F\x1b[J" if lines else ""
+
+
 def describe(call: Call, now: float) -> str:
-    if call.status == WAITING:
-        return "waiting"
     if call.status == RUNNING:
         elapsed = now - (call.started or now)
         state = "answering" if call.first_token is not None else "running"
@@ -86,6 +79,4 @@ def describe(call: Call, now: float) -> str:
         OK: f"done in {took}",
         FAILED: f"failed: {call.error}",
         TIMEOUT: f"timed out ({call.error})",
-        SKIPPED: "skipped",
-        CANCELLED: "cancelled",
-    }.get(call.status, call.status)
+    }.get(call.status, call.status)  # waiting, skipped and cancelled read as they are

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any
 
 from .errors import MoaError
 from .host import user_dir
 
-T = TypeVar("T")
 LOCK_TIMEOUT = 30.0
 
 
@@ -38,8 +38,8 @@ def locked(path: Path) -> Iterator[None]:
         raise MoaError(f"{path}: still locked by another llm process after {LOCK_TIMEOUT:g}s")
 
 
-def read_json(path: Path, default: Any, kind: type = dict) -> Any:
-    "The file's JSON (``default`` when missing); a ``MoaError`` naming the file otherwise."
+def read_json(path: Path, default: Any) -> Any:
+    "The file's JSON object (``default`` when missing); a ``MoaError`` naming the file otherwise."
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -54,8 +54,8 @@ def read_json(path: Path, default: Any, kind: type = dict) -> Any:
         raise MoaError(f"{path}: JSON nested too deeply")
     except ValueError as ex:
         raise MoaError(f"{path}: not valid JSON ({ex})")
-    if not isinstance(data, kind):
-        raise MoaError(f"{path}: expected a JSON {'object' if kind is dict else kind.__name__}")
+    if not isinstance(data, dict):
+        raise MoaError(f"{path}: expected a JSON object")
     return data
 
 
@@ -79,7 +79,7 @@ def write_json_atomically(path: Path, data: Any) -> Path:
     return path
 
 
-def update_json(path: Path, change: Callable[[dict], T]) -> T:
+def update_json(path: Path, change: Callable[[dict], Any]) -> Any:
     "Read, change and write back a JSON object under the file's lock; return what change returns."
     with locked(path):
         data = read_json(path, {})

@@ -9,7 +9,7 @@ clipboard (OSC 52).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def visible(text: str, *, newlines: bool = True) -> str:
@@ -19,7 +19,7 @@ def visible(text: str, *, newlines: bool = True) -> str:
     multi-line answers still read as text.
     """
     keep = "\n\t" if newlines else ""
-    if text.isprintable() and "\r" not in text:
+    if text.isprintable():
         return text
     return "".join(
         ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii")
@@ -32,12 +32,13 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    "Left-aligned columns, two spaces apart; the first row is the header."
+def table(rows: Sequence[Sequence[object]]) -> str:
+    "Left-aligned columns, two spaces apart; the first row is the header. Each cell is shown visibly on one line."
+    rows = [[visible(str(cell), newlines=False) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def count(n: int, noun: str) -> str:
-    "'1 proposer', '3 proposers'."
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def count(n: int | None, noun: str) -> str:
+    "'1 proposer', '3 proposers'; '? proposers' when not known."
+    return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"

@@ -1,5 +1,5 @@
 """Runs that failed after proposers had answered: their paid-for answers are kept
-here, one JSON file each (README: "Failure handling"). Files, not database
+and shown here, one JSON file each (README: "Failure handling"). Files, not database
 rows: the plugin never writes to the host's database, where it could cause
 locking. A file that does not read as an unfinished run is skipped, with one
 line naming it.
@@ -10,15 +10,12 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from . import text
 from .errors import MoaError
 from .host import logs_on
 from .storage import moa_dir, read_json, write_json_atomically
 
 TEXT_FIELDS = ("datetime_utc", "model", "prompt", "error")
-
-
-def directory() -> Path:
-    return moa_dir() / "unfinished"
 
 
 def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -> Path | None:
@@ -33,12 +30,12 @@ def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -
         "error": error,
         "run": run,
     }
-    return write_json_atomically(directory() / f"{run_id}.json", entry)
+    return write_json_atomically(moa_dir() / "unfinished" / f"{run_id}.json", entry)
 
 
 def read() -> tuple[list[dict], list[str]]:
     "Every saved unfinished run, newest first, and a line for each file that is not one."
-    folder = directory()
+    folder = moa_dir() / "unfinished"
     for place in (moa_dir(), folder):
         if place.exists() and not place.is_dir():
             return [], [f"{place}: cannot be read, a file stands where a folder should be"]
@@ -64,9 +61,31 @@ def _check(path: Path, entry: dict) -> dict:
     return entry
 
 
-def find(prefix: str) -> dict | None:
+def find(prefix: str) -> dict:
+    "The one unfinished run whose id starts with ``prefix``."
     matches = [entry for entry in read()[0] if entry["id"].startswith(prefix)]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) != 1:
+        raise MoaError(f"No unfinished run matches {prefix!r}; 'llm moa unfinished' lists them")
+    return matches[0]
+
+
+def table(entries: list[dict]) -> str:
+    "The list `llm moa unfinished` shows."
+    rows = [("id", "time (UTC)", "model", "answered", "error")]
+    for entry in entries:
+        error = entry.get("error", "").splitlines() or [""]
+        rows.append((entry["id"], entry.get("datetime_utc", "")[:19].replace("T", " "), entry.get("model", ""),
+                     len(answered_proposals(entry.get("run", {}))), error[0]))
+    return text.table(rows)
+
+
+def show_text(entry: dict) -> str:
+    "One unfinished run in full, as `llm moa unfinished ID` shows it: every answered proposal."
+    lines = [f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}", "",
+             "## Prompt", "", entry.get("prompt", ""), "", "## Error", "", entry.get("error", ""), ""]
+    for number, proposal in enumerate(answered_proposals(entry.get("run", {})), 1):
+        lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
+    return text.visible("\n".join(lines))  # answers and errors come from models
 
 
 def answered_proposals(run: dict) -> list[dict]:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import text
 from .errors import MoaError
 from .host import logged_turns
+from .prices import format_cost, format_usd, public_version, run_cost
 from .record import calls_of
 
-BAR_WIDTH = 48
+WIDTH = 48  # characters of a timeline bar
 MARKER = '"moa":'  # in the response_json of every MoA run (and maybe of other turns)
+SHOWN = ("id", "datetime_utc", "model", "prompt", "system", "response", "input_tokens", "output_tokens",
+         "conversation_id", "moa")  # llm's log row, as `llm moa show --json` gives it
 
 
 def load_runs(database: Path, *, count: int | None = None, run_id: str | None = None) -> list[dict]:
@@ -46,8 +49,9 @@ def _read_record(row: dict) -> bool:
     one that the views cannot show (damaged, or another plugin's JSON)."""
     try:
         row["moa"] = json.loads(row["response_json"])["moa"]
-        runs_table([row])  # drawn once here: a record the views cannot show is skipped, never a crash
-        show_text(row)
+        shown = show_json(row)
+        runs_table([summary(shown)])  # drawn once here: a record the views cannot show is skipped, never a crash
+        show_text(shown)
     except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError, RecursionError):
         return False
     return True
@@ -62,12 +66,17 @@ def find_run(database: Path, run_id: str | None) -> dict:
     return runs[0]
 
 
-def summary(run: dict, prices: Any = None) -> dict:
-    "The facts of one run for `llm moa runs`; its cost too when given prices (prices.Prices)."
+def show_json(run: dict, prices: Any = None) -> dict:
+    "The run as `llm moa show --json` gives it: llm's log row, and its cost when given prices (prices.Prices)."
+    cost = run_cost(run["moa"], prices).to_json() if prices else None
+    return {**{key: run.get(key) for key in SHOWN}, "cost": cost}
+
+
+def summary(run: dict) -> dict:
+    "The facts of one run (as show_json has it), for `llm moa runs`."
     record = run["moa"]
     layers = record.get("proposer_layers", [])
     proposers = layers[-1].get("proposers", []) if layers else []
-    aggregator = record.get("aggregator") or {}
     return {
         "id": run["id"],
         "datetime_utc": run["datetime_utc"],
@@ -75,59 +84,51 @@ def summary(run: dict, prices: Any = None) -> dict:
         "layers": record.get("layers"),
         "proposers": [{"model": p.get("model"), "status": p.get("status"), "error": p.get("error")}
                       for p in proposers],
-        "aggregator": aggregator.get("model"),
+        "aggregator": (record.get("aggregator") or {}).get("model"),
         "calls": record.get("calls"),
         "input_tokens": run.get("input_tokens"),
         "output_tokens": run.get("output_tokens"),
         "usage_complete": all(call.get("usage") != "unknown" for _, call in calls_of(record)),
         "partial": record.get("partial"),
         "wall_ms": record.get("wall_ms"),
-        "cost": _cost(record, prices).to_json() if prices else None,
+        "cost": run["cost"],
     }
 
 
-def _cost(record: dict, prices: Any) -> Any:
-    "What the run cost (a prices.Cost)."
-    from .prices import run_cost
-
-    return run_cost(record, prices)
-
-
-def runs_table(runs: Iterable[dict], prices: Any = None) -> str:
+def runs_table(summaries: list[dict]) -> str:
+    "The table of `llm moa runs`, with a cost column when the runs were priced."
+    priced = any(facts["cost"] for facts in summaries)
     header = ("id", "time (UTC)", "model", "proposers", "aggregator", "calls", "tokens in/out", "wall")
-    rows = [header + (("cost",) if prices else ())]
-    for run in runs:
-        facts = summary(run, prices)
+    rows = [header + (("cost",) if priced else ())]
+    for facts in summaries:
         ok = sum(p["status"] == "ok" for p in facts["proposers"])
         others = [f"{p['model']} {p['status']}" for p in facts["proposers"] if p["status"] != "ok"]
         proposers = f"{ok}/{len(facts['proposers'])} ok" + (f" ({', '.join(others)})" if others else "")
         rows.append((
             facts["id"], facts["datetime_utc"][:19].replace("T", " "), facts["model"], proposers,
-            facts["aggregator"] or "-", str(facts["calls"]),
+            facts["aggregator"] or "-", facts["calls"],
             ("" if facts["usage_complete"] else "≥") + f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}",
             _seconds(facts["wall_ms"]),
-        ) + ((facts["cost"]["text"],) if prices else ()))
-    return text.table([[text.visible(cell, newlines=False) for cell in row] for row in rows])
+        ) + ((facts["cost"]["text"],) if priced else ()))
+    return text.table(rows)
 
 
-def show_text(run: dict, prices: Any = None) -> str:
-    "The run in full; with prices (prices.Prices), what each call, each model and the run cost."
-    record = run["moa"]
-    cost = _cost(record, prices) if prices else None
+def show_text(run: dict) -> str:
+    "The run (as show_json has it) in full; when it was priced, what each call, each model and the run cost."
+    record, cost, facts = run["moa"], run["cost"], summary(run)
     lines = [
         f"# MoA run {run['id']}",
         "",
         f"{run['model']} · {run['datetime_utc'][:19].replace('T', ' ')} UTC · "
-        f"{_count(record.get('layers'), 'layer')} · {_count(record.get('calls'), 'call')} · "
-        f"{_n(run.get('input_tokens'))} input / "
-        f"{_n(run.get('output_tokens'))} output tokens · {_seconds(record.get('wall_ms'))}"
-        + (f" · {cost.text()}" if cost else ""),
+        f"{text.count(facts['layers'], 'layer')} · {text.count(facts['calls'], 'call')} · "
+        f"{_n(facts['input_tokens'])} input / {_n(facts['output_tokens'])} output tokens · "
+        f"{_seconds(facts['wall_ms'])}" + (f" · {cost['text']}" if cost else ""),
         "",
     ]
-    costs = dict(zip(map(id, (call for _, call in calls_of(record))), cost.calls)) if cost else {}
-    if record.get("partial"):
-        lines += [f"Partial: not every proposer answered ({record['partial']})", ""]
-    if not all(call.get("usage") != "unknown" for _, call in calls_of(record)):
+    costs = dict(zip((id(call) for _, call in calls_of(record)), cost["calls"])) if cost else {}
+    if facts["partial"]:
+        lines += [f"Partial: not every proposer answered ({facts['partial']})", ""]
+    if not facts["usage_complete"]:
         lines += ["Token totals are a lower bound: some providers reported no usage.", ""]
     lines += ["## Prompt", "", run.get("prompt") or "", ""]
     if run.get("system"):
@@ -144,7 +145,7 @@ def show_text(run: dict, prices: Any = None) -> str:
         if not layer.get("proposers"):
             continue  # no proposer ran (an aggregator-only tool turn)
         lines += [f"## Layer {layer['layer']}", ""]
-        for number, call in enumerate(layer.get("proposers", []), 1):
+        for number, call in enumerate(layer["proposers"], 1):
             lines += [f"### {number}. {_call_heading(call, costs)}", ""]
             failed = f"Error: {call.get('error') or call.get('status')}"
             lines += [call.get("text", "") if call.get("status") == "ok" else failed, ""]
@@ -161,12 +162,12 @@ def show_text(run: dict, prices: Any = None) -> str:
         lines += ["## Decision", "", describe(record["decision"]), ""]
     lines += ["## Answer", "", run.get("response") or "", ""]
     if cost:
-        lines += ["## Cost", "", cost_table(cost), ""]
+        lines += ["## Cost", "", _cost_table(cost), ""]
     lines += ["## Timeline", "", timeline(record)]
     return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
 
 
-def timeline(record: dict, width: int = BAR_WIDTH) -> str:
+def timeline(record: dict) -> str:
     "A text chart of when each call started and ended; the slowest of each layer is marked."
     calls = [(label, call) for label, call in calls_of(record) if call.get("started_ms") is not None]
     if not calls:
@@ -174,15 +175,15 @@ def timeline(record: dict, width: int = BAR_WIDTH) -> str:
     end = max([record.get("wall_ms") or 0] + [c.get("ended_ms") or c["started_ms"] for _, c in calls]) or 1
     slowest = _slowest_per_layer(calls)
     name_width = max(len(f"{label} {c.get('model')}") for label, c in calls)
-    lines = [f"{'':{name_width}}  {'0s':<{width + 1}}{end / 1000:.2f}s"]
+    lines = [f"{'':{name_width}}  {'0s':<{WIDTH + 1}}{end / 1000:.2f}s"]
     for label, call in calls:
         start, stop = call["started_ms"], call.get("ended_ms") or end
-        first = max(0, min(width - 1, int(start / end * width)))  # a hand-edited time stays on the chart
-        last = min(width, max(first + 1, round(stop / end * width)))
+        first = max(0, min(WIDTH - 1, int(start / end * WIDTH)))  # a hand-edited time stays on the chart
+        last = min(WIDTH, max(first + 1, round(stop / end * WIDTH)))
         bar = " " * first + "█" * (last - first)
         mark = "  ◀ slowest" if id(call) in slowest else ""
         lines.append(
-            f"{label + ' ' + str(call.get('model')):{name_width}}  |{bar:{width}}| "
+            f"{label + ' ' + str(call.get('model')):{name_width}}  |{bar:{WIDTH}}| "
             f"{start / 1000:.2f}–{stop / 1000:.2f}s {call.get('status')}{mark}"
         )
     return "\n".join(lines)
@@ -196,28 +197,26 @@ def _slowest_per_layer(calls: list[tuple[str, dict]]) -> set[int]:
     return {id(call) for call in latest.values()} if sum(label != "agg" for label, _ in calls) > 1 else set()
 
 
-def cost_table(cost: Any) -> str:
+def _cost_table(cost: dict) -> str:
     "Per model: calls, dollars and where the price comes from; then the total, and that prices are estimates."
-    from .prices import format_cost, public_version
-
+    note = (f"Prices are estimates, in US dollars: yours from `llm moa prices`, else genai-prices "
+            f"{public_version()}'s bundled data.")
+    if not cost["by_model"]:
+        return f"No call reported usage: nothing to price.\n{note}"
     rows = []
-    for model, entry in cost.by_model.items():
+    for model, entry in cost["by_model"].items():
         price = entry["price"]
         if price is None:
             usd, source = "unpriced", "set one: llm moa prices set MODEL INPUT OUTPUT"
         else:
-            usd = format_cost(entry["usd"], entry["complete"], [] if entry["complete"] else ["usage unknown"])
+            usd = format_cost(entry["usd"], entry["complete"], ["usage unknown"])
             source = "your price" if price["source"] == "yours" else price["source"]
         rows.append((model, text.count(entry["calls"], "call"), usd, source))
-    rows.append(("total", "", cost.text(), ""))
-    note = (f"Prices are estimates, in US dollars: yours from `llm moa prices`, else genai-prices "
-            f"{public_version()}'s bundled data.")
-    if not cost.by_model:
-        return f"No call reported usage: nothing to price.\n{note}"
+    rows.append(("total", "", cost["text"], ""))
     return text.table(rows) + "\n\n" + note
 
 
-def _call_heading(call: dict, costs: dict | None = None) -> str:
+def _call_heading(call: dict, costs: dict) -> str:
     usage = call.get("usage") or {}
     bits = [str(call.get("model")), str(call.get("status")), _seconds(call.get("duration_ms"))]
     if call.get("truncated"):
@@ -228,16 +227,10 @@ def _call_heading(call: dict, costs: dict | None = None) -> str:
         bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
     if (call.get("attempts") or 1) > 1:
         bits.append(text.count(call["attempts"], "attempt"))
-    if id(call) in (costs or {}) and isinstance(usage, dict) and usage:
-        from .prices import format_usd
-
+    if id(call) in costs and isinstance(usage, dict) and usage:
         usd = costs[id(call)]
         bits.append("unpriced" if usd is None else format_usd(usd))
     return " · ".join(bits)
-
-
-def _count(value: int | None, noun: str) -> str:
-    return f"? {noun}s" if value is None else text.count(value, noun)
 
 
 def _n(value: Any) -> str:
