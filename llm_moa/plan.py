@@ -117,7 +117,7 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             else:
                 objects.append(known_model(role, name))
             model = objects[-1]
-            return Member(name, model, role, _validated(role, name, model, {**saved_options(model.model_id), **options}))
+            return Member(name, model, role, validate_model_options(role, name, model, {**saved_options(model.model_id), **options}))
 
         proposers = [member("proposer", name, {**config.proposer_options, **options}, config.max_concurrency)
                      for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES]
@@ -129,7 +129,7 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
     return proposers, aggregators
 
 
-def _validated(role: str, name: str, model: Any, options: dict) -> dict:
+def validate_model_options(role: str, name: str, model: Any, options: dict) -> dict:
     "Options checked by the model's own Options class; one line when bad."
     try:
         validated = model.Options(**options)
