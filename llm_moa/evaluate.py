@@ -558,7 +558,7 @@ def _mean(values: list[float]) -> float | None:
 
 def to_table(summary: dict) -> str:
     candidates = summary["candidates"]
-    priced = bool(candidates) and "usd" in candidates[0]
+    priced = "usd" in candidates[0]  # -m is required: there is always a model
     dollars = (["usd_per_prompt"] + (["usd_per_correct"] if summary["mode"] == "graded" else [])) if priced else []
     reasons = any(c["failure_reason"] for c in candidates)  # a column only when something failed
     rows = [["model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens"]

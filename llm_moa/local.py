@@ -255,29 +255,14 @@ def _without_trailing_space(chunks: Iterator[dict]) -> Iterator[tuple[str, str |
         yield text, choice.get("finish_reason")
 
 
-class _LocalPreset:
-    """``moa-local`` (sync or async) says which extra to install before any planning or call,
-    even when ``-o`` replaces every member: ``moa-default`` is the one that takes any models."""
-
-    def execute(self, prompt, stream, response, conversation):
-        require_local_extra(self.model_id)
-        return super().execute(prompt, stream, response, conversation)
-
-
-class LocalMoaModel(_LocalPreset, MoaModel):
-    pass
-
-
-class AsyncLocalMoaModel(_LocalPreset, AsyncMoaModel):
-    pass
-
-
 def register_local_models(register: Any) -> None:
     """Register both models even without the extra: ``llm models`` lists them, and running
     either prints one line saying what to install (not the planner's "unknown model").
     """
     register(LocalModel())
+    # moa-local says which extra to install before any planning or call, even when -o
+    # replaces every member: moa-default is the one that takes any models.
     register(
-        LocalMoaModel("moa-local", preset=MOA_LOCAL_PRESET),
-        AsyncLocalMoaModel("moa-local", preset=MOA_LOCAL_PRESET),
+        MoaModel("moa-local", preset=MOA_LOCAL_PRESET, check=require_local_extra),
+        AsyncMoaModel("moa-local", preset=MOA_LOCAL_PRESET, check=require_local_extra),
     )

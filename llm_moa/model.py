@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import llm
 
@@ -37,9 +37,11 @@ class _MoaBase:
 
         return MoaOptions
 
-    def __init__(self, model_id: str = "moa-default", preset: dict | None = None):
+    def __init__(self, model_id: str = "moa-default", preset: dict | None = None,
+                 check: Callable[[str], None] | None = None):
         self.model_id = model_id
         self.preset = dict(preset or {})
+        self.check = check  # called with the model id before a run, e.g. "is the local extra installed?"
 
     def __str__(self) -> str:
         kind = " (async)" if isinstance(self, llm.AsyncModel) else ""

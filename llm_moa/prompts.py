@@ -46,6 +46,29 @@ candidate follows the request. Length and position are not merits.
 - Think briefly if you need to, then end your reply with exactly one line \
 "CHOICE: n", where n is the number of the candidate you pick."""
 
+# With tools (-T, see tools.py): the proposers are told about them, the aggregator may call them.
+PROPOSER_NOTE = """\
+The assistant who writes the final reply can call the tools listed below; you \
+cannot call them yourself. If calling one of them would help to answer, say \
+which tool, with what arguments, and why. Then answer as well as you can \
+without its result.
+
+Tools:
+{tools}"""
+
+AGGREGATOR_NOTE = """\
+You can call the tools you are given. The candidate answers below were \
+written by assistants who could not call tools: where they suggest a call \
+that would help, make it, with the arguments that fit, instead of guessing \
+its result. Once you have the results you need, write the reply."""
+
+RESULTS_TURN = """\
+The tools were called. Their results:
+
+{results}
+
+Using these results, write your best reply to the user's latest message."""
+
 _FORMAT = """\
 {count} below. Each one starts with a line \
 "<<<BEGIN ANSWER n {tag}>>>" and ends with a line "<<<END ANSWER n {tag}>>>", \

@@ -26,6 +26,8 @@ class Session:
     "One run: options merged and checked and models resolved up front, then the engine."
 
     def __init__(self, moa: Any, prompt: Any, response: Any, conversation: Any = None, stream: bool = True):
+        if moa.check is not None:
+            moa.check(moa.model_id)
         options = validate(effective_options(moa, prompt, conversation))
         prompt.options = options  # what llm logs is what ran, and what llm -c continues
         self.config = config_from(options)

@@ -28,29 +28,9 @@ from typing import Any
 
 import llm
 
+from .prompts import AGGREGATOR_NOTE, PROPOSER_NOTE, RESULTS_TURN
+
 PANEL_TOOL = "MoA_ask"  # the MoA toolbox's one tool, which a MoA run never offers its members
-
-PROPOSER_NOTE = """\
-The assistant who writes the final reply can call the tools listed below; you \
-cannot call them yourself. If calling one of them would help to answer, say \
-which tool, with what arguments, and why. Then answer as well as you can \
-without its result.
-
-Tools:
-{tools}"""
-
-AGGREGATOR_NOTE = """\
-You can call the tools you are given. The candidate answers below were \
-written by assistants who could not call tools: where they suggest a call \
-that would help, make it, with the arguments that fit, instead of guessing \
-its result. Once you have the results you need, write the reply."""
-
-RESULTS_TURN = """\
-The tools were called. Their results:
-
-{results}
-
-Using these results, write your best reply to the user's latest message."""
 
 
 class MoA(llm.Toolbox):
