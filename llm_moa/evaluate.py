@@ -312,7 +312,7 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         ev.prices = prices.load(warn=warn)
         return ev
     cap = prices.parse_cap(max_cost)
-    ev.prices = prices.load()  # prices that cannot be read are an error here, not a warning
+    ev.prices = prices.Prices()  # prices that cannot be read are an error here, not a warning
     called = [name for model in resolved.values() for name in prices.models_called(model, options[model.model_id])]
     unpriced = [name for name in dict.fromkeys(called) if ev.prices.price(name) is None]
     if unpriced:
