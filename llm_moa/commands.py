@@ -33,7 +33,7 @@ class MoaGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MoaError as ex:
-            raise click.ClickException(visible(str(ex)))
+            raise click.ClickException(visible(str(ex), newlines=False))
 
 
 def _add_commands(moa: click.Group) -> None:
