@@ -50,8 +50,9 @@ class Session:
         progress = for_run(self.config.progress, self.run)
         try:
             for kind, chunk in mixture_of_agents(self.plan, self.run, clock=clock, stream=self.stream, stop=stop):
-                if progress:  # the answer starts: clear the progress block first
+                if progress:  # the answer starts: clear the progress block first, once
                     progress.stop()
+                    progress = None
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
             yield from pass_on(self.run, self.response)
             self.done = True
