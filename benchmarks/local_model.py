@@ -46,14 +46,30 @@ def commands(prompt: str) -> dict[str, list[str]]:
     llm = [sys.executable, "-m", "llm"]
     return {
         "moa-local (3 proposers + aggregator)": [
-            *llm, "-m", "moa-local",
-            "-o", "proposer_options", '{"max_tokens": 128, "seed": 1}',
-            "-o", "aggregator_options", '{"temperature": 0.3, "seed": 1}',
+            *llm,
+            "-m",
+            "moa-local",
+            "-o",
+            "proposer_options",
+            '{"max_tokens": 128, "seed": 1}',
+            "-o",
+            "aggregator_options",
+            '{"temperature": 0.3, "seed": 1}',
             prompt,
         ],
         "gemma-3-270m-local (one call)": [
-            *llm, "-m", "gemma-3-270m-local",
-            "-o", "max_tokens", "128", "-o", "temperature", "0.8", "-o", "seed", "1",
+            *llm,
+            "-m",
+            "gemma-3-270m-local",
+            "-o",
+            "max_tokens",
+            "128",
+            "-o",
+            "temperature",
+            "0.8",
+            "-o",
+            "seed",
+            "1",
             prompt,
         ],
         "llm --version (start-up only, no model)": [*llm, "--version"],
@@ -64,7 +80,10 @@ def run_once(argv: list[str], env: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="moa-local-bench-") as user:
         done = subprocess.run(
             [sys.executable, "-c", MEASURE, *argv],
-            env={**env, "LLM_USER_PATH": user}, capture_output=True, text=True, check=True,
+            env={**env, "LLM_USER_PATH": user},
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(done.stdout)
         if result["code"] != 0:
@@ -78,7 +97,9 @@ def logged_usage(user: Path) -> dict:
         return {"input": "-", "output": "-", "calls": 0}
     conn = sqlite3.connect(user / "logs.db")
     try:
-        row = conn.execute("select input_tokens, output_tokens, token_details from turns").fetchone()
+        row = conn.execute(
+            "select input_tokens, output_tokens, token_details from turns"
+        ).fetchone()
     finally:
         conn.close()
     details = json.loads(row[2]) if row[2] else {}
@@ -102,8 +123,10 @@ def machine() -> str:
         pass
     import llama_cpp
 
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"llama-cpp-python {llama_cpp.__version__}")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"llama-cpp-python {llama_cpp.__version__}"
+    )
 
 
 def main() -> None:
@@ -130,13 +153,17 @@ def measure(runs: dict[str, list[str]], env: dict, repeats: int) -> list[tuple[s
 
 
 def report(rows: list[tuple[str, list[dict]]], repeats: int) -> None:
-    print(f"\n| run | calls | wall s (median of {repeats}) | peak RSS MB | input tokens | output tokens |")
+    print(
+        f"\n| run | calls | wall s (median of {repeats}) | peak RSS MB | input tokens | output tokens |"
+    )
     print("|---|---|---|---|---|---|")
     for name, results in rows:
         last = results[-1]
         wall = statistics.median(r["wall"] for r in results)
         peak = max(r["peak_kb"] for r in results) / 1024
-        print(f"| {name} | {last['calls']} | {wall:.2f} | {peak:.0f} | {last['input']} | {last['output']} |")
+        print(
+            f"| {name} | {last['calls']} | {wall:.2f} | {peak:.0f} | {last['input']} | {last['output']} |"
+        )
     print(f"\nmoa-local answer: {rows[0][1][-1]['stdout'].strip()!r}")
     print(f"single answer:    {rows[1][1][-1]['stdout'].strip()!r}")
 

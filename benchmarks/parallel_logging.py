@@ -26,8 +26,9 @@ WRAPPER = ROOT / "tests" / "llm_with_fakes.py"
 
 
 def llm(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(WRAPPER), *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def one_round(model: str, setup: str, parallel: int) -> dict:
@@ -49,9 +50,7 @@ def one_round(model: str, setup: str, parallel: int) -> dict:
 
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(run, range(parallel)))
-    errors = collections.Counter(
-        last_line(r.stderr) for r in results if r.returncode != 0
-    )
+    errors = collections.Counter(last_line(r.stderr) for r in results if r.returncode != 0)
     return {
         "answered": sum(f"question {i}" in r.stdout for i, r in enumerate(results)),
         "rows": count_rows(user) - before,
@@ -97,7 +96,9 @@ def main() -> None:
                 total.update({k: result[k] for k in ("answered", "rows", "nonzero")})
                 errors.update(result["errors"])
             runs = args.rounds * args.parallel
-            print(f"| {model} | {setup} | {runs} | {total['answered']} | {total['rows']} | {total['nonzero']} |")
+            print(
+                f"| {model} | {setup} | {runs} | {total['answered']} | {total['rows']} | {total['nonzero']} |"
+            )
             all_errors[(model, setup)] = errors
     print()
     for (model, setup), errors in all_errors.items():

@@ -55,8 +55,20 @@ def consortium_python() -> Path | None:
     print(f"Installing llm-consortium into {CONSORTIUM_VENV} (once) ...", file=sys.stderr)
     venv.create(CONSORTIUM_VENV, with_pip=True)
     # 0.8.0 imports scikit-learn when loaded, without depending on it
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "llm==0.36",
-                             "llm-consortium==0.8.0", "scikit-learn"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "llm==0.36",
+            "llm-consortium==0.8.0",
+            "scikit-learn",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
         shutil.rmtree(CONSORTIUM_VENV, ignore_errors=True)
@@ -82,35 +94,73 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="moa-peers-"))
-    env = {**os.environ, "FAKE_MODELS_DELAY": str(args.delay), "FAKE_MODELS_NO_LOG": "1",
-           "LLM_USER_PATH": str(home / "llm"), "HOME": str(home)}  # consortium writes under HOME
+    env = {
+        **os.environ,
+        "FAKE_MODELS_DELAY": str(args.delay),
+        "FAKE_MODELS_NO_LOG": "1",
+        "LLM_USER_PATH": str(home / "llm"),
+        "HOME": str(home),
+    }  # consortium writes under HOME
     # llm-consortium writes its own database and log under HOME, ignoring
     # LLM_USER_PATH, and fails on a machine where that folder does not exist yet
     (home / ".config" / "io.datasette.llm").mkdir(parents=True)
     question = "Why is the sky blue?"
     systems: dict[str, list[str]] = {
-        "llm-moa (moa-default)": [sys.executable, str(WRAPPER), "-m", "moa-default", "-o", "proposers",
-                                  "fake-a,fake-b,fake-c", "-o", "aggregator", "fake-c", question],
+        "llm-moa (moa-default)": [
+            sys.executable,
+            str(WRAPPER),
+            "-m",
+            "moa-default",
+            "-o",
+            "proposers",
+            "fake-a,fake-b,fake-c",
+            "-o",
+            "aggregator",
+            "fake-c",
+            question,
+        ],
         "naive sequential loop": [sys.executable, "-c", NAIVE.format(tests=str(ROOT / "tests"))],
     }
     python = consortium_python()
     if python is not None:
-        save = [str(python), str(WRAPPER), "consortium", "save", "bench", "-m", "fake-a", "-m", "fake-b",
-                "-m", "fake-c", "--arbiter", "fake-c", "--max-iterations", "1", "--min-iterations", "1"]
+        save = [
+            str(python),
+            str(WRAPPER),
+            "consortium",
+            "save",
+            "bench",
+            "-m",
+            "fake-a",
+            "-m",
+            "fake-b",
+            "-m",
+            "fake-c",
+            "--arbiter",
+            "fake-c",
+            "--max-iterations",
+            "1",
+            "--min-iterations",
+            "1",
+        ]
         subprocess.run(save, env=env, check=True, capture_output=True)
         systems["llm-consortium 0.8.0"] = [str(python), str(WRAPPER), "-m", "bench", question]
     startup = statistics.median(
-        timed([sys.executable, str(WRAPPER), "--version"], env)[0] for _ in range(args.repeats))
+        timed([sys.executable, str(WRAPPER), "--version"], env)[0] for _ in range(args.repeats)
+    )
     limit = 2 * args.delay
-    print(f"3 proposers + 1 aggregator, {args.delay:g} s per call, median of {args.repeats} fresh processes "
-          f"(`llm --version` alone takes {startup:.2f} s here). Physical limit: {limit:.1f} s.\n")
+    print(
+        f"3 proposers + 1 aggregator, {args.delay:g} s per call, median of {args.repeats} fresh processes "
+        f"(`llm --version` alone takes {startup:.2f} s here). Physical limit: {limit:.1f} s.\n"
+    )
     print("| system | wall | wall − start-up | ratio to limit | first byte |")
     print("|---|---|---|---|---|")
     for name, command in systems.items():
         runs = [timed(command, env) for _ in range(args.repeats)]
         wall = statistics.median(r[0] for r in runs)
         first = statistics.median(r[1] for r in runs)
-        print(f"| {name} | {wall:.2f} s | {wall - startup:.2f} s | {(wall - startup) / limit:.2f} | {first:.2f} s |")
+        print(
+            f"| {name} | {wall:.2f} s | {wall - startup:.2f} s | {(wall - startup) / limit:.2f} | {first:.2f} s |"
+        )
     if python is None:
         print("\nllm-consortium could not be installed here; see the error above.")
 

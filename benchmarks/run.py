@@ -44,7 +44,9 @@ MODELS = ["fake-a", "fake-b", "fake-c"]
 
 
 def proposers_with(delays: list[float], **options) -> list[dict]:
-    return [{"model": MODELS[i % 3], "options": {"delay": d, **options}} for i, d in enumerate(delays)]
+    return [
+        {"model": MODELS[i % 3], "options": {"delay": d, **options}} for i, d in enumerate(delays)
+    ]
 
 
 def spread(count: int, low: float = 0.2, high: float = 1.0) -> list[float]:
@@ -66,8 +68,10 @@ def timed_run(**options) -> tuple[float, dict]:
 
 def bench_overhead(repeats: int) -> None:
     print("### Orchestration overhead\n")
-    print("Proposer latencies spread evenly from 0.2 s to 1.0 s, aggregator 0.2 s, Python API (sync), "
-          f"median of {repeats} runs.\n")
+    print(
+        "Proposer latencies spread evenly from 0.2 s to 1.0 s, aggregator 0.2 s, Python API (sync), "
+        f"median of {repeats} runs.\n"
+    )
     print("| proposers | layers | calls | physical limit | wall | ratio | overhead per layer |")
     print("|---|---|---|---|---|---|---|")
     aggregator_delay = 0.2
@@ -76,14 +80,19 @@ def bench_overhead(repeats: int) -> None:
             delays = spread(count)
             limit = (layers - 1) * max(delays) + aggregator_delay
             walls = [
-                timed_run(proposers=proposers_with(delays), aggregator={"model": "fake-a", "options": {"delay": aggregator_delay}},
-                          layers=layers)[0]
+                timed_run(
+                    proposers=proposers_with(delays),
+                    aggregator={"model": "fake-a", "options": {"delay": aggregator_delay}},
+                    layers=layers,
+                )[0]
                 for _ in range(repeats)
             ]
             wall = statistics.median(walls)
             per_layer = (wall - limit) / layers * 1000
-            print(f"| {count} | {layers} | {(layers - 1) * count + 1} | {limit:.3f} s | {wall:.3f} s | "
-                  f"{wall / limit:.4f} | {per_layer:.1f} ms |")
+            print(
+                f"| {count} | {layers} | {(layers - 1) * count + 1} | {limit:.3f} s | {wall:.3f} s | "
+                f"{wall / limit:.4f} | {per_layer:.1f} ms |"
+            )
     print()
 
 
@@ -94,19 +103,28 @@ AGGREGATOR_STREAM = {"text": "alpha beta gamma delta epsilon zeta", "chunk_delay
 
 def first_chunk_of_aggregator(user_path: Path) -> float:
     calls = fake_models.read_calls_at(user_path)
-    return [c for c in calls if "<<<BEGIN ANSWER" in c["system"]][-1]["first_chunk"]  # the aggregator: it gets the references
+    return [c for c in calls if "<<<BEGIN ANSWER" in c["system"]][-1][
+        "first_chunk"
+    ]  # the aggregator: it gets the references
 
 
 def bench_first_token(repeats: int) -> None:
     print("### First token\n")
-    print("Delay between the aggregator yielding its first chunk and the caller receiving it "
-          f"(median of {repeats}; monotonic clock).\n")
+    print(
+        "Delay between the aggregator yielding its first chunk and the caller receiving it "
+        f"(median of {repeats}; monotonic clock).\n"
+    )
     print("| path | median | max |")
     print("|---|---|---|")
-    options = dict(proposers=proposers_with([0.1, 0.1]), aggregator={"model": "fake-a", "options": AGGREGATOR_STREAM})
-    for label, runner in (("CLI (`llm -m moa-default`, stdout pipe)", _first_token_cli),
-                          ("Python API, sync iteration", _first_token_sync),
-                          ("Python API, async iteration", _first_token_async)):
+    options = dict(
+        proposers=proposers_with([0.1, 0.1]),
+        aggregator={"model": "fake-a", "options": AGGREGATOR_STREAM},
+    )
+    for label, runner in (
+        ("CLI (`llm -m moa-default`, stdout pipe)", _first_token_cli),
+        ("Python API, sync iteration", _first_token_sync),
+        ("Python API, async iteration", _first_token_async),
+    ):
         gaps = [runner(options) for _ in range(repeats)]
         print(f"| {label} | {statistics.median(gaps) * 1000:.2f} ms | {max(gaps) * 1000:.2f} ms |")
     print()
@@ -157,9 +175,19 @@ def _first_token_cli(options: dict) -> float:
 
     def run(user):
         env = {**os.environ, "LLM_USER_PATH": str(user)}
-        args = [sys.executable, str(WRAPPER), "-m", "moa-default",
-                "-o", "proposers", json.dumps(options["proposers"]),
-                "-o", "aggregator", json.dumps([options["aggregator"]]), "q"]
+        args = [
+            sys.executable,
+            str(WRAPPER),
+            "-m",
+            "moa-default",
+            "-o",
+            "proposers",
+            json.dumps(options["proposers"]),
+            "-o",
+            "aggregator",
+            json.dumps([options["aggregator"]]),
+            "q",
+        ]
         process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         os.read(process.stdout.fileno(), 1)
         received = time.monotonic()
@@ -176,8 +204,10 @@ def _first_token_cli(options: dict) -> float:
 def bench_import(repeats: int) -> None:
     llm_bin = Path(sys.executable).with_name("llm")
     print("### Import cost\n")
-    print(f"`llm --version`, alternating runs, {repeats} each: without plugins (`LLM_LOAD_PLUGINS=`) "
-          "and with only llm-moa (`LLM_LOAD_PLUGINS=llm-moa`).\n")
+    print(
+        f"`llm --version`, alternating runs, {repeats} each: without plugins (`LLM_LOAD_PLUGINS=`) "
+        "and with only llm-moa (`LLM_LOAD_PLUGINS=llm-moa`).\n"
+    )
     times: dict[str, list[float]] = {"without": [], "with": []}
     for _ in range(repeats):
         for label, value in (("without", ""), ("with", "llm-moa")):
@@ -190,30 +220,41 @@ def bench_import(repeats: int) -> None:
     print("|---|---|---|")
     print(f"| without llm-moa | {without * 1000:.1f} ms | {min(times['without']) * 1000:.1f} ms |")
     print(f"| with llm-moa | {with_ * 1000:.1f} ms | {min(times['with']) * 1000:.1f} ms |")
-    print(f"\nSlowdown: {(with_ / without - 1) * 100:+.2f} % (median), "
-          f"{(min(times['with']) / min(times['without']) - 1) * 100:+.2f} % (min).")
+    print(
+        f"\nSlowdown: {(with_ / without - 1) * 100:+.2f} % (median), "
+        f"{(min(times['with']) / min(times['without']) - 1) * 100:+.2f} % (min)."
+    )
     own = _own_import_time()
     print(f"`python -X importtime`: importing `llm_moa` after `llm` takes {own} µs.\n")
     # Every command that resolves a model (any `llm -m X "..."`) also runs the
     # plugins' register_models hooks once: the plugin's share of that, too.
-    code = ("import time, llm, llm.cli; t = time.perf_counter(); llm.get_models_with_aliases(); "
-            "print(time.perf_counter() - t)")
+    code = (
+        "import time, llm, llm.cli; t = time.perf_counter(); llm.get_models_with_aliases(); "
+        "print(time.perf_counter() - t)"
+    )
     firsts: dict[str, list[float]] = {"without": [], "with": []}
     for _ in range(repeats):
         for label, value in (("without", ""), ("with", "llm-moa")):
             env = {**os.environ, "LLM_LOAD_PLUGINS": value}
-            out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            )
             firsts[label].append(float(out.stdout))
     extra = (statistics.median(firsts["with"]) - statistics.median(firsts["without"])) * 1000
-    print(f"First model resolution (`llm.get_models_with_aliases()`, paid by every `llm -m X` prompt): "
-          f"{statistics.median(firsts['without']) * 1000:.1f} ms without, "
-          f"{statistics.median(firsts['with']) * 1000:.1f} ms with llm-moa (+{extra:.1f} ms, median of {repeats}; "
-          "an editable install adds its own import finder on top).\n")
+    print(
+        f"First model resolution (`llm.get_models_with_aliases()`, paid by every `llm -m X` prompt): "
+        f"{statistics.median(firsts['without']) * 1000:.1f} ms without, "
+        f"{statistics.median(firsts['with']) * 1000:.1f} ms with llm-moa (+{extra:.1f} ms, median of {repeats}; "
+        "an editable install adds its own import finder on top).\n"
+    )
 
 
 def _own_import_time() -> str:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import llm; import llm_moa"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import llm; import llm_moa"],
+        capture_output=True,
+        text=True,
+    )
     for line in result.stderr.splitlines():
         parts = [p.strip() for p in line.split("|")]
         if len(parts) == 3 and parts[2] == "llm_moa":
@@ -227,13 +268,20 @@ def _own_import_time() -> str:
 def bench_tail(repeats: int) -> None:
     print("### Tail latency: aggregate on the first k\n")
     delays = [0.2, 0.2, 0.2, 2.0]
-    print(f"Four proposers at {delays} s (one 10x slower), aggregator 0.2 s, median of {repeats}.\n")
+    print(
+        f"Four proposers at {delays} s (one 10x slower), aggregator 0.2 s, median of {repeats}.\n"
+    )
     print("| wait | wall | proposers used | skipped |")
     print("|---|---|---|---|")
     for wait in ("all", 3, 2):
-        results = [timed_run(proposers=proposers_with(delays),
-                             aggregator={"model": "fake-a", "options": {"delay": 0.2}}, wait=wait)
-                   for _ in range(repeats)]
+        results = [
+            timed_run(
+                proposers=proposers_with(delays),
+                aggregator={"model": "fake-a", "options": {"delay": 0.2}},
+                wait=wait,
+            )
+            for _ in range(repeats)
+        ]
         wall = statistics.median(r[0] for r in results)
         layer = results[-1][1]["proposer_layers"][0]["proposers"]
         used = sum(p["status"] == "ok" for p in layer)
@@ -246,7 +294,7 @@ def bench_tail(repeats: int) -> None:
 
 
 def bench_scale(repeats: int) -> None:
-    from llm_moa.prompts import reference_block
+    from llm_moa.core.prompts import reference_block
 
     print("### Scale\n")
     answer = ("lorem ipsum dolor sit amet " * 800)[:20_000]
@@ -263,13 +311,21 @@ def bench_scale(repeats: int) -> None:
         walls.append(wall)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall = statistics.median(walls)
-    print(f"{count} proposers x {layers} layers ({(layers - 1) * count + 1} calls), 20 KB answers, "
-          f"{delay} s per call, median of {repeats}:\n")
-    print(f"- physical limit {limit:.3f} s, wall {wall:.3f} s, ratio {wall / limit:.4f}, "
-          f"overhead per layer {(wall - limit) / layers * 1000:.1f} ms")
-    print(f"- peak RSS grew by {(after - before) / 1024:.1f} MB over {repeats} runs "
-          f"(each run's aggregator prompt holds {count} x 20 KB = {count * 20 / 1000:.2f} MB of references)\n")
-    print("Building the references block (one per layer, shared by every call of the next layer):\n")
+    print(
+        f"{count} proposers x {layers} layers ({(layers - 1) * count + 1} calls), 20 KB answers, "
+        f"{delay} s per call, median of {repeats}:\n"
+    )
+    print(
+        f"- physical limit {limit:.3f} s, wall {wall:.3f} s, ratio {wall / limit:.4f}, "
+        f"overhead per layer {(wall - limit) / layers * 1000:.1f} ms"
+    )
+    print(
+        f"- peak RSS grew by {(after - before) / 1024:.1f} MB over {repeats} runs "
+        f"(each run's aggregator prompt holds {count} x 20 KB = {count * 20 / 1000:.2f} MB of references)\n"
+    )
+    print(
+        "Building the references block (one per layer, shared by every call of the next layer):\n"
+    )
     print("| references of 20 KB | time | per reference |")
     print("|---|---|---|")
     for n in (8, 16, 32, 64, 128):
@@ -282,8 +338,13 @@ def bench_scale(repeats: int) -> None:
     print()
 
 
-SECTIONS = {"overhead": bench_overhead, "first-token": bench_first_token, "import": bench_import,
-            "tail": bench_tail, "scale": bench_scale}
+SECTIONS = {
+    "overhead": bench_overhead,
+    "first-token": bench_first_token,
+    "import": bench_import,
+    "tail": bench_tail,
+    "scale": bench_scale,
+}
 REPEATS = {"overhead": 3, "first-token": 10, "import": 20, "tail": 3, "scale": 3}
 
 
@@ -295,8 +356,10 @@ def main() -> None:
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"llm {llm_version()}\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"llm {llm_version()}\n"
+    )
     for name in args.sections or SECTIONS:
         repeats = max(1, REPEATS[name] // 3) if args.quick else REPEATS[name]
         SECTIONS[name](repeats)

@@ -20,7 +20,7 @@ import json
 import sys
 from math import comb
 
-from llm_moa.evaluate import grade, read_rows, wilson
+from llm_moa.eval.run import grade, read_rows, wilson
 
 
 def sign_test(plus: int, minus: int) -> float:
@@ -40,8 +40,10 @@ def main(prompts: str, results: str, *models: str) -> None:
                 answers[(record["model"], record["key"])] = record
     common = [row for row in rows if all((model, row.key) in answers for model in models)]
     print(f"{len(common)} of {len(rows)} prompts answered by every model\n")
-    print(f"| model | accuracy (95% CI) | vs {models[0]}: +right / -wrong (p) | tokens / prompt | "
-          "calls / prompt | latency s (mean) | escalated |")
+    print(
+        f"| model | accuracy (95% CI) | vs {models[0]}: +right / -wrong (p) | tokens / prompt | "
+        "calls / prompt | latency s (mean) | escalated |"
+    )
     print("|---|---|---|---|---|---|---|")
     first = None
     for model in models:
@@ -51,13 +53,23 @@ def main(prompts: str, results: str, *models: str) -> None:
         low, high = wilson(sum(right), len(got))
         plus = sum(mine and not theirs for mine, theirs in zip(right, first))
         minus = sum(theirs and not mine for mine, theirs in zip(right, first))
-        paired = f"+{plus} / -{minus} (p={sign_test(plus, minus):.2f})" if right is not first else ""
-        tokens = sum((a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in got) / len(got)
+        paired = (
+            f"+{plus} / -{minus} (p={sign_test(plus, minus):.2f})" if right is not first else ""
+        )
+        tokens = sum(
+            (a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in got
+        ) / len(got)
         calls = sum(a.get("calls") or 1 for a in got) / len(got)
         latency = sum(a["duration_ms"] for a in got) / len(got) / 1000
-        escalated = f"{sum((a.get('calls') or 1) > 2 for a in got) / len(got):.0%}" if "cascade" in model else ""
-        print(f"| {model} | {sum(right)}/{len(got)} = {sum(right) / len(got):.2f} ({low:.2f}-{high:.2f}) | "
-              f"{paired} | {tokens:,.0f} | {calls:.2f} | {latency:.1f} | {escalated} |")
+        escalated = (
+            f"{sum((a.get('calls') or 1) > 2 for a in got) / len(got):.0%}"
+            if "cascade" in model
+            else ""
+        )
+        print(
+            f"| {model} | {sum(right)}/{len(got)} = {sum(right) / len(got):.2f} ({low:.2f}-{high:.2f}) | "
+            f"{paired} | {tokens:,.0f} | {calls:.2f} | {latency:.1f} | {escalated} |"
+        )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,10 @@ def on_command_end(callback: Any) -> None:
     if context is None:
         return
     context.call_on_close(callback)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
         signal.signal(signal.SIGTERM, _interrupt)
         context.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
@@ -133,7 +136,9 @@ def fresh_model(model_id: str) -> Any | None:
 
 
 def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
-    caller = pm.subset_hook_caller("register_models", remove_plugins=[p for p in pm.get_plugins() if p is not plugin])
+    caller = pm.subset_hook_caller(
+        "register_models", remove_plugins=[p for p in pm.get_plugins() if p is not plugin]
+    )
     found: dict[str, Any] = {}
 
     def register(model: Any, async_model: Any = None, aliases: Any = None) -> None:
@@ -152,18 +157,27 @@ def last_options(thread_id: str, model_id: str) -> dict:
     import sqlite3
 
     try:
-        with closing(sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)) as conn:
+        with closing(
+            sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)
+        ) as conn:
             row = conn.execute(
                 "select model, options_json from turns where thread_id = ? order by id desc limit 1",
                 [thread_id],
             ).fetchone()
         options = json.loads(row[1]) if row and row[0] == model_id and row[1] else {}
-    except (sqlite3.Error, ValueError, TypeError, RecursionError):  # no database yet, or a damaged row
+    except (
+        sqlite3.Error,
+        ValueError,
+        TypeError,
+        RecursionError,
+    ):  # no database yet, or a damaged row
         return {}
     return options if isinstance(options, dict) else {}
 
 
-def logged_turns(database: Path, *, marker: str, count: int | None = None, prefix: str | None = None) -> list[dict]:
+def logged_turns(
+    database: Path, *, marker: str, count: int | None = None, prefix: str | None = None
+) -> list[dict]:
     """Log rows (as `llm logs --json` has them, response_json expanded) of the
     turns whose response_json contains ``marker``, newest first."""
     import sqlite_utils

@@ -27,7 +27,7 @@ from typing import Any
 import llm
 from pydantic import Field
 
-from .model import AsyncMoaModel, MoaModel
+from .adapter.model import AsyncMoaModel, MoaModel
 
 MODEL_ID = "gemma-3-270m-local"
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -63,7 +63,9 @@ class LocalExtraMissing(llm.ModelError):
 
 def local_extra_installed() -> bool:
     "Both packages of the extra are importable (checked without importing them)."
-    return all(importlib.util.find_spec(name) is not None for name in (RUNTIME_PACKAGE, WEIGHTS_PACKAGE))
+    return all(
+        importlib.util.find_spec(name) is not None for name in (RUNTIME_PACKAGE, WEIGHTS_PACKAGE)
+    )
 
 
 def require_local_extra(model_id: str) -> None:
@@ -105,7 +107,11 @@ def runtime() -> tuple[Any, threading.Lock]:
             _quiet_llama_logs()
             threads = cpu_threads()
             llama = Llama(
-                model_path=str(path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False
+                model_path=str(path),
+                n_ctx=N_CTX,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
             )
             _runtimes[path] = (llama, threading.Lock())
         return _runtimes[path]
@@ -144,7 +150,7 @@ def completion_prompt(prompt: llm.Prompt) -> str:
     The question is ``prompt.prompt``; a trailing user message in ``prompt.messages``
     is the same question and is used only when ``prompt.prompt`` is empty.
     """
-    from .prompts import _text_of
+    from .core.prompts import _text_of
 
     messages = list(prompt.messages)
     system, question = prompt.system or "", prompt.prompt or ""
@@ -168,20 +174,28 @@ def _local_options() -> type:
 
     class LocalOptions(llm.Options):
         max_tokens: int | None = Field(
-            None, ge=1, le=N_CTX,
+            None,
+            ge=1,
+            le=N_CTX,
             description=f"Most tokens to generate (default {DEFAULTS['max_tokens']}).",
         )
         temperature: float | None = Field(
-            None, ge=0, le=2,
+            None,
+            ge=0,
+            le=2,
             description=f"Sampling temperature; 0 always picks the likeliest token (default {DEFAULTS['temperature']}).",
         )
         top_p: float | None = Field(
-            None, gt=0, le=1,
+            None,
+            gt=0,
+            le=1,
             description="Nucleus sampling: sample from the tokens that make up this much probability "
             f"(default {DEFAULTS['top_p']}).",
         )
         seed: int | None = Field(
-            None, ge=0, lt=2**32,
+            None,
+            ge=0,
+            lt=2**32,
             description="Random seed; the same seed, options and prompt give the same answer (default: random).",
         )
 
@@ -223,11 +237,16 @@ class LocalModel(llm.Model):
             llama.reset()
             prompt_tokens = len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
             chunks = llama.create_completion(  # a generator: nothing runs until it is iterated
-                text, **settings, repeat_penalty=REPEAT_PENALTY, stop=STOP, stream=True, logits_processor=[count]
+                text,
+                **settings,
+                repeat_penalty=REPEAT_PENALTY,
+                stop=STOP,
+                stream=True,
+                logits_processor=[count],
             )
             finish = None
             try:
-                for piece, finish in _without_trailing_space(chunks):
+                for piece, finish in _without_trailing_space(chunks):  # noqa: B007 - read after the loop
                     if piece:
                         yield piece
             except ValueError as ex:  # e.g. the prompt does not fit the context
@@ -250,7 +269,7 @@ def _without_trailing_space(chunks: Iterator[dict]) -> Iterator[tuple[str, str |
         if not started:
             piece = piece.lstrip()
         text = piece.rstrip()
-        pending = piece[len(text):]
+        pending = piece[len(text) :]
         started = started or bool(text)
         yield text, choice.get("finish_reason")
 

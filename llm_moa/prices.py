@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MoaError
-from .storage import moa_dir, read_json, update_json
+from .files.storage import moa_dir, read_json, update_json
 
 PER_TOKENS = 1_000_000  # prices are in US dollars per million tokens
 YOURS = "yours"
@@ -38,18 +38,32 @@ def path() -> Path:
 def parse_price(value: Any, what: str) -> float:
     "A price as typed: a finite number of dollars per million tokens, 0 or more; one line naming it otherwise."
     if value is None or not str(value).strip():
-        raise MoaError(f"Missing {what} price: give US dollars per million {what} tokens, e.g. 0.15")
-    return _number(value, f"{what} price", "a number of US dollars per million tokens",
-                   "a finite number, 0 or more", _is_price)
+        raise MoaError(
+            f"Missing {what} price: give US dollars per million {what} tokens, e.g. 0.15"
+        )
+    return _number(
+        value,
+        f"{what} price",
+        "a number of US dollars per million tokens",
+        "a finite number, 0 or more",
+        _is_price,
+    )
 
 
 def parse_cap(value: Any) -> float:
     "--max-cost: dollars, more than 0; one line naming the value otherwise."
-    return _number(value, "--max-cost", "a number of US dollars, e.g. 0.50",
-                   "a finite number of dollars, more than 0", lambda usd: _is_price(usd) and usd > 0)
+    return _number(
+        value,
+        "--max-cost",
+        "a number of US dollars, e.g. 0.50",
+        "a finite number of dollars, more than 0",
+        lambda usd: _is_price(usd) and usd > 0,
+    )
 
 
-def _number(value: Any, name: str, expected: str, rule: str, allowed: Callable[[float], bool]) -> float:
+def _number(
+    value: Any, name: str, expected: str, rule: str, allowed: Callable[[float], bool]
+) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -85,7 +99,9 @@ def set_price(name: str, input_price: Any, output_price: Any) -> str:
     price = Price(parse_price(input_price, "input"), parse_price(output_price, "output"), YOURS)
     model = _known_model(name)
     if getattr(model, "is_moa", False):
-        raise MoaError(f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls")
+        raise MoaError(
+            f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls"
+        )
     model_id = model.model_id if model else name
 
     def change(data: dict) -> bool:
@@ -135,7 +151,11 @@ class Price:
         return f"${self.input:,.4g} input, ${self.output:,.4g} output per million tokens"
 
     def to_json(self) -> dict:
-        return {"input_per_million": self.input, "output_per_million": self.output, "source": self.source}
+        return {
+            "input_per_million": self.input,
+            "output_per_million": self.output,
+            "source": self.source,
+        }
 
 
 def public_version() -> str:
@@ -161,8 +181,12 @@ def public_price(ref: str) -> Price | None:
     except Exception:  # noqa: BLE001 - genai-prices missing, or a name its data cannot match: unpriced
         return None
     scale = PER_TOKENS / 1000
-    return Price(float(sample.input_price) * scale, float(sample.output_price) * scale,
-                 f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}", ref)
+    return Price(
+        float(sample.input_price) * scale,
+        float(sample.output_price) * scale,
+        f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}",
+        ref,
+    )
 
 
 class Prices:
@@ -179,7 +203,9 @@ class Prices:
                 problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
             else:
                 continue
-            raise MoaError(f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)")
+            raise MoaError(
+                f"{path()}: the entry for {model!r} {problem} (fix or remove it: llm moa prices remove MODEL)"
+            )
 
     def price(self, model_id: str) -> Price | None:
         "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
@@ -219,8 +245,12 @@ class Cost:
     lower bound."""
 
     usd: float = 0.0
-    by_model: dict[str, dict] = field(default_factory=dict)  # calls, usd (None: unpriced), complete, price
-    calls: list[float | None] = field(default_factory=list)  # per call, in order; None when not known
+    by_model: dict[str, dict] = field(
+        default_factory=dict
+    )  # calls, usd (None: unpriced), complete, price
+    calls: list[float | None] = field(
+        default_factory=list
+    )  # per call, in order; None when not known
 
     @property
     def unpriced(self) -> list[str]:
@@ -229,7 +259,11 @@ class Cost:
     @property
     def usage_unknown(self) -> list[str]:
         "Priced models with a call whose provider reported no usage."
-        return [model for model, entry in self.by_model.items() if entry["price"] and not entry["complete"]]
+        return [
+            model
+            for model, entry in self.by_model.items()
+            if entry["price"] and not entry["complete"]
+        ]
 
     @property
     def complete(self) -> bool:
@@ -241,7 +275,8 @@ class Cost:
 
     def missing(self) -> list[str]:
         return [f"{model} unpriced" for model in self.unpriced] + [
-            f"{model} usage unknown" for model in self.usage_unknown]
+            f"{model} usage unknown" for model in self.usage_unknown
+        ]
 
     def to_json(self) -> dict:
         return {
@@ -268,8 +303,14 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = Non
             continue
         price = prices.price(model)
         entry = cost.by_model.setdefault(
-            model, {"calls": 0, "usd": None if price is None else 0.0, "complete": True,
-                    "price": price and price.to_json()})
+            model,
+            {
+                "calls": 0,
+                "usd": None if price is None else 0.0,
+                "complete": True,
+                "price": price and price.to_json(),
+            },
+        )
         entry["calls"] += 1
         usd = None
         if price is None or not isinstance(usage, dict):
@@ -284,21 +325,30 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = Non
 
 def run_cost(record: dict, prices: Prices) -> Cost:
     "The cost of a logged run, from its record (``response_json['moa']``)."
-    from .record import calls_of
+    from .core.record import calls_of
 
     return cost_of_calls([call for _, call in calls_of(record)], prices)
 
 
-def billed_calls(response_json: Any, model_id: str, input_tokens: int | None, output_tokens: int | None) -> list[dict]:
+def billed_calls(
+    response_json: Any, model_id: str, input_tokens: int | None, output_tokens: int | None
+) -> list[dict]:
     """The calls behind one answer, kept so that it can be priced later (an
     eval's results file): every call of a MoA run, else the one call."""
-    from .record import calls_of
+    from .core.record import calls_of
 
     record = response_json.get("moa") if isinstance(response_json, dict) else None
     if isinstance(record, dict):
-        return [{"model": call.get("model"), "usage": call["usage"]}
-                for _, call in calls_of(record) if call.get("usage") is not None]
-    usage = {key: value for key, value in (("input", input_tokens), ("output", output_tokens)) if value is not None}
+        return [
+            {"model": call.get("model"), "usage": call["usage"]}
+            for _, call in calls_of(record)
+            if call.get("usage") is not None
+        ]
+    usage = {
+        key: value
+        for key, value in (("input", input_tokens), ("output", output_tokens))
+        if value is not None
+    }
     return [{"model": model_id, "usage": usage or "unknown"}]
 
 
@@ -310,11 +360,13 @@ def models_called(model: Any, options: dict) -> list[str]:
         return [model.model_id]
     import llm
 
-    from .options import config_from
+    from .core.options import config_from
 
     config = config_from({**getattr(model, "preset", {}), **options})
     default = [(llm.get_default_model(), {})]
-    names = [name for name, _ in config.proposers or default] + [name for name, _ in config.aggregators or default]
+    names = [name for name, _ in config.proposers or default] + [
+        name for name, _ in config.aggregators or default
+    ]
     return list(dict.fromkeys(model_id_for(name) for name in names))
 
 
@@ -417,21 +469,46 @@ def prices_group() -> Any:
         """
         lookup = Prices()
         if models:
-            found = [(model_id, lookup.price(model_id)) for model_id in map(model_id_for, dict.fromkeys(models))]
-            data: Any = [{"model": model_id, **(price.to_json() if price else {"source": None})}
-                         for model_id, price in found]
-            text = "\n".join(visible(f"{model_id}: {price.text()} ({price.source})" if price else
-                                     f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
-                                     newlines=False) for model_id, price in found)
+            found = [
+                (model_id, lookup.price(model_id))
+                for model_id in map(model_id_for, dict.fromkeys(models))
+            ]
+            data: Any = [
+                {"model": model_id, **(price.to_json() if price else {"source": None})}
+                for model_id, price in found
+            ]
+            text = "\n".join(
+                visible(
+                    f"{model_id}: {price.text()} ({price.source})"
+                    if price
+                    else f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
+                    newlines=False,
+                )
+                for model_id, price in found
+            )
         elif lookup.user:
             rows = [("model", "input $/M", "output $/M", "saved")]
-            rows += [(model, f"{entry['input']:,.4g}", f"{entry['output']:,.4g}",
-                      str(entry.get("saved", ""))[:19].replace("T", " "))
-                     for model, entry in sorted(lookup.user.items())]
-            data, text = lookup.user, table([[visible(cell, newlines=False) for cell in row] for row in rows])
+            rows += [
+                (
+                    model,
+                    f"{entry['input']:,.4g}",
+                    f"{entry['output']:,.4g}",
+                    str(entry.get("saved", ""))[:19].replace("T", " "),
+                )
+                for model, entry in sorted(lookup.user.items())
+            ]
+            data, text = (
+                lookup.user,
+                table([[visible(cell, newlines=False) for cell in row] for row in rows]),
+            )
         else:
-            data, text = {}, (f"No prices of yours; public prices from genai-prices {public_version()} apply. "
-                              "Set one with: llm moa prices set MODEL INPUT OUTPUT")
+            data, text = (
+                {},
+                (
+                    f"No prices of yours; public prices from genai-prices {public_version()} apply. "
+                    "Set one with: llm moa prices set MODEL INPUT OUTPUT"
+                ),
+            )
         return json.dumps(data, indent=2) if json_ else text
 
     @prices.command(name="remove")

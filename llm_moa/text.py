@@ -36,7 +36,9 @@ def table(rows: Sequence[Sequence[object]]) -> str:
     "Left-aligned columns, two spaces apart; the first row is the header. Each cell is shown visibly on one line."
     rows = [[visible(str(cell), newlines=False) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 def count(n: int | None, noun: str) -> str:

@@ -61,7 +61,9 @@ REFINE = "answers that other assistants wrote to it in an earlier round"  # late
 def by_role(calls):
     """Proposer and aggregator calls, told apart by what each model was asked:
     the aggregator gets references without the later proposers' instruction."""
-    aggregators = [c for c in calls if "<<<BEGIN ANSWER" in c["system"] and REFINE not in c["system"]]
+    aggregators = [
+        c for c in calls if "<<<BEGIN ANSWER" in c["system"] and REFINE not in c["system"]
+    ]
     return [c for c in calls if c not in aggregators], aggregators
 
 
@@ -76,8 +78,13 @@ def run_with_terminal_stderr(user_path, *args):
     "A real llm process whose stderr is a pseudo-terminal; returns (stdout, stderr text)."
     master, slave = pty.openpty()
     env = {**os.environ, "LLM_USER_PATH": str(user_path), "COLUMNS": "100"}
-    process = subprocess.Popen([sys.executable, str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=slave)
+    process = subprocess.Popen(
+        [sys.executable, str(WRAPPER), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
     os.close(slave)
     seen = b""
     while True:

@@ -32,7 +32,6 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import llm
 from pydantic import Field, field_validator
@@ -49,17 +48,17 @@ class HTTPError(RuntimeError):
 
 
 class FakeOptions(llm.Options):
-    delay: Optional[float] = Field(None, description="Seconds before the first chunk")
-    chunk_delay: Optional[float] = Field(None, description="Seconds between chunks")
-    text: Optional[str] = Field(None, description="The answer")
-    fail: Optional[str] = Field(None, description="Raise this error")
-    fail_times: Optional[int] = Field(None, description="Fail only the first N calls")
-    status: Optional[int] = Field(None, description="HTTP status of the failure")
-    fail_after: Optional[int] = Field(None, description="Raise after N chunks")
-    hang: Optional[bool] = Field(None, description="Never answer")
-    empty: Optional[bool] = Field(None, description="Answer with nothing")
-    temperature: Optional[float] = Field(None, description="Recorded, not used")
-    chunks: Optional[int] = Field(None, description="Stream the answer in this many pieces")
+    delay: float | None = Field(None, description="Seconds before the first chunk")
+    chunk_delay: float | None = Field(None, description="Seconds between chunks")
+    text: str | None = Field(None, description="The answer")
+    fail: str | None = Field(None, description="Raise this error")
+    fail_times: int | None = Field(None, description="Fail only the first N calls")
+    status: int | None = Field(None, description="HTTP status of the failure")
+    fail_after: int | None = Field(None, description="Raise after N chunks")
+    hang: bool | None = Field(None, description="Never answer")
+    empty: bool | None = Field(None, description="Answer with nothing")
+    temperature: float | None = Field(None, description="Recorded, not used")
+    chunks: int | None = Field(None, description="Stream the answer in this many pieces")
 
 
 def calls_log() -> Path:
@@ -87,8 +86,14 @@ class _Fake:
     attachment_types = {"image/png"}
     Options = FakeOptions
 
-    def __init__(self, model_id: str, *, attachments: bool = True, schema: bool = True,
-                 conversation: bool = True):
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        attachments: bool = True,
+        schema: bool = True,
+        conversation: bool = True,
+    ):
         self.model_id = model_id
         if not attachments:
             self.attachment_types = set()
@@ -114,25 +119,36 @@ class _Fake:
             "prompt": prompt.prompt,
             "system": prompt.system,
             "messages": [
-                {"role": m.role, "text": "".join(getattr(p, "text", "") or "" for p in m.parts),
-                 "parts": [type(p).__name__ for p in m.parts]}
+                {
+                    "role": m.role,
+                    "text": "".join(getattr(p, "text", "") or "" for p in m.parts),
+                    "parts": [type(p).__name__ for p in m.parts],
+                }
                 for m in prompt.messages
             ],
             "tools": [tool.name for tool in prompt.tools],
-            "tool_results": [{"name": r.name, "output": r.output, "tool_call_id": r.tool_call_id}
-                             for r in prompt.tool_results],
+            "tool_results": [
+                {"name": r.name, "output": r.output, "tool_call_id": r.tool_call_id}
+                for r in prompt.tool_results
+            ],
             "attachments": [a.resolve_type() for a in prompt.attachments],
             "schema": prompt.schema or None,
             "options": {k: v for k, v in options if v is not None},
             "started": started,
         }
         logging = not os.environ.get("FAKE_MODELS_NO_LOG")
-        log_path = calls_log()  # now: a hung call that ends after its test must not log into the next one
+        log_path = (
+            calls_log()
+        )  # now: a hung call that ends after its test must not log into the next one
         if logging:
             with _log_lock, open(started_log(), "a") as fp:
                 fp.write(json.dumps({"model": self.model_id, "started": started}) + "\n")
         try:
-            delay = options.delay if options.delay is not None else float(os.environ.get("FAKE_MODELS_DELAY") or 0)
+            delay = (
+                options.delay
+                if options.delay is not None
+                else float(os.environ.get("FAKE_MODELS_DELAY") or 0)
+            )
             if delay:
                 time.sleep(delay)
             if options.hang:
@@ -140,7 +156,9 @@ class _Fake:
                     time.sleep(0.05)
                 raise RuntimeError("hung for a minute")
             if options.fail and self._should_fail(options.fail_times):
-                message = os.path.expandvars(options.fail)  # $VARS let a test put a secret in the error only
+                message = os.path.expandvars(
+                    options.fail
+                )  # $VARS let a test put a secret in the error only
                 if options.status:
                     raise HTTPError(message, options.status)
                 raise RuntimeError(message)
@@ -193,7 +211,7 @@ def _pieces(text: str, count: int | None) -> list[str]:
         return []
     if count:
         size = -(-len(text) // count)
-        return [text[i:i + size] for i in range(0, len(text), size)]
+        return [text[i : i + size] for i in range(0, len(text), size)]
     words = text.split(" ")
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
@@ -245,17 +263,26 @@ class FakeJudge(llm.Model):
         elif self.mode == "garbled":
             yield "Both have merits; I cannot decide."
         else:
-            blocks = dict(re.findall(r"<<<BEGIN ANSWER (A|B) \w+>>>\n(.*?)\n<<<END ANSWER", prompt.prompt, re.S))
+            blocks = dict(
+                re.findall(
+                    r"<<<BEGIN ANSWER (A|B) \w+>>>\n(.*?)\n<<<END ANSWER", prompt.prompt, re.S
+                )
+            )
             good = [label for label in ("A", "B") if "fake-good" in blocks.get(label, "")]
             yield f"Reasoning...\nVERDICT: {good[0] if len(good) == 1 else 'TIE'}"
 
 
 class ToolerOptions(FakeOptions):
-    tool: Optional[str] = Field(None, description="The tool to call (default: the first one offered)")
-    tool_args: Optional[dict] = Field(None, description="Its arguments (default: none)")
-    tool_rounds: Optional[int] = Field(None, description="Call tools until this many results came back (default 1)")
-    call_style: Optional[str] = Field(None, description="'both' (default): events and add_tool_call, like "
-                                      "llm's OpenAI plugin; 'add': add_tool_call only; 'events': id-less events only")
+    tool: str | None = Field(None, description="The tool to call (default: the first one offered)")
+    tool_args: dict | None = Field(None, description="Its arguments (default: none)")
+    tool_rounds: int | None = Field(
+        None, description="Call tools until this many results came back (default 1)"
+    )
+    call_style: str | None = Field(
+        None,
+        description="'both' (default): events and add_tool_call, like "
+        "llm's OpenAI plugin; 'add': add_tool_call only; 'events': id-less events only",
+    )
 
     @field_validator("tool_args", mode="before")
     @classmethod
@@ -273,7 +300,9 @@ class _Tooler(_Fake):
     def _answer(self, prompt, response):
         from llm.parts import StreamEvent
 
-        yield from super()._answer(prompt, response)  # no text while calling a tool, unless ``text``
+        yield from super()._answer(
+            prompt, response
+        )  # no text while calling a tool, unless ``text``
         call = self._wanted_call(prompt)
         if call is None:
             return
@@ -281,18 +310,25 @@ class _Tooler(_Fake):
         if style in ("both", "events"):
             call_id = None if style == "events" else call.tool_call_id
             yield StreamEvent(type="tool_call_name", chunk=call.name, tool_call_id=call_id)
-            yield StreamEvent(type="tool_call_args", chunk=json.dumps(call.arguments), tool_call_id=call_id)
+            yield StreamEvent(
+                type="tool_call_args", chunk=json.dumps(call.arguments), tool_call_id=call_id
+            )
         if style in ("both", "add"):
             response.add_tool_call(call)
 
     def _wanted_call(self, prompt):
         users = [i for i, message in enumerate(prompt.messages) if message.role == "user"]
-        rounds = sum(message.role == "tool" for message in prompt.messages[users[-1] if users else 0:])
+        rounds = sum(
+            message.role == "tool" for message in prompt.messages[users[-1] if users else 0 :]
+        )
         if not prompt.tools or rounds >= (prompt.options.tool_rounds or 1):
             return None
         name = prompt.options.tool or prompt.tools[0].name
-        return llm.ToolCall(name=name, arguments=prompt.options.tool_args or {},
-                            tool_call_id=f"call-{self.model_id}-{rounds + 1}")
+        return llm.ToolCall(
+            name=name,
+            arguments=prompt.options.tool_args or {},
+            tool_call_id=f"call-{self.model_id}-{rounds + 1}",
+        )
 
     def _text(self, prompt, options):
         if self._wanted_call(prompt) is not None:

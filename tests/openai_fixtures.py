@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from openai_server import OpenAIServer
 
 SRV_MODELS = ("srv-a", "srv-b", "srv-c")
@@ -21,15 +20,26 @@ KEY_NAME = "srv"
 KEY = "srvkey-7f3a9c1e5b2d8f4a6c0e"
 
 
-def register_openai_models(user_path: Path, api_base: str, model_ids, key_name: str | None = KEY_NAME,
-                           model_name: str | None = None, **extra) -> None:
+def register_openai_models(
+    user_path: Path,
+    api_base: str,
+    model_ids,
+    key_name: str | None = KEY_NAME,
+    model_name: str | None = None,
+    **extra,
+) -> None:
     """Write extra-openai-models.yaml registering ``model_ids`` against ``api_base``.
 
     Each model is asked for by its own id, or by ``model_name`` when given.
     """
     entries = []
     for model_id in model_ids:
-        entry = {"model_id": model_id, "model_name": model_name or model_id, "api_base": api_base, **extra}
+        entry = {
+            "model_id": model_id,
+            "model_name": model_name or model_id,
+            "api_base": api_base,
+            **extra,
+        }
         if key_name:
             entry["api_key_name"] = key_name
         entries.append(entry)

@@ -31,9 +31,10 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 HOST = "127.0.0.1"
 CREATED = 1_700_000_000  # a fixed timestamp keeps every reply deterministic
@@ -43,10 +44,22 @@ STREAM_USAGE_MODES = ("never", "requested", "always")
 ERRORS = {
     400: ("invalid_request_error", "invalid_value", "Invalid value for 'messages'."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    403: ("invalid_request_error", "unsupported_country_region_territory", "Country not supported."),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country not supported.",
+    ),
     404: ("invalid_request_error", "model_not_found", "The model does not exist."),
-    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
-    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests. Please try again later.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
 }
 
@@ -55,14 +68,14 @@ ERRORS = {
 class Behaviour:
     "What the server does with one request."
 
-    reply: Optional[str] = None  # the answer; None: "<model> says: <last user message>"
+    reply: str | None = None  # the answer; None: "<model> says: <last user message>"
     status: int = 200  # anything else: an error body in OpenAI's shape
-    error_message: Optional[str] = None
-    error_type: Optional[str] = None
-    error_code: Optional[str] = None
-    retry_after: Optional[str] = None  # Retry-After header on an error reply
+    error_message: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    retry_after: str | None = None  # Retry-After header on an error reply
     chunk_delay: float = 0.0  # seconds before each streamed chunk
-    drop_after: Optional[int] = None  # streamed: stop after this many text chunks
+    drop_after: int | None = None  # streamed: stop after this many text chunks
     # How a dropped stream ends: "reset" closes the connection in the middle of
     # the chunked body (the client sees a broken body); "eof" ends the body
     # properly, but with no finish_reason and no [DONE] (the client sees a
@@ -75,10 +88,10 @@ class Behaviour:
     # (``data: {"error": {...}}``), as some servers send it, instead of as an
     # HTTP status; a request that is not streamed still gets the status.
     error_in_stream: bool = False
-    stream_usage: Optional[str] = None  # overrides the server's stream_usage for this reply
+    stream_usage: str | None = None  # overrides the server's stream_usage for this reply
 
 
-Rule = Union[Behaviour, Callable[["Received"], Optional[Behaviour]]]
+Rule = Behaviour | Callable[["Received"], Behaviour | None]
 
 
 @dataclass
@@ -89,11 +102,11 @@ class Received:
     path: str
     body: dict
     had_authorization: bool
-    usage: Optional[dict] = None  # the token counts of the answer (reported or not)
-    _auth_digest: Optional[str] = field(default=None, repr=False)
+    usage: dict | None = None  # the token counts of the answer (reported or not)
+    _auth_digest: str | None = field(default=None, repr=False)
 
     @property
-    def model(self) -> Optional[str]:
+    def model(self) -> str | None:
         return self.body.get("model")
 
     @property
@@ -121,29 +134,35 @@ class Received:
 @dataclass
 class _Rule:
     rule: Rule
-    remaining: Optional[int]
+    remaining: int | None
 
 
 class OpenAIServer:
     """The server; ``start()``/``stop()``, or use it as a context manager."""
 
-    def __init__(self, models: tuple[str, ...] = ("srv-a", "srv-b", "srv-c"), stream_usage: str = "never"):
+    def __init__(
+        self, models: tuple[str, ...] = ("srv-a", "srv-b", "srv-c"), stream_usage: str = "never"
+    ):
         self.models = list(models)
         self.stream_usage = stream_usage
         self.requests: list[Received] = []
-        self._rules: dict[Optional[str], list[_Rule]] = {}
+        self._rules: dict[str | None, list[_Rule]] = {}
         self._lock = threading.Lock()
-        self._httpd: Optional[_HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self._count = 0
 
     # --- life cycle ---------------------------------------------------------
 
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         self._httpd = _HTTPServer((HOST, 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="openai-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="openai-test-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -156,7 +175,7 @@ class OpenAIServer:
         self._thread.join(timeout=5)
         self._httpd = None
 
-    def __enter__(self) -> "OpenAIServer":
+    def __enter__(self) -> OpenAIServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -173,7 +192,7 @@ class OpenAIServer:
 
     # --- control ------------------------------------------------------------
 
-    def behave(self, model: Optional[str], rule: Rule, times: Optional[int] = None) -> None:
+    def behave(self, model: str | None, rule: Rule, times: int | None = None) -> None:
         """From now on, requests for ``model`` (None: any model) get ``rule``.
 
         ``rule`` is a ``Behaviour``, or a function of the ``Received`` request
@@ -190,11 +209,14 @@ class OpenAIServer:
             self._rules.clear()
             self.requests.clear()
 
-    def calls(self, model: Optional[str] = None) -> list[Received]:
+    def calls(self, model: str | None = None) -> list[Received]:
         "Chat completion requests received, for one model or all."
         with self._lock:
-            return [r for r in self.requests if r.path.endswith("/chat/completions")
-                    and (model is None or r.model == model)]
+            return [
+                r
+                for r in self.requests
+                if r.path.endswith("/chat/completions") and (model is None or r.model == model)
+            ]
 
     def models_called(self) -> list[str]:
         return [r.model for r in self.calls()]
@@ -245,12 +267,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._read_body()
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "tests"}
-                    for m in self.server.owner.models]
+            data = [
+                {"id": m, "object": "model", "created": CREATED, "owned_by": "tests"}
+                for m in self.server.owner.models
+            ]
             self._send_json(200, {"object": "list", "data": data})
         else:
-            self._send_error_reply(404, Behaviour(status=404, error_message=f"Unknown path {self.path}",
-                                                  error_code="unknown_url"))
+            self._send_error_reply(
+                404,
+                Behaviour(
+                    status=404, error_message=f"Unknown path {self.path}", error_code="unknown_url"
+                ),
+            )
 
     def do_POST(self) -> None:
         raw = self._read_body()
@@ -259,13 +287,21 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"unparsed": raw.decode("utf-8", errors="replace")}
         auth = self.headers.get("Authorization")
-        received = Received("POST", self.path, body if isinstance(body, dict) else {"body": body},
-                            had_authorization=auth is not None,
-                            _auth_digest=_digest(auth) if auth is not None else None)
+        received = Received(
+            "POST",
+            self.path,
+            body if isinstance(body, dict) else {"body": body},
+            had_authorization=auth is not None,
+            _auth_digest=_digest(auth) if auth is not None else None,
+        )
         number, behaviour = self.server.owner._record(received)
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send_error_reply(404, Behaviour(status=404, error_message=f"Unknown path {self.path}",
-                                                  error_code="unknown_url"))
+            self._send_error_reply(
+                404,
+                Behaviour(
+                    status=404, error_message=f"Unknown path {self.path}", error_code="unknown_url"
+                ),
+            )
             return
         if behaviour.status != 200:
             if behaviour.error_in_stream and received.stream:
@@ -273,20 +309,32 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_error_reply(behaviour.status, behaviour)
             return
-        text = behaviour.reply if behaviour.reply is not None else f"{received.model} says: {received.last_user_text}"
+        text = (
+            behaviour.reply
+            if behaviour.reply is not None
+            else f"{received.model} says: {received.last_user_text}"
+        )
         usage = received.usage = _usage(received, text)
         if received.stream:
             self._stream(received, number, text, usage, behaviour)
         else:
-            self._send_json(200, {
-                "id": f"chatcmpl-{number}",
-                "object": "chat.completion",
-                "created": CREATED,
-                "model": received.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": behaviour.finish_reason}],
-                "usage": usage,
-            })
+            self._send_json(
+                200,
+                {
+                    "id": f"chatcmpl-{number}",
+                    "object": "chat.completion",
+                    "created": CREATED,
+                    "model": received.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": behaviour.finish_reason,
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
 
     # --- replies ----------------------------------------------------------------
 
@@ -294,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, payload: dict, headers: Optional[dict] = None) -> None:
+    def _send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -307,7 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _send_error_reply(self, status: int, behaviour: Behaviour) -> None:
-        headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
+        headers = (
+            {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
+        )
         self._send_json(status, {"error": _error_body(status, behaviour)}, headers)
 
     def _start_stream(self) -> None:
@@ -325,14 +375,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._event(json.dumps({"error": _error_body(behaviour.status, behaviour)}))
         self._write(b"0\r\n\r\n")
 
-    def _stream(self, received: Received, number: int, text: str, usage: dict, behaviour: Behaviour) -> None:
+    def _stream(
+        self, received: Received, number: int, text: str, usage: dict, behaviour: Behaviour
+    ) -> None:
         self._start_stream()
 
         def chunk(choices: list, **extra: Any) -> dict:
-            return {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": CREATED,
-                    "model": received.model, "choices": choices, **extra}
+            return {
+                "id": f"chatcmpl-{number}",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": received.model,
+                "choices": choices,
+                **extra,
+            }
 
-        def delta(content: Optional[str] = None, role: Optional[str] = None, finish: Optional[str] = None) -> dict:
+        def delta(
+            content: str | None = None, role: str | None = None, finish: str | None = None
+        ) -> dict:
             piece = {}
             if role:
                 piece["role"] = role
@@ -344,7 +404,9 @@ class _Handler(BaseHTTPRequestHandler):
         events += [chunk([delta(word)]) for word in _words(text)]
         stopping = self.server.stopping
         for sent, event in enumerate(events):
-            if behaviour.drop_after is not None and sent > behaviour.drop_after:  # event 0 carries no text
+            if (
+                behaviour.drop_after is not None and sent > behaviour.drop_after
+            ):  # event 0 carries no text
                 self._drop(behaviour.drop)
                 return
             if behaviour.chunk_delay and stopping.wait(behaviour.chunk_delay):
@@ -397,8 +459,10 @@ def _digest(value: str) -> str:
 
 def _error_body(status: int, behaviour: Behaviour) -> dict:
     "OpenAI's error object: message, type, param, code."
-    kind, code, message = ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error",
-                                              None, f"Error {status}"))
+    kind, code, message = ERRORS.get(
+        status,
+        ("server_error" if status >= 500 else "invalid_request_error", None, f"Error {status}"),
+    )
     return {
         "message": behaviour.error_message or message,
         "type": behaviour.error_type or kind,
@@ -423,10 +487,16 @@ def _usage(received: Received, text: str) -> dict:
     "Deterministic counts: words in every message, words in the answer."
     prompt = sum(len(_content_text(m.get("content")).split()) for m in received.messages)
     completion = len(text.split())
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
-def error(status: int, message: Optional[str] = None, code: Optional[str] = None, **more: Any) -> Behaviour:
+def error(
+    status: int, message: str | None = None, code: str | None = None, **more: Any
+) -> Behaviour:
     "An error reply in OpenAI's JSON shape."
     return Behaviour(status=status, error_message=message, error_code=code, **more)
 
@@ -437,8 +507,10 @@ def context_length_error(limit: int = 2048, asked: int = 5000, **more: Any) -> B
         status=400,
         error_type="invalid_request_error",
         error_code="context_length_exceeded",
-        error_message=(f"This model's maximum context length is {limit} tokens. However, your messages "
-                       f"resulted in {asked} tokens. Please reduce the length of the messages."),
+        error_message=(
+            f"This model's maximum context length is {limit} tokens. However, your messages "
+            f"resulted in {asked} tokens. Please reduce the length of the messages."
+        ),
         **more,
     )
 

@@ -4,21 +4,32 @@ for every model (`field` on one line, the message under it); what is found
 later (models, keys, per-member options) is one line."""
 
 import pytest
-
 from conftest import run_llm, turns
 from fake_models import read_calls
 
 OPTION_ERRORS = [
     (["-o", "layers", "1"], "layers", "Input should be greater than or equal to 2, got '1'"),
-    (["-o", "layers", "abc"], "layers", "Input should be a valid integer, unable to parse string as an integer, got 'abc'"),
-    (["-o", "layers", "1000000000"], "layers", "Input should be less than or equal to 10, got '1000000000'"),
+    (
+        ["-o", "layers", "abc"],
+        "layers",
+        "Input should be a valid integer, unable to parse string as an integer, got 'abc'",
+    ),
+    (
+        ["-o", "layers", "1000000000"],
+        "layers",
+        "Input should be less than or equal to 10, got '1000000000'",
+    ),
     (["-o", "proposers", ""], "proposers", "expected a model id or alias, got ''"),
     (["-o", "proposers", "[]"], "proposers", "at least one model is required"),
     (["-o", "proposers", "fake-a,,fake-b"], "proposers", "expected a model id or alias, got ''"),
     (["-o", "proposers", "[1"], "proposers", "invalid JSON"),
     (["-o", "proposers", "[1]"], "proposers", "each entry must be a model id or"),
     (["-o", "proposers", '[{"model": "fake-a", "opts": {}}]'], "proposers", "unknown key 'opts'"),
-    (["-o", "proposers", "fake-a*³"], "proposers", "repeat count in 'fake-a*³' must be a whole number from 1 to 128"),
+    (
+        ["-o", "proposers", "fake-a*³"],
+        "proposers",
+        "repeat count in 'fake-a*³' must be a whole number from 1 to 128",
+    ),
     (["-o", "proposers", "fake-a*" + "9" * 4000], "proposers", "repeat count in 'fake-a*999"),
     (["-o", "proposer_options", "[1, 2]"], "proposer_options", "expected a JSON object"),
     (["-o", "aggregator_options", "{oops"], "aggregator_options", "invalid JSON"),
@@ -26,22 +37,49 @@ OPTION_ERRORS = [
     (["-o", "timeout", "-5"], "timeout", "Input should be greater than or equal to 0, got '-5'"),
     (["-o", "retries", "99"], "retries", "Input should be less than or equal to 10, got '99'"),
     (["-o", "min_proposers", "5"], "min_proposers", "5 is more than the 3 proposers"),
-    (["-o", "proposers", "fake-a,fake-b", "-o", "wait", "3"], "wait", "3 is more than the 2 proposers"),
+    (
+        ["-o", "proposers", "fake-a,fake-b", "-o", "wait", "3"],
+        "wait",
+        "3 is more than the 2 proposers",
+    ),
     (["-o", "min_proposers", "2", "-o", "wait", "1"], "wait", "1 is less than min_proposers (2)"),
     (["-o", "wait", "0"], "wait", "Input should be greater than or equal to 1, got '0'"),
-    (["-o", "max_concurrency", "-1"], "max_concurrency", "Input should be greater than or equal to 1, got '-1'"),
-    (["-o", "show_proposals", "maybe"], "show_proposals", "Input should be a valid boolean, unable to interpret input, got 'maybe'"),
+    (
+        ["-o", "max_concurrency", "-1"],
+        "max_concurrency",
+        "Input should be greater than or equal to 1, got '-1'",
+    ),
+    (
+        ["-o", "show_proposals", "maybe"],
+        "show_proposals",
+        "Input should be a valid boolean, unable to interpret input, got 'maybe'",
+    ),
     (["-o", "colour", "blue"], "colour", "unknown option; allowed: proposers, aggregator"),
-    (["-o", "proposers", ",".join(["fake-a"] * 1000)], "proposers", "at most 128 allowed, got 1000"),
+    (
+        ["-o", "proposers", ",".join(["fake-a"] * 1000)],
+        "proposers",
+        "at most 128 allowed, got 1000",
+    ),
     (["-o", "proposers", "[" * 5000 + "]" * 5000], "proposers", "JSON is nested too deeply"),
 ]
 
 LATER_ERRORS = [
-    (["-o", "proposers", "nope"], "Unknown proposer model 'nope'; run 'llm models' to list the available models"),
-    (["-o", "aggregator", "nope"], "Unknown aggregator model 'nope'; run 'llm models' to list the available models"),
-    (["-o", "proposers", '[{"model": "fake-a", "options": {"bogus": 1}}]'],
-     "proposer fake-a: unknown option 'bogus'; fake-a accepts: delay, chunk_delay"),
-    (["-o", "proposer_options", '{"temperature": "hot"}'], "proposer fake-a: option temperature='hot'"),
+    (
+        ["-o", "proposers", "nope"],
+        "Unknown proposer model 'nope'; run 'llm models' to list the available models",
+    ),
+    (
+        ["-o", "aggregator", "nope"],
+        "Unknown aggregator model 'nope'; run 'llm models' to list the available models",
+    ),
+    (
+        ["-o", "proposers", '[{"model": "fake-a", "options": {"bogus": 1}}]'],
+        "proposer fake-a: unknown option 'bogus'; fake-a accepts: delay, chunk_delay",
+    ),
+    (
+        ["-o", "proposer_options", '{"temperature": "hot"}'],
+        "proposer fake-a: option temperature='hot'",
+    ),
 ]
 
 
@@ -53,7 +91,9 @@ def refused(result, user_path):
     assert turns(user_path) == []
 
 
-@pytest.mark.parametrize("args, field, message", OPTION_ERRORS, ids=[" ".join(c[0])[:40] for c in OPTION_ERRORS])
+@pytest.mark.parametrize(
+    "args, field, message", OPTION_ERRORS, ids=[" ".join(c[0])[:40] for c in OPTION_ERRORS]
+)
 def test_bad_option_names_the_value_and_what_is_allowed(args, field, message, user_path):
     result = run_llm("-m", "moa-default", *args, "q")
     refused(result, user_path)
@@ -62,7 +102,9 @@ def test_bad_option_names_the_value_and_what_is_allowed(args, field, message, us
     assert second.startswith(f"  {message}"), second
 
 
-@pytest.mark.parametrize("args, message", LATER_ERRORS, ids=[" ".join(c[0])[:40] for c in LATER_ERRORS])
+@pytest.mark.parametrize(
+    "args, message", LATER_ERRORS, ids=[" ".join(c[0])[:40] for c in LATER_ERRORS]
+)
 def test_errors_found_later_are_one_line(args, message, user_path):
     result = run_llm("-m", "moa-default", *args, "q")
     refused(result, user_path)

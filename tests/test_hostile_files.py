@@ -9,9 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import WRAPPER, run_llm
-
 
 SLOW_READS = """
 import pathlib, runpy, sys, time
@@ -31,8 +29,14 @@ def spawn(user_path, *args):
     "A real llm process (the CLI with the fakes) whose reads of presets.json are slow."
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
     code = SLOW_READS.format(wrapper=str(WRAPPER))
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def finish(processes):
@@ -60,7 +64,9 @@ def moa(*args):
 
 def test_parallel_saves_keep_every_preset(user_path):
     names = [f"p{n}" for n in range(10)]
-    outputs = finish([spawn(user_path, "moa", "save", name, "-o", "proposers", "fake-a") for name in names])
+    outputs = finish(
+        [spawn(user_path, "moa", "save", name, "-o", "proposers", "fake-a") for name in names]
+    )
     assert all(out.startswith(f"Saved preset '{name}'") for name, out in zip(names, outputs))
     assert preset_names(user_path) == sorted(names)
 
@@ -80,13 +86,16 @@ def test_parallel_saves_and_removes_keep_each_others_changes(user_path):
 # --- presets.json -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"[" * 100000, "JSON nested too deeply"),
-    (b'{"a": ' * 100000, "JSON nested too deeply"),
-    (b'["a preset"]', "expected a JSON object"),
-    (b'{"caf\xe9": {}}', "not UTF-8 text"),
-    (b"{not json", "not valid JSON ("),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"[" * 100000, "JSON nested too deeply"),
+        (b'{"a": ' * 100000, "JSON nested too deeply"),
+        (b'["a preset"]', "expected a JSON object"),
+        (b'{"caf\xe9": {}}', "not UTF-8 text"),
+        (b"{not json", "not valid JSON ("),
+    ],
+)
 def test_unreadable_presets_file_breaks_nothing_else(user_path, content, problem):
     path = user_path / "moa" / "presets.json"
     path.parent.mkdir()
@@ -94,25 +103,43 @@ def test_unreadable_presets_file_breaks_nothing_else(user_path, content, problem
     assert run_llm("-m", "fake-a", "hi").stdout == "fake-a answers: hi\n"
     models = run_llm("models")
     assert models.exit_code == 0 and "MoA: moa-default" in models.output
-    assert run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout == "fake-a answers: q\n"
-    for command in (["moa", "list"], ["moa", "save", "p", "-o", "proposers", "fake-a"], ["moa", "remove", "p"]):
+    assert (
+        run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout
+        == "fake-a answers: q\n"
+    )
+    for command in (
+        ["moa", "list"],
+        ["moa", "save", "p", "-o", "proposers", "fake-a"],
+        ["moa", "remove", "p"],
+    ):
         result = run_llm(*command)
         assert result.exit_code == 1
-        assert result.stderr.startswith(f"Error: {path}: {problem}") and result.stderr.count("\n") == 1
+        assert (
+            result.stderr.startswith(f"Error: {path}: {problem}") and result.stderr.count("\n") == 1
+        )
     assert path.read_bytes() == content  # refused, not overwritten
 
 
 def test_entries_that_are_not_presets_are_skipped_and_listed(user_path):
-    assert run_llm("moa", "save", "good", "-o", "proposers", "fake-b", "-o", "aggregator", "fake-c").exit_code == 0
+    assert (
+        run_llm(
+            "moa", "save", "good", "-o", "proposers", "fake-b", "-o", "aggregator", "fake-c"
+        ).exit_code
+        == 0
+    )
     path = user_path / "moa" / "presets.json"
     data = json.loads(path.read_text())
-    data.update({
-        "default": {"options": {"aggregator": "fake-c"}},  # would shadow the built-in moa-default
-        "local": {"options": {"aggregator": "fake-c"}},
-        "evil\n": {"options": {}},
-        "five": 5,
-        "listed": {"options": ["fake-a"]},
-    })
+    data.update(
+        {
+            "default": {
+                "options": {"aggregator": "fake-c"}
+            },  # would shadow the built-in moa-default
+            "local": {"options": {"aggregator": "fake-c"}},
+            "evil\n": {"options": {}},
+            "five": 5,
+            "listed": {"options": ["fake-a"]},
+        }
+    )
     path.write_text(json.dumps(data))
 
     models = run_llm("models").output
@@ -120,7 +147,10 @@ def test_entries_that_are_not_presets_are_skipped_and_listed(user_path):
     assert "moa-evil" not in models and "moa-five" not in models and "moa-listed" not in models
     assert models.count("MoA: moa-default") == 1
     # the built-in moa-default answers with the default model, not the hand-edited aggregator
-    assert run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout == "fake-a answers: q\n"
+    assert (
+        run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout
+        == "fake-a answers: q\n"
+    )
     assert run_llm("-m", "moa-good", "q").stdout == "fake-c answers: q\n"
 
     listed = run_llm("moa", "list")
@@ -137,7 +167,11 @@ def test_entries_that_are_not_presets_are_skipped_and_listed(user_path):
     ]
     as_json = {item["name"]: item for item in json.loads(run_llm("moa", "list", "--json").stdout)}
     assert as_json["good"]["model_id"] == "moa-good" and "error" not in as_json["good"]
-    assert as_json["five"] == {"name": "five", "model_id": None, "error": "Preset 'five' is not a JSON object"}
+    assert as_json["five"] == {
+        "name": "five",
+        "model_id": None,
+        "error": "Preset 'five' is not a JSON object",
+    }
 
     # saving keeps the hand-edited entries; removing one by its name cleans it up
     assert run_llm("moa", "save", "other", "-o", "proposers", "fake-a").exit_code == 0
@@ -150,22 +184,37 @@ def test_entries_that_are_not_presets_are_skipped_and_listed(user_path):
 
 def unfinished_run():
     "A real run whose aggregator fails after the proposers answered; its id."
-    result = run_llm("-m", "moa-default", "-o", "proposers", "fake-a", "-o", "aggregator_options",
-                     '{"fail": "agg down"}', "-o", "retries", "0", "q")
+    result = run_llm(
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator_options",
+        '{"fail": "agg down"}',
+        "-o",
+        "retries",
+        "0",
+        "q",
+    )
     assert result.exit_code == 1
     return result.stderr.rsplit(" ", 1)[1].strip()
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"[1, 2]", "expected a JSON object"),
-    (b'{"id": 5}', "not an unfinished run (no run id)"),
-    (b'{"run": {}}', "not an unfinished run (no run id)"),
-    (b'{"id": "01bad", "run": "x"}', "not an unfinished run (run is not a JSON object)"),
-    (b'{"id": "01bad", "model": ["m"]}', "not an unfinished run (model is not text)"),
-    (b'{"id": "01bad", "error": {"e": 1}}', "not an unfinished run (error is not text)"),
-    (b'{"id": "01bad\xff"}', "not UTF-8 text"),
-    (b"[" * 100000, "JSON nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"id": 5}', "not an unfinished run (no run id)"),
+        (b'{"run": {}}', "not an unfinished run (no run id)"),
+        (b'{"id": "01bad", "run": "x"}', "not an unfinished run (run is not a JSON object)"),
+        (b'{"id": "01bad", "model": ["m"]}', "not an unfinished run (model is not text)"),
+        (b'{"id": "01bad", "error": {"e": 1}}', "not an unfinished run (error is not text)"),
+        (b'{"id": "01bad\xff"}', "not UTF-8 text"),
+        (b"[" * 100000, "JSON nested too deeply"),
+    ],
+)
 def test_damaged_unfinished_files_are_skipped_in_one_line(user_path, content, problem):
     good = unfinished_run()
     bad = user_path / "moa" / "unfinished" / "01bad.json"
@@ -177,15 +226,26 @@ def test_damaged_unfinished_files_are_skipped_in_one_line(user_path, content, pr
     assert len(json.loads(run_llm("moa", "unfinished", "--json").stdout)) == 1
     missing = run_llm("moa", "unfinished", "01bad")
     assert missing.exit_code == 1
-    assert missing.stderr == "Error: No unfinished run matches '01bad'; 'llm moa unfinished' lists them\n"
+    assert (
+        missing.stderr
+        == "Error: No unfinished run matches '01bad'; 'llm moa unfinished' lists them\n"
+    )
     assert run_llm("moa", "unfinished", good).exit_code == 0
 
 
 def test_unfinished_run_with_odd_proposals_still_shows(user_path):
     folder = user_path / "moa" / "unfinished"
     folder.mkdir(parents=True)
-    odd = {"id": "01odd", "run": {"proposer_layers": [5, {"proposers": "x"}, {"proposers": [
-        None, {"status": "ok", "model": "m", "text": ["not", "text"]}]}]}}
+    odd = {
+        "id": "01odd",
+        "run": {
+            "proposer_layers": [
+                5,
+                {"proposers": "x"},
+                {"proposers": [None, {"status": "ok", "model": "m", "text": ["not", "text"]}]},
+            ]
+        },
+    }
     (folder / "01odd.json").write_text(json.dumps(odd))
     listed = run_llm("moa", "unfinished")
     assert listed.exit_code == 0 and listed.stderr == ""
@@ -218,7 +278,7 @@ NOT_RUNS = [
     '{"moa": {"proposer_layers": "x"}}',
     '{"moa": {"proposer_layers": [{"layer": 1, "proposers": [{"model": "m", "started_ms": "soon"}]}]}}',
     '{"moa": {"aggregator": {"model": "m", "started_ms": 1, "ended_ms": 1e400}}}',
-    '{"moa": {"wall_ms": 1' + "0" * 400 + '}}',
+    '{"moa": {"wall_ms": 1' + "0" * 400 + "}}",
     '{"moa": "x", "other": "plugin"}',
     '{"meta": {"moa": 1}}',
 ]
@@ -236,7 +296,9 @@ def test_rows_that_only_look_like_runs_are_skipped(user_path):
     assert runs.exit_code == 0, runs.output
     lines = runs.stdout.splitlines()
     assert len(lines) == 2 and lines[1].startswith(real)
-    latest = run_llm("moa", "runs", "-n", "1", "--json")  # the newest rows are not runs: it looks further back
+    latest = run_llm(
+        "moa", "runs", "-n", "1", "--json"
+    )  # the newest rows are not runs: it looks further back
     assert [run["id"] for run in json.loads(latest.stdout)] == [real]
     shown = run_llm("moa", "show")
     assert shown.exit_code == 0 and shown.stdout.startswith(f"# MoA run {real}\n")
@@ -246,7 +308,9 @@ def test_rows_that_only_look_like_runs_are_skipped(user_path):
         assert result.exit_code == 1 and result.stderr == f"Error: No MoA run matches {turn_id!r}\n"
 
 
-@pytest.mark.parametrize("value", ['not json "moa": here', '{"moa": ' + "[" * 5000 + "]" * 5000 + "}"])
+@pytest.mark.parametrize(
+    "value", ['not json "moa": here', '{"moa": ' + "[" * 5000 + "]" * 5000 + "}"]
+)
 def test_a_turn_llm_itself_cannot_read_gives_one_line(user_path, value):
     moa("-o", "proposers", "fake-a", "real")
     moa("-o", "proposers", "fake-a", "damaged")
@@ -256,7 +320,10 @@ def test_a_turn_llm_itself_cannot_read_gives_one_line(user_path, value):
         if result.exit_code == 0:  # skipped
             assert "real" in run_llm("moa", "show").stdout
         else:
-            assert result.stderr.startswith(f"Error: {user_path / 'logs.db'}: ") and result.stderr.count("\n") == 1
+            assert (
+                result.stderr.startswith(f"Error: {user_path / 'logs.db'}: ")
+                and result.stderr.count("\n") == 1
+            )
 
 
 # --- a file where the plugin's folder should be ------------------------------
@@ -267,18 +334,29 @@ def test_a_file_where_the_moa_folder_should_be(user_path):
     folder.write_text("not a folder")
     assert run_llm("-m", "fake-a", "hi").stdout == "fake-a answers: hi\n"
     assert run_llm("models").exit_code == 0
-    assert run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout == "fake-a answers: q\n"
+    assert (
+        run_llm("-m", "moa-default", "-o", "proposers", "fake-b", "q").stdout
+        == "fake-a answers: q\n"
+    )
 
     saved = run_llm("moa", "save", "p", "-o", "proposers", "fake-a")
     assert saved.exit_code == 1
-    assert saved.stderr == f"Error: {folder}: cannot be created, a file stands where a folder should be\n"
+    assert (
+        saved.stderr
+        == f"Error: {folder}: cannot be created, a file stands where a folder should be\n"
+    )
     listed = run_llm("moa", "list")
     assert listed.exit_code == 1
-    assert listed.stderr == (f"Error: {folder / 'presets.json'}: cannot be read, "
-                             "a file stands where a folder should be\n")
+    assert listed.stderr == (
+        f"Error: {folder / 'presets.json'}: cannot be read, "
+        "a file stands where a folder should be\n"
+    )
     unfinished = run_llm("moa", "unfinished")
     assert unfinished.exit_code == 0 and unfinished.stdout == "No unfinished runs.\n"
-    assert unfinished.stderr == f"Skipped {folder}: cannot be read, a file stands where a folder should be\n"
+    assert (
+        unfinished.stderr
+        == f"Skipped {folder}: cannot be read, a file stands where a folder should be\n"
+    )
     one = run_llm("moa", "unfinished", "01x")
     assert one.exit_code == 1 and one.stderr.count("\n") == 1
     assert folder.read_text() == "not a folder"
@@ -286,8 +364,17 @@ def test_a_file_where_the_moa_folder_should_be(user_path):
 
 def test_a_failed_save_never_hides_the_runs_own_error(user_path):
     (user_path / "moa").write_text("not a folder")
-    result = run_llm("-m", "moa-default", "-o", "proposers", "fake-a",
-                     "-o", "aggregator_options", '{"fail": "HTTP 503 overloaded", "status": 503}', "q")
+    result = run_llm(
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator_options",
+        '{"fail": "HTTP 503 overloaded", "status": 503}',
+        "q",
+    )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: The aggregator failed after 1 proposal had been answered:"

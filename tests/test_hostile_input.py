@@ -5,40 +5,63 @@ import json
 
 import llm
 import pydantic
+from conftest import run_llm, turns
+from fake_models import read_calls
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_llm, turns
-from fake_models import read_calls
-
-from llm_moa.options import MoaOptions
+from llm_moa.core.options import MoaOptions
 
 OPTION_NAMES = tuple(MoaOptions.model_fields)
 
-MODELS = st.sampled_from(["fake-a", "alias-b", "fake-c*2", "nope", "moa-default", "", " ", "fake-a*999"])
+MODELS = st.sampled_from(
+    ["fake-a", "alias-b", "fake-c*2", "nope", "moa-default", "", " ", "fake-a*999"]
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**30, 10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["nan", "inf", "-1", "0", "1", "2", "3", "all", "true", "off", "1e400", "[", "{"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        ["nan", "inf", "-1", "0", "1", "2", "3", "all", "true", "off", "1e400", "[", "{"]
+    ),
 )
 JSONISH = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["model", "options", "temperature", "bogus", "delay", ""]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["model", "options", "temperature", "bogus", "delay", ""]),
+            inner,
+            max_size=3,
+        )
+    ),
     max_leaves=12,
 )
-MEMBER = st.one_of(MODELS, st.fixed_dictionaries(
-    {"model": MODELS}, optional={"options": st.dictionaries(
-        st.sampled_from(["temperature", "text", "bogus"]), SCALARS, max_size=2)}))
+MEMBER = st.one_of(
+    MODELS,
+    st.fixed_dictionaries(
+        {"model": MODELS},
+        optional={
+            "options": st.dictionaries(
+                st.sampled_from(["temperature", "text", "bogus"]), SCALARS, max_size=2
+            )
+        },
+    ),
+)
 VALUES = {
     "proposers": st.one_of(st.lists(MEMBER, max_size=6), MODELS, JSONISH),
     "aggregator": st.one_of(MODELS, st.lists(MEMBER, max_size=3), JSONISH),
-    "proposer_options": st.one_of(st.dictionaries(st.sampled_from(["temperature", "text", "x"]), SCALARS, max_size=2), JSONISH),
+    "proposer_options": st.one_of(
+        st.dictionaries(st.sampled_from(["temperature", "text", "x"]), SCALARS, max_size=2), JSONISH
+    ),
     "aggregator_options": JSONISH,
 }
 OPTIONS = st.dictionaries(
     st.one_of(st.sampled_from(OPTION_NAMES), st.text(min_size=1, max_size=12)),
-    JSONISH, max_size=4,
+    JSONISH,
+    max_size=4,
 ).flatmap(lambda d: st.fixed_dictionaries({k: VALUES.get(k, JSONISH) for k in d}))
 
 
@@ -54,7 +77,9 @@ SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(
 def test_cli_never_crashes(options, user_path):
     args = []
     for name, value in options.items():
-        if value is None or (isinstance(name, str) and (not name.isprintable() or name.startswith("-"))):
+        if value is None or (
+            isinstance(name, str) and (not name.isprintable() or name.startswith("-"))
+        ):
             continue
         args += ["-o", name, as_cli_value(value)]
     calls_before, turns_before = len(read_calls()), len(turns(user_path))
@@ -68,7 +93,9 @@ def test_cli_never_crashes(options, user_path):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ")
     assert len(turns(user_path)) == turns_before
-    if len(read_calls()) == calls_before:  # refused before any call: one line, or llm's `field` / message
+    if (
+        len(read_calls()) == calls_before
+    ):  # refused before any call: one line, or llm's `field` / message
         lines = result.stderr.rstrip("\n").split("\n")
         assert len(lines) == 1 or all(line.startswith("  ") for line in lines[1::2]), result.stderr
 
@@ -79,7 +106,9 @@ def test_python_api_raises_only_value_error_or_model_error(options):
     calls_before = len(read_calls())
     model = llm.get_model("moa-default")
     own = set(inspect.signature(llm.Model.prompt).parameters) | {"key"}  # llm's, not ours
-    options = {k: v for k, v in options.items() if isinstance(k, str) and k.isidentifier() and k not in own}
+    options = {
+        k: v for k, v in options.items() if isinstance(k, str) and k.isidentifier() and k not in own
+    }
     try:
         text = model.prompt("question", **{"timeout": 5, **options}).text()
     except pydantic.ValidationError:  # llm's own check of the options, as for every model
@@ -96,7 +125,13 @@ def test_python_api_raises_only_value_error_or_model_error(options):
 def _paths(value, prefix=()):
     "Every place in a JSON value, as a tuple of keys and indexes."
     yield prefix
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for key, inner in items:
         yield from _paths(inner, (*prefix, key))
 
@@ -119,7 +154,9 @@ def _logged_record(user_path):
     "The id and expanded response_json of one real run, logged once per test (examples share the user dir)."
     if user_path not in _LOGGED:
         proposers = json.dumps(["fake-a", {"model": "fake-b", "options": {"fail": "down"}}])
-        result = run_llm("-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q")
+        result = run_llm(
+            "-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q"
+        )
         assert result.exit_code == 0, result.output
         (row,) = json.loads(run_llm("logs", "-n", "1", "--json").output)
         _LOGGED[user_path] = row["id"], row["response_json"]
@@ -136,10 +173,14 @@ def test_views_never_crash_on_a_damaged_run_record(data, user_path):
     damaged = _replaced(record, path, data.draw(JSONISH))
     conn = sqlite3.connect(user_path / "logs.db")
     with conn:
-        conn.execute("update turns set response_json = ? where id = ?", [json.dumps(damaged), turn_id])
+        conn.execute(
+            "update turns set response_json = ? where id = ?", [json.dumps(damaged), turn_id]
+        )
     conn.close()
     for command in (["runs"], ["runs", "--json"], ["show"], ["show", "--json"], ["show", turn_id]):
         result = run_llm("moa", *command)
         event(f"{command[0]}: {'shown' if result.exit_code == 0 else 'refused'}")
         if result.exit_code:
-            assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+            assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, (
+                result.stderr
+            )

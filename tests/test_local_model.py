@@ -14,8 +14,8 @@ import sys
 
 import llm
 import pytest
-
 from conftest import logged_json, run_llm, turns
+
 from llm_moa import local
 
 REQUIRED = os.environ.get("LLM_MOA_REQUIRE_LOCAL") == "1"
@@ -55,15 +55,22 @@ def models_dir(shared_models_dir, monkeypatch):
 def test_runtime_is_installed_when_required():
     if not REQUIRED:
         pytest.skip("LLM_MOA_REQUIRE_LOCAL is not set")
-    assert INSTALLED, f"LLM_MOA_REQUIRE_LOCAL=1 but the local extra is missing: {local.INSTALL_HINT}"
+    assert INSTALLED, (
+        f"LLM_MOA_REQUIRE_LOCAL=1 but the local extra is missing: {local.INSTALL_HINT}"
+    )
 
 
 @real_model
 def test_moa_local_end_to_end(models_dir, user_path):
     result = run_llm(
-        "-m", "moa-local",
-        "-o", "proposer_options", '{"max_tokens": 48}',
-        "-o", "aggregator_options", '{"max_tokens": 48, "temperature": 0.3}',
+        "-m",
+        "moa-local",
+        "-o",
+        "proposer_options",
+        '{"max_tokens": 48}',
+        "-o",
+        "aggregator_options",
+        '{"max_tokens": 48, "temperature": 0.3}',
         "Why is the sky blue?",
     )
     assert result.exit_code == 0, result.output
@@ -97,7 +104,18 @@ def test_moa_local_end_to_end(models_dir, user_path):
 
 @real_model
 def test_local_model_options_and_seed(models_dir, user_path):
-    args = ["-m", MODEL, "-o", "seed", "7", "-o", "temperature", "0.9", *SHORT, "Name three fruits."]
+    args = [
+        "-m",
+        MODEL,
+        "-o",
+        "seed",
+        "7",
+        "-o",
+        "temperature",
+        "0.9",
+        *SHORT,
+        "Name three fruits.",
+    ]
     first, second = run_llm(*args), run_llm(*args)
     assert first.exit_code == 0, first.output
     assert first.stdout.strip()
@@ -151,8 +169,9 @@ def test_two_threads_with_two_model_objects(models_dir):
 
     Without the lock llama.cpp aborts the process, so this runs in a process of its own.
     """
-    result = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_SCRIPT], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     report = json.loads(result.stdout)
     assert report["errors"] == []
@@ -168,13 +187,20 @@ def test_prompt_is_a_question_answer_transcript():
         return Message(role=role, parts=[TextPart(text=text)])
 
     model = local.LocalModel()
-    history = [message("system", "Be brief."), message("user", "Hi?"), message("assistant", "Hello.")]
+    history = [
+        message("system", "Be brief."),
+        message("user", "Hi?"),
+        message("assistant", "Hello."),
+    ]
     prompt = llm.Prompt("And you?", model, messages=history)
     assert local.completion_prompt(prompt) == (
         f"Be brief.\n\n{local.PREAMBLE}\n\nQuestion: Hi?\nAnswer: Hello.\nQuestion: And you?\nAnswer:"
     )
     single = llm.Prompt("Why?", model, system="Answer in French.")
-    assert local.completion_prompt(single) == f"Answer in French.\n\n{local.PREAMBLE}\n\nQuestion: Why?\nAnswer:"
+    assert (
+        local.completion_prompt(single)
+        == f"Answer in French.\n\n{local.PREAMBLE}\n\nQuestion: Why?\nAnswer:"
+    )
 
 
 @pytest.mark.parametrize("model_id", ["moa-local", MODEL])
@@ -184,7 +210,9 @@ def test_missing_extra_is_one_clear_line(model_id, monkeypatch, user_path, tmp_p
     result = run_llm("-m", model_id, "hi")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == f"Error: {model_id} needs the local extra: pip install 'llm-moa[local]'\n"
+    assert (
+        result.stderr == f"Error: {model_id} needs the local extra: pip install 'llm-moa[local]'\n"
+    )
     assert turns(user_path) == []
     assert not (tmp_path / "models").exists()
 

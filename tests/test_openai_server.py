@@ -13,9 +13,8 @@ streams recorded as clean) each have a test here that failed before the fix.
 import json
 
 import llm
-import pytest
-
 import openai_server as srv
+import pytest
 from conftest import logged_json, run_llm, turns
 from openai_fixtures import KEY
 
@@ -46,8 +45,10 @@ def by_model(server):
 
 def totals(requests):
     "The token counts the server computed for these requests, summed."
-    return (sum(r.usage["prompt_tokens"] for r in requests),
-            sum(r.usage["completion_tokens"] for r in requests))
+    return (
+        sum(r.usage["prompt_tokens"] for r in requests),
+        sum(r.usage["completion_tokens"] for r in requests),
+    )
 
 
 # --- what works ---------------------------------------------------------------
@@ -105,9 +106,21 @@ def test_system_prompt_reaches_every_call(srv_models):
 
 def test_member_options_reach_the_server(srv_models):
     proposers = json.dumps([{"model": "srv-a", "options": {"temperature": 0.2}}, "srv-b"])
-    result = moa("-o", "proposers", proposers, "-o", "aggregator", "srv-c",
-                 "-o", "proposer_options", '{"top_p": 0.9}',
-                 "-o", "aggregator_options", '{"max_tokens": 50, "temperature": 0.1}', "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers,
+        "-o",
+        "aggregator",
+        "srv-c",
+        "-o",
+        "proposer_options",
+        '{"top_p": 0.9}',
+        "-o",
+        "aggregator_options",
+        '{"max_tokens": 50, "temperature": 0.1}',
+        "q",
+    )
     assert result.exit_code == 0, result.output
     sent = by_model(srv_models)
     assert sent["srv-a"].body["temperature"] == 0.2
@@ -210,8 +223,18 @@ def test_errors_that_retrying_cannot_fix_are_tried_once(srv_models):
     srv_models.reset()
     srv_models.behave("srv-a", srv.error(401))
     srv_models.behave("srv-b", srv.error(400))
-    result = moa("-o", "proposers", "srv-a,srv-b,srv-c", "-o", "aggregator", "srv-c",
-                 "-o", "retries", "3", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "srv-a,srv-b,srv-c",
+        "-o",
+        "aggregator",
+        "srv-c",
+        "-o",
+        "retries",
+        "3",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     assert len(srv_models.calls("srv-a")) == len(srv_models.calls("srv-b")) == 1
     [a, b, c] = record()["proposer_layers"][0]["proposers"]
@@ -221,8 +244,12 @@ def test_errors_that_retrying_cannot_fix_are_tried_once(srv_models):
 
 def test_key_reaches_the_server_and_never_the_logs(srv_models):
     # A careless server that quotes the key back in its error message.
-    srv_models.behave("srv-b", lambda request: srv.error(
-        401, message=f"Incorrect API key provided: {KEY}" if request.sent_key(KEY) else "no key"))
+    srv_models.behave(
+        "srv-b",
+        lambda request: srv.error(
+            401, message=f"Incorrect API key provided: {KEY}" if request.sent_key(KEY) else "no key"
+        ),
+    )
     result = moa(*COMBO, "-o", "retries", "0", "q")
     assert result.exit_code == 0, result.output
     assert all(r.had_authorization and r.sent_key(KEY) for r in srv_models.calls())
@@ -263,7 +290,10 @@ def test_third_turn_keeps_the_combination(srv_models):
 
 def test_third_turn_keeps_the_combination_in_python(srv_models):
     conversation = llm.get_model("moa-default").conversation()
-    assert conversation.prompt("q1", proposers="srv-a,srv-b", aggregator="srv-c").text() == "srv-c says: q1"
+    assert (
+        conversation.prompt("q1", proposers="srv-a,srv-b", aggregator="srv-c").text()
+        == "srv-c says: q1"
+    )
     assert conversation.prompt("q2").text() == "srv-c says: q2"
     srv_models.reset()
     assert conversation.prompt("q3").text() == "srv-c says: q3"
@@ -297,19 +327,33 @@ def test_unreported_streamed_usage_is_marked_unknown(srv_models):
 
 
 def test_max_tokens_is_recorded(srv_models):
-    result = moa(*COMBO, "-o", "aggregator_options", '{"max_tokens": 50}',
-                 "-o", "proposer_options", '{"max_tokens": 40}', "q")
+    result = moa(
+        *COMBO,
+        "-o",
+        "aggregator_options",
+        '{"max_tokens": 50}',
+        "-o",
+        "proposer_options",
+        '{"max_tokens": 40}',
+        "q",
+    )
     assert result.exit_code == 0, result.output
     run = record()
     assert run["aggregator"]["options"]["max_tokens"] == 50
     assert [p["options"]["max_tokens"] for p in run["proposer_layers"][0]["proposers"]] == [40, 40]
 
 
-@pytest.mark.parametrize("model, behaviour, expected", [
-    ("srv-c", srv.context_length_error(error_in_stream=True), "maximum context length"),
-    ("srv-a", srv.error(400, message="Invalid value for 'temperature'.", error_in_stream=True),
-     "Invalid value for 'temperature'"),
-])
+@pytest.mark.parametrize(
+    "model, behaviour, expected",
+    [
+        ("srv-c", srv.context_length_error(error_in_stream=True), "maximum context length"),
+        (
+            "srv-a",
+            srv.error(400, message="Invalid value for 'temperature'.", error_in_stream=True),
+            "Invalid value for 'temperature'",
+        ),
+    ],
+)
 def test_error_events_in_a_stream_are_not_retried(srv_models, model, behaviour, expected):
     # Some servers report a failure as a `data: {"error": ...}` event of a 200
     # stream; the OpenAI SDK raises it as an APIError without a status code.

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import WRAPPER, run_llm
 from fake_models import read_calls
 
@@ -20,11 +19,23 @@ def models_called():
 
 
 def test_save_run_list_remove(user_path):
-    result = save("research", "-o", "proposers", "fake-a,fake-b,alias-c", "-o", "aggregator", "fake-c",
-                  "-o", "layers", "3")
+    result = save(
+        "research",
+        "-o",
+        "proposers",
+        "fake-a,fake-b,alias-c",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "layers",
+        "3",
+    )
     assert result.exit_code == 0, result.output
-    assert result.output == ("Saved preset 'research' as model moa-research: 3 proposers, "
-                             "aggregator fake-c, 3 layers, 7 calls per prompt\n")
+    assert result.output == (
+        "Saved preset 'research' as model moa-research: 3 proposers, "
+        "aggregator fake-c, 3 layers, 7 calls per prompt\n"
+    )
     assert "MoA: moa-research" in run_llm("models").output
 
     ran = run_llm("-m", "moa-research", "hello")
@@ -33,11 +44,17 @@ def test_save_run_list_remove(user_path):
     assert len(read_calls()) == 7
 
     listed = run_llm("moa", "list")
-    assert listed.output == ("moa-research: proposers fake-a, fake-b, alias-c; aggregator fake-c; "
-                             "3 layers; 7 calls per prompt\n")
+    assert listed.output == (
+        "moa-research: proposers fake-a, fake-b, alias-c; aggregator fake-c; "
+        "3 layers; 7 calls per prompt\n"
+    )
     (entry,) = json.loads(run_llm("moa", "list", "--json").output)
     assert entry["model_id"] == "moa-research"
-    assert entry["options"] == {"proposers": ["fake-a", "fake-b", "alias-c"], "aggregator": "fake-c", "layers": 3}
+    assert entry["options"] == {
+        "proposers": ["fake-a", "fake-b", "alias-c"],
+        "aggregator": "fake-c",
+        "layers": 3,
+    }
     assert entry["calls_per_prompt"] == 7 and entry["layers"] == 3
 
     removed = run_llm("moa", "remove", "research")
@@ -47,7 +64,21 @@ def test_save_run_list_remove(user_path):
 
 
 def test_option_on_the_command_line_overrides_the_preset():
-    assert save("two", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "-o", "layers", "3").exit_code == 0
+    assert (
+        save(
+            "two",
+            "-o",
+            "proposers",
+            "fake-a,fake-b",
+            "-o",
+            "aggregator",
+            "fake-c",
+            "-o",
+            "layers",
+            "3",
+        ).exit_code
+        == 0
+    )
     result = run_llm("-m", "moa-two", "-o", "layers", "2", "-o", "aggregator", "fake-a", "q")
     assert result.exit_code == 0, result.output
     assert models_called() == ["fake-a", "fake-a", "fake-b"]
@@ -69,17 +100,25 @@ def test_saving_over_a_preset_needs_force():
         (["Research", "-o", "proposers", "fake-a"], "Invalid preset name 'Research'"),
         (["a b", "-o", "proposers", "fake-a"], "Invalid preset name 'a b'"),
         (["evil\n", "-o", "proposers", "fake-a"], "Invalid preset name 'evil\\n'"),
-        (["default", "-o", "proposers", "fake-a"], "'default' is reserved for the built-in moa-default"),
+        (
+            ["default", "-o", "proposers", "fake-a"],
+            "'default' is reserved for the built-in moa-default",
+        ),
         (["x", "-o", "proposers", "nope"], "Unknown proposer model 'nope'"),
         (["x", "-o", "colour", "blue"], "colour: unknown option; allowed: proposers, aggregator"),
         (["x", "-o", "layers", "1"], "layers: Input should be greater than or equal to 2, got '1'"),
-        (["x", "-o", "proposer_options", '{"bogus": 1}'], "proposer fake-a: unknown option 'bogus'"),
+        (
+            ["x", "-o", "proposer_options", '{"bogus": 1}'],
+            "proposer fake-a: unknown option 'bogus'",
+        ),
     ],
 )
 def test_bad_presets_are_refused_in_one_line(args, message, user_path):
     result = save(*args)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: {message}") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"Error: {message}") and result.stderr.count("\n") == 1, (
+        result.stderr
+    )
     assert not (user_path / "moa" / "presets.json").exists()
 
 
@@ -98,14 +137,17 @@ def test_preset_whose_model_was_uninstalled_still_lists(user_path):
     assert "moa-old: proposers gone-model; aggregator fake-b" in run_llm("moa", "list").output
     result = run_llm("-m", "moa-old", "q")
     assert result.exit_code == 1
-    assert result.stderr == "Error: Unknown proposer model 'gone-model'; run 'llm models' to list the available models\n"
+    assert (
+        result.stderr
+        == "Error: Unknown proposer model 'gone-model'; run 'llm models' to list the available models\n"
+    )
 
 
 CRASH = """
 import json, os, sys
 sys.path.insert(0, {tests!r})
 import fake_models; fake_models.register()
-import llm_moa.storage as storage
+import llm_moa.files.storage as storage
 real_dump = json.dump
 def dump_then_die(data, fp, **kw):
     fp.write(json.dumps(data)[:20])  # half a file...
@@ -121,7 +163,9 @@ def test_a_crash_while_saving_leaves_the_presets_intact(user_path):
     assert save("first", "-o", "proposers", "fake-a").exit_code == 0
     before = (user_path / "moa" / "presets.json").read_text()
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    crashed = subprocess.run([sys.executable, "-c", CRASH.format(tests=str(WRAPPER.parent))], env=env)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH.format(tests=str(WRAPPER.parent))], env=env
+    )
     assert crashed.returncode == 9
     assert (user_path / "moa" / "presets.json").read_text() == before
     assert [e["name"] for e in json.loads(run_llm("moa", "list", "--json").output)] == ["first"]
@@ -134,11 +178,16 @@ def test_damaged_presets_file_does_not_break_llm(user_path):
     assert run_llm("models").exit_code == 0
     listed = run_llm("moa", "list")
     assert listed.exit_code == 1
-    assert listed.stderr.startswith(f"Error: {user_path / 'moa' / 'presets.json'}: not valid JSON (")
+    assert listed.stderr.startswith(
+        f"Error: {user_path / 'moa' / 'presets.json'}: not valid JSON ("
+    )
 
 
 def test_models_options_set_applies_to_moa_models():
-    assert run_llm("models", "options", "set", "moa-default", "proposers", "fake-b,fake-c").exit_code == 0
+    assert (
+        run_llm("models", "options", "set", "moa-default", "proposers", "fake-b,fake-c").exit_code
+        == 0
+    )
     assert run_llm("models", "options", "set", "moa-default", "aggregator", "fake-a").exit_code == 0
     result = run_llm("-m", "moa-default", "q")
     assert result.exit_code == 0, result.output
@@ -146,7 +195,9 @@ def test_models_options_set_applies_to_moa_models():
 
 
 def test_aliases_and_default_model_work_for_presets():
-    assert save("research", "-o", "proposers", "fake-b", "-o", "aggregator", "fake-c").exit_code == 0
+    assert (
+        save("research", "-o", "proposers", "fake-b", "-o", "aggregator", "fake-c").exit_code == 0
+    )
     assert run_llm("aliases", "set", "moa", "moa-research").exit_code == 0
     assert run_llm("-m", "moa", "q").stdout == "fake-c answers: q\n"
     assert run_llm("models", "default", "moa-research").exit_code == 0
@@ -154,8 +205,18 @@ def test_aliases_and_default_model_work_for_presets():
 
 
 def test_templates_keep_a_combo():
-    saved = run_llm("-m", "moa-default", "-o", "proposers", "fake-b,fake-c", "-o", "aggregator", "fake-b",
-                    "--save", "combo")
+    saved = run_llm(
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-b,fake-c",
+        "-o",
+        "aggregator",
+        "fake-b",
+        "--save",
+        "combo",
+    )
     assert saved.exit_code == 0, saved.output
     result = run_llm("-t", "combo", "templated")
     assert result.exit_code == 0, result.output

@@ -53,7 +53,11 @@ def public_cost(model_ref, input_tokens, output_tokens):
     "What genai-prices itself says the call costs."
     from genai_prices import Usage, calc_price
 
-    return float(calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), model_ref).total_price)
+    return float(
+        calc_price(
+            Usage(input_tokens=input_tokens, output_tokens=output_tokens), model_ref
+        ).total_price
+    )
 
 
 def prices(*args):
@@ -75,7 +79,7 @@ def set_prices(**by_model):
 
 def logged_calls():
     "Every call of the last run, as its record has them: (model, input tokens, output tokens)."
-    from llm_moa.record import calls_of
+    from llm_moa.core.record import calls_of
 
     record = logged_json()[0]["response_json"]["moa"]
     return [(c["model"], c["usage"]["input"], c["usage"]["output"]) for _, c in calls_of(record)]
@@ -97,24 +101,36 @@ def prices_file(user_path):
 def test_set_list_and_remove_a_price(user_path):
     result = prices("set", "alias-a", "0.15", "0.6")  # an alias is saved under its model id
     assert result.exit_code == 0, result.output
-    assert result.output == "Saved your price for fake-a: $0.15 input, $0.6 output per million tokens\n"
-    assert prices("set", "fake-a", "1", "2").output.startswith("Replaced your price for fake-a: $1 input, $2 output")
+    assert (
+        result.output
+        == "Saved your price for fake-a: $0.15 input, $0.6 output per million tokens\n"
+    )
+    assert prices("set", "fake-a", "1", "2").output.startswith(
+        "Replaced your price for fake-a: $1 input, $2 output"
+    )
     unknown = prices("set", "my-gateway-model", "3", "4.5")
     assert "kept as typed" in unknown.output
     saved = json.loads(prices_file(user_path).read_text())
     assert {k: (v["input"], v["output"]) for k, v in saved.items()} == {
-        "fake-a": (1, 2), "my-gateway-model": (3, 4.5)}
+        "fake-a": (1, 2),
+        "my-gateway-model": (3, 4.5),
+    }
 
     listed = prices("list").output.splitlines()
     assert listed[0].split() == ["model", "input", "$/M", "output", "$/M", "saved"]
-    assert [line.split()[:3] for line in listed[1:]] == [["fake-a", "1", "2"], ["my-gateway-model", "3", "4.5"]]
+    assert [line.split()[:3] for line in listed[1:]] == [
+        ["fake-a", "1", "2"],
+        ["my-gateway-model", "3", "4.5"],
+    ]
     assert json.loads(prices("list", "--json").output)["fake-a"]["output"] == 2
 
     assert prices("remove", "alias-a").output == "Removed your price for fake-a\n"
     assert list(json.loads(prices_file(user_path).read_text())) == ["my-gateway-model"]
     gone = prices("remove", "fake-a")
     assert gone.exit_code == 1
-    assert gone.output == "Error: No price of yours for 'fake-a'; 'llm moa prices list' shows them\n"
+    assert (
+        gone.output == "Error: No price of yours for 'fake-a'; 'llm moa prices list' shows them\n"
+    )
 
 
 def test_where_each_price_comes_from(public_fakes):
@@ -122,9 +138,13 @@ def test_where_each_price_comes_from(public_fakes):
     result = prices("list", "fake-a", PUBLIC, "fake-mini", "fake-b")
     lines = result.output.splitlines()
     assert lines[0] == "fake-a: $1 input, $2 output per million tokens (yours)"
-    assert lines[1].startswith(f"{PUBLIC}: $0.25 input, $1.25 output per million tokens (genai-prices 0.")
+    assert lines[1].startswith(
+        f"{PUBLIC}: $0.25 input, $1.25 output per million tokens (genai-prices 0."
+    )
     assert lines[1].endswith(": anthropic claude-3-haiku)")
-    assert lines[2].startswith("fake-mini: $0.15 input, $0.6 output") and lines[2].endswith("openai gpt-4o-mini)")
+    assert lines[2].startswith("fake-mini: $0.15 input, $0.6 output") and lines[2].endswith(
+        "openai gpt-4o-mini)"
+    )
     assert lines[3] == "fake-b: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT"
     entries = json.loads(prices("list", "--json", "fake-mini", "fake-b").output)
     assert entries[0]["input_per_million"] == pytest.approx(0.15) and entries[1]["source"] is None
@@ -132,33 +152,48 @@ def test_where_each_price_comes_from(public_fakes):
 
 def test_your_price_comes_before_the_public_one(public_fakes):
     assert prices("set", PUBLIC, "9", "10").exit_code == 0
-    assert prices("list", PUBLIC).output == f"{PUBLIC}: $9 input, $10 output per million tokens (yours)\n"
+    assert (
+        prices("list", PUBLIC).output
+        == f"{PUBLIC}: $9 input, $10 output per million tokens (yours)\n"
+    )
 
 
 def test_a_moa_model_has_no_price_of_its_own(user_path):
     result = prices("set", "moa-default", "1", "1")
     assert result.exit_code == 1
     assert result.output == (
-        "Error: moa-default is a MoA model: a run costs what its calls cost, so price the models it calls\n")
+        "Error: moa-default is a MoA model: a run costs what its calls cost, so price the models it calls\n"
+    )
     assert not prices_file(user_path).exists()
 
 
 BAD_PRICES = [
     (["fake-a", "-1", "2"], "Invalid input price '-1': must be a finite number, 0 or more"),
     (["fake-a", "1", "-0.5"], "Invalid output price '-0.5': must be a finite number, 0 or more"),
-    (["fake-a", "cheap", "2"], "Invalid input price 'cheap': expected a number of US dollars per million tokens"),
-    (["fake-a", "1", "$2"], "Invalid output price '$2': expected a number of US dollars per million tokens"),
+    (
+        ["fake-a", "cheap", "2"],
+        "Invalid input price 'cheap': expected a number of US dollars per million tokens",
+    ),
+    (
+        ["fake-a", "1", "$2"],
+        "Invalid output price '$2': expected a number of US dollars per million tokens",
+    ),
     (["fake-a", "nan", "2"], "Invalid input price 'nan': must be a finite number, 0 or more"),
     (["fake-a", "1", "inf"], "Invalid output price 'inf': must be a finite number, 0 or more"),
     (["fake-a", "1e400", "1"], "Invalid input price '1e400': must be a finite number, 0 or more"),
     (["fake-a", "1"], "Missing output price: give US dollars per million output tokens, e.g. 0.15"),
     (["fake-a"], "Missing input price: give US dollars per million input tokens, e.g. 0.15"),
     ([], "Missing MODEL: llm moa prices set MODEL INPUT OUTPUT"),
-    (["fake-a", " ", "1"], "Missing input price: give US dollars per million input tokens, e.g. 0.15"),
+    (
+        ["fake-a", " ", "1"],
+        "Missing input price: give US dollars per million input tokens, e.g. 0.15",
+    ),
 ]
 
 
-@pytest.mark.parametrize("args, message", BAD_PRICES, ids=[" ".join(a) or "nothing" for a, _ in BAD_PRICES])
+@pytest.mark.parametrize(
+    "args, message", BAD_PRICES, ids=[" ".join(a) or "nothing" for a, _ in BAD_PRICES]
+)
 def test_a_bad_price_is_one_line_naming_it_and_nothing_is_saved(args, message, user_path):
     assert prices("set", "fake-b", "1", "1").exit_code == 0
     before = prices_file(user_path).read_bytes()
@@ -172,12 +207,19 @@ def test_any_price_set_reads_back(user_path):
     "Typed and stored prices follow one rule (a finite number, 0 or more): what set saves, list reads."
     assert prices("set", "fake-a", "2e9", "1e300").exit_code == 0
     listed = prices("list")
-    assert listed.exit_code == 0 and listed.output.splitlines()[1].split()[:3] == ["fake-a", "2e+09", "1e+300"]
+    assert listed.exit_code == 0 and listed.output.splitlines()[1].split()[:3] == [
+        "fake-a",
+        "2e+09",
+        "1e+300",
+    ]
 
 
 def test_remove_needs_a_model():
     result = prices("remove")
-    assert result.exit_code == 1 and result.output == "Error: Missing MODEL: llm moa prices remove MODEL\n"
+    assert (
+        result.exit_code == 1
+        and result.output == "Error: Missing MODEL: llm moa prices remove MODEL\n"
+    )
 
 
 NONSENSE = [
@@ -185,10 +227,22 @@ NONSENSE = [
     ("[1, 2]", "expected a JSON object"),
     ('{"fake-a": "cheap"}', "the entry for 'fake-a' is not a JSON object"),
     ('{"fake-a": {"input": -1, "output": 1}}', "the entry for 'fake-a' has no valid 'input' price"),
-    ('{"fake-a": {"input": 1, "output": "2"}}', "the entry for 'fake-a' has no valid 'output' price"),
-    ('{"fake-a": {"input": 1, "output": NaN}}', "the entry for 'fake-a' has no valid 'output' price"),
-    ('{"fake-a": {"input": 1e999, "output": 1}}', "the entry for 'fake-a' has no valid 'input' price"),
-    ('{"fake-a": {"input": 1' + "0" * 400 + ', "output": 1}}', "the entry for 'fake-a' has no valid 'input' price"),
+    (
+        '{"fake-a": {"input": 1, "output": "2"}}',
+        "the entry for 'fake-a' has no valid 'output' price",
+    ),
+    (
+        '{"fake-a": {"input": 1, "output": NaN}}',
+        "the entry for 'fake-a' has no valid 'output' price",
+    ),
+    (
+        '{"fake-a": {"input": 1e999, "output": 1}}',
+        "the entry for 'fake-a' has no valid 'input' price",
+    ),
+    (
+        '{"fake-a": {"input": 1' + "0" * 400 + ', "output": 1}}',
+        "the entry for 'fake-a' has no valid 'input' price",
+    ),
 ]
 
 
@@ -202,7 +256,9 @@ def test_a_prices_file_edited_into_nonsense_is_one_line_naming_it(content, probl
     assert result.output.startswith(f"Error: {path}: {problem}")
     assert result.output.count("\n") == 1
     # every other command keeps working
-    run = run_llm("-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "q")
+    run = run_llm(
+        "-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "q"
+    )
     assert run.exit_code == 0 and run.output == "fake-c answers: q\n"
     assert run_llm("moa", "list").exit_code == 0
     assert run_llm("models").exit_code == 0
@@ -223,23 +279,45 @@ def test_a_bad_entry_can_be_removed_or_replaced(user_path):
 def imported_modules(user_path, *args):
     "The modules a real llm process imports for this command (python -X importtime)."
     env = {**os.environ, "LLM_USER_PATH": str(user_path), "PYTHONPATH": str(TESTS)}
-    done = subprocess.run([sys.executable, "-X", "importtime", str(WRAPPER), *args], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(WRAPPER), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    return done.stdout, {
+        line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line
+    }
 
 
 def test_genai_prices_is_not_imported_by_llm_or_by_a_run(user_path):
-    assert prices("set", "fake-a", "1", "2").exit_code == 0  # a prices file exists: still not read by a run
+    assert (
+        prices("set", "fake-a", "1", "2").exit_code == 0
+    )  # a prices file exists: still not read by a run
     _, modules = imported_modules(user_path, "models")
     assert "genai_prices" not in modules and "llm_moa.prices" not in modules
-    out, modules = imported_modules(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                                    "-o", "aggregator", "fake-c", "q")
+    out, modules = imported_modules(
+        user_path,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "q",
+    )
     assert out == "fake-c answers: q\n"
-    assert "llm_moa.session" in modules  # the run was made, and its imports seen
+    assert "llm_moa.adapter.session" in modules  # the run was made, and its imports seen
     assert "genai_prices" not in modules and "llm_moa.prices" not in modules
     assert len(read_calls()) == 3
-    out, modules = imported_modules(user_path, "moa", "show")  # fake-b and fake-c: looked up in the public data
+    out, modules = imported_modules(
+        user_path, "moa", "show"
+    )  # fake-b and fake-c: looked up in the public data
     assert "≥ $" in out and "fake-b unpriced" in out
     assert "genai_prices" in modules
 
@@ -262,7 +340,11 @@ def test_show_and_runs_give_each_call_each_model_and_the_total(user_path):
     assert cost["complete"] is True and cost["unpriced"] == [] and cost["usage_unknown"] == []
     assert cost["usd"] == pytest.approx(total)
     assert cost["calls"] == pytest.approx(per_call)
-    assert cost["by_model"]["fake-a"]["price"] == {"input_per_million": 1, "output_per_million": 2, "source": "yours"}
+    assert cost["by_model"]["fake-a"]["price"] == {
+        "input_per_million": 1,
+        "output_per_million": 2,
+        "source": "yours",
+    }
     assert cost["text"] == format_usd(total)
 
     shown = run_llm("moa", "show").output
@@ -279,7 +361,9 @@ def test_show_and_runs_give_each_call_each_model_and_the_total(user_path):
 
     runs = run_llm("moa", "runs").output.splitlines()
     assert runs[0].split()[-1] == "cost" and runs[1].split()[-1] == format_usd(total)
-    assert json.loads(run_llm("moa", "runs", "--json").output)[0]["cost"]["usd"] == pytest.approx(total)
+    assert json.loads(run_llm("moa", "runs", "--json").output)[0]["cost"]["usd"] == pytest.approx(
+        total
+    )
 
 
 def test_public_prices_by_id_and_by_model_name(public_fakes):
@@ -298,8 +382,11 @@ def test_an_unpriced_model_makes_the_total_a_lower_bound(user_path):
     set_prices(fake_a=(1, 2), fake_c=(100, 200))  # fake-b has no price anywhere
     moa(*COMBO, "q")
     calls = logged_calls()
-    priced = sum((i * 1 + o * 2) / 1e6 if m == "fake-a" else (i * 100 + o * 200) / 1e6
-                 for m, i, o in calls if m != "fake-b")
+    priced = sum(
+        (i * 1 + o * 2) / 1e6 if m == "fake-a" else (i * 100 + o * 200) / 1e6
+        for m, i, o in calls
+        if m != "fake-b"
+    )
     bound = f"≥ {format_usd(priced)}, fake-b unpriced"
 
     cost = show_json()
@@ -309,7 +396,9 @@ def test_an_unpriced_model_makes_the_total_a_lower_bound(user_path):
     shown = run_llm("moa", "show").output
     assert shown.splitlines()[2].endswith(f" · {bound}")
     assert "### 2. fake-b · ok" in shown and "out · unpriced" in shown
-    assert any(line.split()[:4] == ["fake-b", "1", "call", "unpriced"] for line in shown.splitlines())
+    assert any(
+        line.split()[:4] == ["fake-b", "1", "call", "unpriced"] for line in shown.splitlines()
+    )
     assert run_llm("moa", "runs").output.splitlines()[1].endswith(bound)
 
 
@@ -323,11 +412,15 @@ def test_with_no_price_at_all_the_cost_is_unknown_never_zero(user_path):
 
 def test_usage_a_server_did_not_report_makes_the_total_a_lower_bound(srv_models):
     set_prices(srv_a=(1, 1), srv_b=(1, 1), srv_c=(1, 1))
-    moa("-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q")  # streamed: no usage reported
+    moa(
+        "-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q"
+    )  # streamed: no usage reported
     cost = show_json()
     assert cost["complete"] is False and cost["usage_unknown"] == ["srv-a", "srv-b", "srv-c"]
     assert cost["text"] == "unknown (srv-a usage unknown, srv-b usage unknown, srv-c usage unknown)"
-    moa("--no-stream", "-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q")  # usage reported
+    moa(
+        "--no-stream", "-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c", "q"
+    )  # usage reported
     cost = show_json()
     assert cost["complete"] is True and cost["usd"] > 0
 
@@ -341,7 +434,9 @@ def test_the_provider_model_name_of_an_openai_compatible_model(user_path):
         assert server.models_called() == ["gpt-4o-mini"] * 3
     expected = [public_cost("gpt-4o-mini", i, o) for _, i, o in logged_calls()]
     cost = show_json()
-    assert cost["complete"] is True and cost["usd"] == pytest.approx(sum(expected)) and cost["usd"] > 0
+    assert (
+        cost["complete"] is True and cost["usd"] == pytest.approx(sum(expected)) and cost["usd"] > 0
+    )
     assert cost["by_model"]["my-mini"]["price"]["source"].endswith(": openai gpt-4o-mini")
 
 
@@ -353,8 +448,11 @@ def test_views_keep_working_on_a_broken_prices_file(user_path):
     for command in (["moa", "show"], ["moa", "runs"], ["moa", "show", "--json"]):
         result = run_llm(*command)
         assert result.exit_code == 0
-        assert result.stderr == f"Warning: {path}: not valid JSON (Expecting property name enclosed in double " \
-                                f"quotes: line 1 column 2 (char 1)); costs are not shown\n"
+        assert (
+            result.stderr
+            == f"Warning: {path}: not valid JSON (Expecting property name enclosed in double "
+            f"quotes: line 1 column 2 (char 1)); costs are not shown\n"
+        )
     assert json.loads(run_llm("moa", "show", "--json").stdout)["cost"] is None
     assert "## Cost" not in run_llm("moa", "show").stdout
 
@@ -364,7 +462,10 @@ def test_views_keep_working_on_a_broken_prices_file(user_path):
 
 def write_rows(path, count=6):
     "Rows fake-a answers right when the answer is in its prompt (every other row)."
-    rows = [{"prompt": f"question {i}", "answer": f"question {i}" if i % 2 else "elsewhere"} for i in range(count)]
+    rows = [
+        {"prompt": f"question {i}", "answer": f"question {i}" if i % 2 else "elsewhere"}
+        for i in range(count)
+    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -376,28 +477,61 @@ def results(path):
 def test_eval_reports_dollars_per_prompt_and_per_correct_answer(tmp_path):
     source = write_rows(tmp_path / "q.jsonl")
     set_prices(fake_a=(1000, 2000), fake_b=(10, 10))
-    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains",
-                     "--json")
+    result = run_llm(
+        "moa",
+        "eval",
+        str(source),
+        "-m",
+        "fake-a",
+        "-m",
+        "moa-default",
+        "--grade",
+        "contains",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     by_model = {c["model"]: c for c in json.loads(result.output)["candidates"]}
     price = {"fake-a": (1000, 2000), "fake-b": (10, 10)}
     for model in ("fake-a", "moa-default"):
-        answers = [r for r in results(tmp_path / "q.eval.jsonl") if r["type"] == "answer" and r["model"] == model]
-        spent = sum((c["usage"]["input"] * price[c["model"]][0] + c["usage"]["output"] * price[c["model"]][1]) / 1e6
-                    for a in answers for c in a["billed"])
+        answers = [
+            r
+            for r in results(tmp_path / "q.eval.jsonl")
+            if r["type"] == "answer" and r["model"] == model
+        ]
+        spent = sum(
+            (
+                c["usage"]["input"] * price[c["model"]][0]
+                + c["usage"]["output"] * price[c["model"]][1]
+            )
+            / 1e6
+            for a in answers
+            for c in a["billed"]
+        )
         entry = by_model[model]
         assert entry["usd"] == pytest.approx(spent) and entry["usd_complete"] is True
         assert entry["usd_per_prompt"] == pytest.approx(spent / 6)
         assert entry["usd_per_correct"] == pytest.approx(spent / entry["correct"])
     assert len(answers[0]["billed"]) == 4  # a MoA answer keeps each of its calls, to be priced
 
-    table = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains").output
+    table = run_llm(
+        "moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains"
+    ).output
     header, first = table.splitlines()[:2]
     assert "$/prompt" in header and "$/correct" in header
     assert format_usd(by_model["fake-a"]["usd_per_prompt"]) in first.split()
     assert "Dollars are estimates" in table
-    csv_rows = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "moa-default", "--grade", "contains",
-                       "--csv").output.splitlines()
+    csv_rows = run_llm(
+        "moa",
+        "eval",
+        str(source),
+        "-m",
+        "fake-a",
+        "-m",
+        "moa-default",
+        "--grade",
+        "contains",
+        "--csv",
+    ).output.splitlines()
     columns = csv_rows[0].split(",")
     fake_a = dict(zip(columns, csv_rows[1].split(",")))
     assert float(fake_a["usd_per_prompt"]) == pytest.approx(by_model["fake-a"]["usd_per_prompt"])
@@ -407,13 +541,33 @@ def test_eval_reports_dollars_per_prompt_and_per_correct_answer(tmp_path):
 def test_eval_dollars_with_an_unpriced_model_are_a_lower_bound(tmp_path):
     source = write_rows(tmp_path / "q.jsonl")
     set_prices(fake_a=(1000, 2000))
-    summary = json.loads(run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "-m", "moa-default",
-                                 "--grade", "contains", "--json").output)
+    summary = json.loads(
+        run_llm(
+            "moa",
+            "eval",
+            str(source),
+            "-m",
+            "fake-a",
+            "-m",
+            "fake-b",
+            "-m",
+            "moa-default",
+            "--grade",
+            "contains",
+            "--json",
+        ).output
+    )
     by_model = {c["model"]: c for c in summary["candidates"]}
     assert by_model["fake-a"]["usd_complete"] is True
-    assert by_model["fake-b"]["usd_complete"] is False and by_model["fake-b"]["usd_missing"] == ["fake-b unpriced"]
-    assert by_model["moa-default"]["usd_complete"] is True  # the default model, fake-a, makes all its calls
-    table = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains").output
+    assert by_model["fake-b"]["usd_complete"] is False and by_model["fake-b"]["usd_missing"] == [
+        "fake-b unpriced"
+    ]
+    assert (
+        by_model["moa-default"]["usd_complete"] is True
+    )  # the default model, fake-a, makes all its calls
+    table = run_llm(
+        "moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"
+    ).output
     row = next(line for line in table.splitlines() if line.startswith("fake-b "))
     assert " ? " in row and "$0 " not in row
     assert "≥ marks a lower bound and ? an unknown: fake-b unpriced." in table
@@ -421,15 +575,29 @@ def test_eval_dollars_with_an_unpriced_model_are_a_lower_bound(tmp_path):
 
 def test_a_capped_eval_stops_at_its_cap_and_resumes(tmp_path):
     source = write_rows(tmp_path / "q.jsonl", count=8)
-    set_prices(fake_a=(0, 1_000_000))  # a dollar per output token: each answer costs $4 (four words)
-    args = ["moa", "eval", str(source), "-m", "fake-a", "--grade", "contains", "--concurrency", "1",
-            "--max-cost", "10"]
+    set_prices(
+        fake_a=(0, 1_000_000)
+    )  # a dollar per output token: each answer costs $4 (four words)
+    args = [
+        "moa",
+        "eval",
+        str(source),
+        "-m",
+        "fake-a",
+        "--grade",
+        "contains",
+        "--concurrency",
+        "1",
+        "--max-cost",
+        "10",
+    ]
     first = run_llm(*args)
     assert first.exit_code == 0, first.output
     assert len(read_calls()) == 3  # $4, $8, then $12 reached the cap: no fourth call
     assert first.stderr.strip() == (
         f"Stopped at the --max-cost cap of $10.00: this run's calls cost $12.00; 3 of 8 answers are made. "
-        f"Paid answers are kept in {tmp_path / 'q.eval.jsonl'}: run the same command again to go on.")
+        f"Paid answers are kept in {tmp_path / 'q.eval.jsonl'}: run the same command again to go on."
+    )
     assert "3/8" in first.stdout
     assert len([r for r in results(tmp_path / "q.eval.jsonl") if r["type"] == "answer"]) == 3
 
@@ -444,11 +612,24 @@ def test_a_capped_eval_stops_at_its_cap_and_resumes(tmp_path):
 def test_a_cap_is_refused_when_a_model_is_unpriced(tmp_path):
     source = write_rows(tmp_path / "q.jsonl")
     set_prices(fake_a=(1, 1))
-    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains",
-                     "--max-cost", "1")
+    result = run_llm(
+        "moa",
+        "eval",
+        str(source),
+        "-m",
+        "fake-a",
+        "-m",
+        "fake-b",
+        "--grade",
+        "contains",
+        "--max-cost",
+        "1",
+    )
     assert result.exit_code == 1
-    assert result.output == ("Error: --max-cost needs a price for every model the eval calls; unpriced: "
-                             "fake-b (llm moa prices set MODEL INPUT OUTPUT)\n")
+    assert result.output == (
+        "Error: --max-cost needs a price for every model the eval calls; unpriced: "
+        "fake-b (llm moa prices set MODEL INPUT OUTPUT)\n"
+    )
     assert read_calls() == []
     assert not (tmp_path / "q.eval.jsonl").exists()
 
@@ -456,25 +637,36 @@ def test_a_cap_is_refused_when_a_model_is_unpriced(tmp_path):
 def test_a_cap_counts_the_models_a_moa_model_calls(tmp_path):
     source = write_rows(tmp_path / "q.jsonl")
     set_prices(fake_a=(1, 1))
-    assert run_llm("moa", "save", "mixed", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator",
-                   "fake-c").exit_code == 0
-    result = run_llm("moa", "eval", str(source), "-m", "moa-mixed", "--grade", "contains", "--max-cost", "1")
+    assert (
+        run_llm(
+            "moa", "save", "mixed", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c"
+        ).exit_code
+        == 0
+    )
+    result = run_llm(
+        "moa", "eval", str(source), "-m", "moa-mixed", "--grade", "contains", "--max-cost", "1"
+    )
     assert result.exit_code == 1
     assert "unpriced: fake-b, fake-c (llm moa prices set" in result.output
     assert read_calls() == []
 
 
-@pytest.mark.parametrize("value, problem", [
-    ("-1", "must be a finite number of dollars, more than 0"),
-    ("0", "must be a finite number of dollars, more than 0"),
-    ("nan", "must be a finite number of dollars, more than 0"),
-    ("inf", "must be a finite number of dollars, more than 0"),
-    ("lots", "expected a number of US dollars, e.g. 0.50"),
-])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("-1", "must be a finite number of dollars, more than 0"),
+        ("0", "must be a finite number of dollars, more than 0"),
+        ("nan", "must be a finite number of dollars, more than 0"),
+        ("inf", "must be a finite number of dollars, more than 0"),
+        ("lots", "expected a number of US dollars, e.g. 0.50"),
+    ],
+)
 def test_a_bad_cap_is_one_line_naming_it(value, problem, tmp_path):
     source = write_rows(tmp_path / "q.jsonl")
     set_prices(fake_a=(1, 1))
-    result = run_llm("moa", "eval", str(source), "-m", "fake-a", "--grade", "contains", "--max-cost", value)
+    result = run_llm(
+        "moa", "eval", str(source), "-m", "fake-a", "--grade", "contains", "--max-cost", value
+    )
     assert result.exit_code == 1
     assert result.output == f"Error: Invalid --max-cost {value!r}: {problem}\n"
     assert read_calls() == []

@@ -10,14 +10,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import WRAPPER
 
 
 def spawn(user_path, *args):
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    return subprocess.Popen([sys.executable, str(WRAPPER), *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, str(WRAPPER), *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def wait_for_started(user_path, count, limit=15.0):
@@ -67,8 +72,18 @@ def test_ctrl_c_while_proposers_run(user_path):
 
 
 def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
-    process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                    "-o", "aggregator_options", '{"hang": true}', "q")
+    process = spawn(
+        user_path,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator_options",
+        '{"hang": true}',
+        "q",
+    )
     wait_for_started(user_path, 3)
     elapsed, _, stderr = interrupt(process)
     assert elapsed < 1.0
@@ -83,8 +98,19 @@ def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
 
 def run_many(user_path, count, extra=()):
     def one(i):
-        process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                        "-o", "aggregator", "fake-c", *extra(i), f"question {i}")
+        process = spawn(
+            user_path,
+            "-m",
+            "moa-default",
+            "-o",
+            "proposers",
+            "fake-a,fake-b",
+            "-o",
+            "aggregator",
+            "fake-c",
+            *extra(i),
+            f"question {i}",
+        )
         stdout, stderr = process.communicate(timeout=60)
         return process.returncode, stdout, stderr
 
@@ -155,11 +181,25 @@ def assert_kept(user_path, stderr):
     assert "llm moa unfinished" in stderr
 
 
-@pytest.mark.parametrize("sig, mode", [(signal.SIGINT, ()), (signal.SIGTERM, ()), (signal.SIGINT, ("--async",))],
-                         ids=["SIGINT", "SIGTERM", "SIGINT --async"])
+@pytest.mark.parametrize(
+    "sig, mode",
+    [(signal.SIGINT, ()), (signal.SIGTERM, ()), (signal.SIGINT, ("--async",))],
+    ids=["SIGINT", "SIGTERM", "SIGINT --async"],
+)
 def test_signal_while_aggregating_keeps_the_proposals(user_path, sig, mode):
-    process = spawn(user_path, *mode, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b",
-                    "-o", "aggregator_options", '{"hang": true}', "saved?")
+    process = spawn(
+        user_path,
+        *mode,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator_options",
+        '{"hang": true}',
+        "saved?",
+    )
     wait_for_started(user_path, 3)
     _, stderr = stopped_at_once(process, sig)
     assert "The 2 answered proposals are saved" in stderr
@@ -167,7 +207,9 @@ def test_signal_while_aggregating_keeps_the_proposals(user_path, sig, mode):
 
 
 def test_sigterm_while_proposers_run_exits_at_once(user_path):
-    process = spawn(user_path, "-m", "moa-default", "-o", "proposer_options", '{"hang": true}', "saved?")
+    process = spawn(
+        user_path, "-m", "moa-default", "-o", "proposer_options", '{"hang": true}', "saved?"
+    )
     wait_for_started(user_path, 3)
     stdout, _ = stopped_at_once(process, signal.SIGTERM)
     assert stdout == "" and turn_count(user_path) == 0
@@ -178,7 +220,18 @@ def test_ctrl_c_while_the_answer_streams_keeps_the_proposals(user_path):
     # a long, fast answer: the interrupt lands while llm itself prints it
     answer = " ".join(f"w{i}" for i in range(4000))
     aggregator = json.dumps({"model": "fake-c", "options": {"text": answer, "chunk_delay": 0.001}})
-    process = spawn(user_path, "-m", "moa-default", "-o", "proposers", "fake-a,fake-b", "-o", "aggregator", aggregator, "saved?")
+    process = spawn(
+        user_path,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator",
+        aggregator,
+        "saved?",
+    )
     wait_for_started(user_path, 3)
     process.stdout.read(200)  # the answer is being printed
     _, stderr = stopped_at_once(process)

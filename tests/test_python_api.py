@@ -6,7 +6,6 @@ import time
 
 import llm
 import pytest
-
 from fake_models import read_calls
 
 SLOW_AGGREGATOR = {"text": "one two three four five", "chunk_delay": 0.3}
@@ -26,8 +25,9 @@ def test_prompt_with_options_as_keywords():
 
 def test_first_chunk_arrives_before_the_aggregator_finishes():
     model = llm.get_model("moa-default")
-    response = model.prompt("q", proposers=["fake-a"], aggregator="fake-b",
-                            aggregator_options=SLOW_AGGREGATOR)
+    response = model.prompt(
+        "q", proposers=["fake-a"], aggregator="fake-b", aggregator_options=SLOW_AGGREGATOR
+    )
     start = time.monotonic()
     arrivals = [(time.monotonic() - start, chunk) for chunk in response]
     assert "".join(chunk for _, chunk in arrivals) == SLOW_AGGREGATOR["text"]
@@ -40,8 +40,9 @@ def test_async_model_text_and_stream():
     async def run():
         model = llm.get_async_model("moa-default")
         text = await model.prompt("hi", proposers=["fake-a", "fake-b"], aggregator="fake-c").text()
-        response = model.prompt("q", proposers=["fake-a"], aggregator="fake-b",
-                                aggregator_options=SLOW_AGGREGATOR)
+        response = model.prompt(
+            "q", proposers=["fake-a"], aggregator="fake-b", aggregator_options=SLOW_AGGREGATOR
+        )
         start = time.monotonic()
         arrivals = [(time.monotonic() - start, chunk) async for chunk in response]
         usage = await response.usage()
@@ -59,7 +60,9 @@ def test_async_runs_do_not_block_the_event_loop():
         model = llm.get_async_model("moa-default")
         slow = {"delay": 1.0}
         prompts = [
-            model.prompt(f"q{i}", proposers=["fake-a"], aggregator="fake-b", proposer_options=slow).text()
+            model.prompt(
+                f"q{i}", proposers=["fake-a"], aggregator="fake-b", proposer_options=slow
+            ).text()
             for i in range(3)
         ]
         return await asyncio.gather(*prompts)
@@ -73,7 +76,9 @@ def test_async_runs_do_not_block_the_event_loop():
 
 def test_conversation_keeps_history_and_combo():
     conversation = llm.get_model("moa-default").conversation()
-    first = conversation.prompt("Why is the sky blue?", proposers=["fake-b", "fake-c"], aggregator="fake-a")
+    first = conversation.prompt(
+        "Why is the sky blue?", proposers=["fake-b", "fake-c"], aggregator="fake-a"
+    )
     assert first.text() == "fake-a answers: Why is the sky blue?"
     second = conversation.prompt("and at sunset?")
     assert second.text() == "fake-a answers: and at sunset?"
@@ -86,7 +91,9 @@ def test_conversation_keeps_history_and_combo():
 def test_bad_options_raise_value_error_before_any_call():
     model = llm.get_model("moa-default")
     # llm checks a model's options itself, and names the option, the value and the range
-    with pytest.raises(ValueError, match="layers\n  Input should be greater than or equal to 2, got 1"):
+    with pytest.raises(
+        ValueError, match="layers\n  Input should be greater than or equal to 2, got 1"
+    ):
         model.prompt("q", layers=1).text()
     assert read_calls() == []
 
@@ -94,10 +101,14 @@ def test_bad_options_raise_value_error_before_any_call():
 def test_total_failure_raises_model_error():
     model = llm.get_model("moa-default")
     with pytest.raises(llm.ModelError, match="No proposer answered"):
-        model.prompt("q", proposers=[{"model": "fake-a", "options": {"fail": "down"}}], retries=0).text()
+        model.prompt(
+            "q", proposers=[{"model": "fake-a", "options": {"fail": "down"}}], retries=0
+        ).text()
 
 
 def test_response_json_is_plain_json():
-    response = llm.get_model("moa-default").prompt("q", proposers="fake-a,fake-b", aggregator="fake-c")
+    response = llm.get_model("moa-default").prompt(
+        "q", proposers="fake-a,fake-b", aggregator="fake-c"
+    )
     response.text()
     assert json.loads(json.dumps(response.json()))["moa"]["aggregator"]["model"] == "fake-c"

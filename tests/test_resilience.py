@@ -5,7 +5,6 @@ import re
 import time
 
 import pytest
-
 from conftest import by_role, logged_json, run_llm, turns
 from fake_models import read_calls
 
@@ -28,8 +27,18 @@ def wall_ms():
 
 
 def test_hung_proposer_is_abandoned_at_the_timeout():
-    result = moa("-o", "proposers", proposers({"model": "fake-a", "options": {"hang": True}}, "fake-b"),
-                 "-o", "aggregator", "fake-c", "-o", "timeout", "0.5", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers({"model": "fake-a", "options": {"hang": True}}, "fake-b"),
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "timeout",
+        "0.5",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     assert wall_ms() >= 500  # waited for the timeout, not for the hung call
     calls = layer()
@@ -39,16 +48,36 @@ def test_hung_proposer_is_abandoned_at_the_timeout():
 
 def test_slow_stream_counts_against_the_timeout():
     slow = {"model": "fake-a", "options": {"text": "a b c d e f g h", "chunk_delay": 0.3}}
-    result = moa("-o", "proposers", proposers(slow, "fake-b"), "-o", "aggregator", "fake-c",
-                 "-o", "timeout", "1", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers(slow, "fake-b"),
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "timeout",
+        "1",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     assert [c["status"] for c in layer()] == ["timeout", "ok"]
 
 
 def test_slowly_streaming_aggregator_is_stopped_at_the_timeout(user_path):
     slow = {"text": " ".join(["word"] * 40), "chunk_delay": 0.1}
-    result = moa("-o", "proposers", "fake-a", "-o", "aggregator", json.dumps({"model": "fake-b", "options": slow}),
-                 "-o", "timeout", "1", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator",
+        json.dumps({"model": "fake-b", "options": slow}),
+        "-o",
+        "timeout",
+        "1",
+        "q",
+    )
     assert result.exit_code == 1
     assert result.stdout.startswith("word word")  # what was shown stays shown
     assert "fake-b (aggregator 1): timed out after 1s" in result.stderr
@@ -57,7 +86,9 @@ def test_slowly_streaming_aggregator_is_stopped_at_the_timeout(user_path):
 
 def test_flaky_proposer_is_retried():
     flaky = {"model": "fake-a", "options": {"fail": "503 overloaded", "fail_times": 1}}
-    result = moa("-o", "proposers", proposers(flaky), "-o", "aggregator", "fake-c", "-o", "retries", "1", "q")
+    result = moa(
+        "-o", "proposers", proposers(flaky), "-o", "aggregator", "fake-c", "-o", "retries", "1", "q"
+    )
     assert result.exit_code == 0, result.output
     (call,) = layer()
     assert call["status"] == "ok" and call["attempts"] == 2
@@ -81,7 +112,7 @@ def test_no_retries_by_default():
     ],
 )
 def test_what_is_retried(entry, attempts, monkeypatch):
-    monkeypatch.setattr("llm_moa.calls.BACKOFF_BASE", 0.01)
+    monkeypatch.setattr("llm_moa.core.calls.BACKOFF_BASE", 0.01)
     result = moa("-o", "proposers", proposers(entry, "fake-b"), "-o", "retries", "2", "q")
     assert result.exit_code == 0, result.output
     assert layer()[0]["attempts"] == attempts
@@ -89,7 +120,7 @@ def test_what_is_retried(entry, attempts, monkeypatch):
 
 
 def test_backoff_grows_and_has_jitter():
-    from llm_moa.calls import backoff_delay
+    from llm_moa.core.calls import backoff_delay
 
     first = [backoff_delay(1) for _ in range(50)]
     third = [backoff_delay(3) for _ in range(50)]
@@ -99,11 +130,20 @@ def test_backoff_grows_and_has_jitter():
 
 
 def test_empty_answer_is_a_failure():
-    result = moa("-o", "proposers", proposers({"model": "fake-a", "options": {"empty": True}}, "fake-b"),
-                 "-o", "retries", "0", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers({"model": "fake-a", "options": {"empty": True}}, "fake-b"),
+        "-o",
+        "retries",
+        "0",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     assert [(c["status"], c.get("error")) for c in layer()] == [
-        ("failed", "returned an empty answer"), ("ok", None)]
+        ("failed", "returned an empty answer"),
+        ("ok", None),
+    ]
 
 
 def test_dropped_stream_of_a_proposer_is_retried():
@@ -115,9 +155,22 @@ def test_dropped_stream_of_a_proposer_is_retried():
 
 
 def test_quorum(user_path):
-    bad = {"model": "fake-c", "options": {"fail": "down", "delay": 0.3}}  # fails after the others answered
-    result = moa("-o", "proposers", proposers("fake-a", "fake-b", bad), "-o", "min_proposers", "3",
-                 "-o", "retries", "0", "q")
+    bad = {
+        "model": "fake-c",
+        "options": {"fail": "down", "delay": 0.3},
+    }  # fails after the others answered
+    result = moa(
+        "-o",
+        "proposers",
+        proposers("fake-a", "fake-b", bad),
+        "-o",
+        "min_proposers",
+        "3",
+        "-o",
+        "retries",
+        "0",
+        "q",
+    )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: Only 2 of 3 proposers answered in layer 1; min_proposers is 3:"
@@ -128,10 +181,24 @@ def test_quorum(user_path):
 
 def test_quorum_stops_waiting_once_out_of_reach():
     # two fail at once, so a quorum of 2 out of 3 cannot be met: no need to wait for the slow one
-    entries = [{"model": "fake-a", "options": {"fail": "x"}}, {"model": "fake-b", "options": {"fail": "y"}},
-               {"model": "fake-c", "options": {"delay": 6}}]
+    entries = [
+        {"model": "fake-a", "options": {"fail": "x"}},
+        {"model": "fake-b", "options": {"fail": "y"}},
+        {"model": "fake-c", "options": {"delay": 6}},
+    ]
     start = time.monotonic()
-    result = moa("-o", "proposers", proposers(*entries), "-o", "min_proposers", "2", "-o", "retries", "0", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers(*entries),
+        "-o",
+        "min_proposers",
+        "2",
+        "-o",
+        "retries",
+        "0",
+        "q",
+    )
     assert result.exit_code == 1
     assert time.monotonic() - start < 4
     assert result.stderr.splitlines() == [
@@ -143,8 +210,21 @@ def test_quorum_stops_waiting_once_out_of_reach():
 
 
 def test_max_concurrency_one_runs_calls_one_at_a_time():
-    result = moa("-o", "proposers", "fake-a,fake-b,fake-c", "-o", "max_concurrency", "1",
-                 "-o", "proposer_options", '{"delay": 0.2}', "-o", "aggregator", "fake-a", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a,fake-b,fake-c",
+        "-o",
+        "max_concurrency",
+        "1",
+        "-o",
+        "proposer_options",
+        '{"delay": 0.2}',
+        "-o",
+        "aggregator",
+        "fake-a",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     spans = sorted((c["started"], c["ended"]) for c in read_calls())
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
@@ -152,7 +232,9 @@ def test_max_concurrency_one_runs_calls_one_at_a_time():
 
 def test_wait_for_first_k_skips_the_slow_one():
     entries = ["fake-a", "fake-b", {"model": "fake-c", "options": {"delay": 3}}]
-    result = moa("-o", "proposers", proposers(*entries), "-o", "wait", "2", "-o", "aggregator", "fake-a", "q")
+    result = moa(
+        "-o", "proposers", proposers(*entries), "-o", "wait", "2", "-o", "aggregator", "fake-a", "q"
+    )
     assert result.exit_code == 0, result.output
     assert wall_ms() < 3000  # did not wait for the slow one
     assert [c["status"] for c in layer()] == ["ok", "ok", "skipped"]
@@ -160,24 +242,44 @@ def test_wait_for_first_k_skips_the_slow_one():
 
 def test_aggregator_falls_back_in_order():
     aggregators = json.dumps([{"model": "fake-a", "options": {"fail": "agg down"}}, "fake-b"])
-    result = moa("-o", "proposers", "fake-c", "-o", "aggregator", aggregators, "-o", "retries", "0", "q")
+    result = moa(
+        "-o", "proposers", "fake-c", "-o", "aggregator", aggregators, "-o", "retries", "0", "q"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "fake-b answers: q\n"
     run = logged_json()[0]["response_json"]["moa"]
     assert run["aggregator"]["model"] == "fake-b"
-    assert [(a["model"], a["status"]) for a in run["aggregator_attempts"]] == [("fake-a", "failed"), ("fake-b", "ok")]
+    assert [(a["model"], a["status"]) for a in run["aggregator_attempts"]] == [
+        ("fake-a", "failed"),
+        ("fake-b", "ok"),
+    ]
 
 
 def test_hung_aggregator_times_out_to_the_fallback():
     aggregators = json.dumps([{"model": "fake-a", "options": {"hang": True}}, "fake-b"])
-    result = moa("-o", "proposers", "fake-c", "-o", "aggregator", aggregators, "-o", "timeout", "0.5", "q")
+    result = moa(
+        "-o", "proposers", "fake-c", "-o", "aggregator", aggregators, "-o", "timeout", "0.5", "q"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "fake-b answers: q\n"
 
 
 def test_failed_aggregation_keeps_the_proposals(user_path):
-    result = moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c",
-                 "-o", "aggregator_options", '{"fail": "agg down"}', "-o", "retries", "0", "Big question")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "aggregator_options",
+        '{"fail": "agg down"}',
+        "-o",
+        "retries",
+        "0",
+        "Big question",
+    )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0] == "Error: The aggregator failed after 2 proposals had been answered:"
@@ -190,16 +292,36 @@ def test_failed_aggregation_keeps_the_proposals(user_path):
     assert "## Proposal 1: fake-a\n\nfake-a answers: Big question" in shown.output
     assert "## Proposal 2: fake-b\n\nfake-b answers: Big question" in shown.output
     listed = run_llm("moa", "unfinished")
-    assert listed.output.splitlines()[0].split() == ["id", "time", "(UTC)", "model", "answered", "error"]
+    assert listed.output.splitlines()[0].split() == [
+        "id",
+        "time",
+        "(UTC)",
+        "model",
+        "answered",
+        "error",
+    ]
     assert listed.output.splitlines()[1].startswith(f"{run_id}  ")
     as_json = json.loads(run_llm("moa", "unfinished", run_id[:12], "--json").output)
     assert [p["text"] for p in as_json["run"]["proposer_layers"][0]["proposers"]] == [
-        "fake-a answers: Big question", "fake-b answers: Big question"]
+        "fake-a answers: Big question",
+        "fake-b answers: Big question",
+    ]
 
 
 def test_nothing_saved_when_logging_is_off(user_path):
     assert run_llm("logs", "off").exit_code == 0
-    result = moa("-o", "proposers", "fake-a", "-o", "aggregator_options", '{"fail": "x"}', "-o", "retries", "0", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator_options",
+        '{"fail": "x"}',
+        "-o",
+        "retries",
+        "0",
+        "q",
+    )
     assert result.exit_code == 1
     assert "llm moa unfinished" not in result.stderr
     assert run_llm("moa", "unfinished").output == "No unfinished runs.\n"
@@ -208,12 +330,25 @@ def test_nothing_saved_when_logging_is_off(user_path):
 def test_unknown_unfinished_run():
     result = run_llm("moa", "unfinished", "nope")
     assert result.exit_code == 1
-    assert result.stderr == "Error: No unfinished run matches 'nope'; 'llm moa unfinished' lists them\n"
+    assert (
+        result.stderr
+        == "Error: No unfinished run matches 'nope'; 'llm moa unfinished' lists them\n"
+    )
 
 
 def test_aggregator_dropping_mid_answer_fails_without_a_log(user_path):
-    result = moa("-o", "proposers", "fake-a", "-o", "aggregator", "fake-b,fake-c",
-                 "-o", "aggregator_options", '{"text": "partial answer here", "fail_after": 2}', "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator",
+        "fake-b,fake-c",
+        "-o",
+        "aggregator_options",
+        '{"text": "partial answer here", "fail_after": 2}',
+        "q",
+    )
     assert result.exit_code == 1
     assert result.stdout.startswith("partial answer")
     assert "fake-b (aggregator 1): stream dropped" in result.stderr
@@ -226,8 +361,18 @@ def test_error_messages_are_scrubbed_of_keys(user_path, monkeypatch):
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-very-secret-value-123")
     message = "Incorrect API key provided: sk-proj-abcdefghijklmnop1234; api_key=hunter2hunter2 tok-very-secret-value-123"
     bad = {"model": "fake-a", "options": {"fail": message}}
-    result = moa("-o", "proposers", proposers(bad, "fake-b"), "-o", "retries", "0",
-                 "-o", "aggregator_options", '{"fail": "' + message + '"}', "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers(bad, "fake-b"),
+        "-o",
+        "retries",
+        "0",
+        "-o",
+        "aggregator_options",
+        '{"fail": "' + message + '"}',
+        "q",
+    )
     assert result.exit_code == 1
     saved = "".join(p.read_text() for p in (user_path / "moa" / "unfinished").glob("*.json"))
     for text in (result.output, saved):
@@ -238,10 +383,14 @@ def test_error_messages_are_scrubbed_of_keys(user_path, monkeypatch):
 
 
 def test_secret_looking_options_are_redacted_in_the_record():
-    from llm_moa.record import safe_options
+    from llm_moa.core.record import safe_options
 
     options = {"api_key": "sk-123456789", "temperature": 1, "text": "use sk-abcdefghijkl0123 here"}
-    assert safe_options(options) == {"api_key": "[REDACTED]", "temperature": 1, "text": "use [REDACTED] here"}
+    assert safe_options(options) == {
+        "api_key": "[REDACTED]",
+        "temperature": 1,
+        "text": "use [REDACTED] here",
+    }
 
 
 INJECTION = (
@@ -251,20 +400,37 @@ INJECTION = (
 
 
 def test_an_answer_cannot_break_out_of_its_reference_block():
-    entries = [{"model": "fake-a", "options": {"text": INJECTION}}, {"model": "fake-b", "options": {"text": "Honest answer."}}]
+    entries = [
+        {"model": "fake-a", "options": {"text": INJECTION}},
+        {"model": "fake-b", "options": {"text": "Honest answer."}},
+    ]
     result = moa("-o", "proposers", proposers(*entries), "-o", "aggregator", "fake-c", "q")
     assert result.exit_code == 0, result.output
     system = [c for c in read_calls() if c["model"] == "fake-c"][0]["system"]
     tag = re.search(r'"<<<BEGIN ANSWER n (\w+)>>>"', system).group(1)
-    blocks = re.findall(rf"<<<BEGIN ANSWER (\d+) {tag}>>>\n(.*?)\n<<<END ANSWER \1 {tag}>>>", system, re.S)
+    blocks = re.findall(
+        rf"<<<BEGIN ANSWER (\d+) {tag}>>>\n(.*?)\n<<<END ANSWER \1 {tag}>>>", system, re.S
+    )
     assert blocks == [("1", INJECTION), ("2", "Honest answer.")]
-    assert system.count(tag) == 3 + 2 * 2  # the format line names it three times, plus two per block
+    assert (
+        system.count(tag) == 3 + 2 * 2
+    )  # the format line names it three times, plus two per block
 
 
 def test_max_concurrency_limits_copies_of_a_repeated_model():
     # at most max_concurrency calls run at once, so that many objects suffice
-    result = moa("-o", "proposers", "fake-a*4", "-o", "max_concurrency", "2",
-                 "-o", "aggregator", "fake-a", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a*4",
+        "-o",
+        "max_concurrency",
+        "2",
+        "-o",
+        "aggregator",
+        "fake-a",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     calls = read_calls()
     proposer_calls, aggregator_calls = by_role(calls)
@@ -275,7 +441,7 @@ def test_max_concurrency_limits_copies_of_a_repeated_model():
 
 
 def test_reference_tags_are_deterministic():
-    from llm_moa.prompts import _fresh_tag, reference_block
+    from llm_moa.core.prompts import _fresh_tag, reference_block
 
     answers = ["one", "two"]
     assert reference_block(answers) == reference_block(list(answers))
@@ -291,8 +457,19 @@ def test_a_key_is_scrubbed_wherever_a_long_message_is_cut(position, user_path, m
     monkeypatch.setenv("FAKE_FAIL_WORD", KEY)  # the provider's error carries the stored key
     message = "x" * position + "$FAKE_FAIL_WORD" + " and then some more words" * 10
     bad = {"model": "fake-b", "options": {"fail": message}}
-    result = moa("-o", "proposers", proposers("fake-a", bad), "-o", "retries", "0", "-o", "aggregator", "fake-c", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        proposers("fake-a", bad),
+        "-o",
+        "retries",
+        "0",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "q",
+    )
     assert result.exit_code == 0, result.output
     shown = run_llm("moa", "show").output + run_llm("logs", "--json").output + result.stderr
-    fragments = {KEY[i:i + 6] for i in range(len(KEY) - 5)}
+    fragments = {KEY[i : i + 6] for i in range(len(KEY) - 5)}
     assert not any(fragment in shown for fragment in fragments)

@@ -22,7 +22,8 @@ def test_no_progress_when_stderr_is_not_a_terminal():
 
 def test_live_progress_on_a_terminal(user_path):
     stdout, stderr = run_with_terminal_stderr(
-        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "q")
+        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "aggregator", "fake-a", "q"
+    )
     assert stdout == "fake-a answers: q\n"  # nothing but the answer on stdout
     assert "layer 1    fake-c" in stderr and "running" in stderr
     assert "done in" in stderr
@@ -31,12 +32,24 @@ def test_live_progress_on_a_terminal(user_path):
 
 def test_progress_can_be_turned_off(user_path):
     _, stderr = run_with_terminal_stderr(
-        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "progress", "false", "q")
+        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "progress", "false", "q"
+    )
     assert "layer 1" not in stderr
 
 
 def test_show_proposals_as_reasoning():
-    result = moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "-o", "show_proposals", "1", "q")
+    result = moa(
+        "-o",
+        "proposers",
+        "fake-a,fake-b",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "show_proposals",
+        "1",
+        "q",
+    )
     assert result.stdout == "fake-c answers: q\n"
     assert "[layer 1, proposer 1: fake-a]\nfake-a answers: q" in result.stderr
     logged = run_llm("logs", "-n", "1").output
@@ -44,7 +57,18 @@ def test_show_proposals_as_reasoning():
 
 
 def test_reasoning_from_proposals_stays_out_of_the_next_turn():
-    moa("-o", "proposers", "fake-a", "-o", "aggregator", "fake-c", "-o", "show_proposals", "1", "first")
+    moa(
+        "-o",
+        "proposers",
+        "fake-a",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "show_proposals",
+        "1",
+        "first",
+    )
     assert run_llm("-c", "second").exit_code == 0
     from fake_models import read_calls
 
@@ -58,23 +82,38 @@ def test_runs_lists_recent_runs():
     moa("-o", "proposers", failing, "-o", "retries", "0", "-o", "aggregator", "fake-c", "two")
     assert run_llm("-m", "fake-a", "not a moa run").exit_code == 0
     text = run_llm("moa", "runs").output.splitlines()
-    assert text[0].split() == ["id", "time", "(UTC)", "model", "proposers", "aggregator", "calls",
-                               "tokens", "in/out", "wall", "cost"]
+    assert text[0].split() == [
+        "id",
+        "time",
+        "(UTC)",
+        "model",
+        "proposers",
+        "aggregator",
+        "calls",
+        "tokens",
+        "in/out",
+        "wall",
+        "cost",
+    ]
     assert len(text) == 3
     assert "1/2 ok (fake-b failed)" in text[1] and "2/2 ok" in text[2]
     runs = json.loads(run_llm("moa", "runs", "--json", "-n", "1").output)
     assert len(runs) == 1
     (run,) = runs
     assert run["model"] == "moa-default" and run["calls"] == 3 and run["aggregator"] == "fake-c"
-    assert run["proposers"] == [{"model": "fake-a", "status": "ok", "error": None},
-                                {"model": "fake-b", "status": "failed", "error": "down"}]
+    assert run["proposers"] == [
+        {"model": "fake-a", "status": "ok", "error": None},
+        {"model": "fake-b", "status": "failed", "error": "down"},
+    ]
     assert run["input_tokens"] > 0 and run["wall_ms"] >= 0
 
 
 def test_runs_reads_another_database(tmp_path):
     db = tmp_path / "other.db"
     moa("-o", "proposers", "fake-a", "-d", str(db), "elsewhere")
-    assert run_llm("moa", "runs").stderr.startswith("Error: No log database found at ")  # as llm logs
+    assert run_llm("moa", "runs").stderr.startswith(
+        "Error: No log database found at "
+    )  # as llm logs
     assert len(json.loads(run_llm("moa", "runs", "--json", "-d", str(db)).output)) == 1
     missing = run_llm("moa", "runs", "-d", str(tmp_path / "none.db"))
     assert missing.exit_code == 1 and missing.stderr.startswith("Error: No log database found at ")

@@ -14,13 +14,29 @@ HOME = "\x1b[H"  # moves the cursor
 
 def hostile_run():
     "A run whose proposals and aggregator answer or fail with escape sequences."
-    proposers = json.dumps([
-        {"model": "fake-a", "options": {"text": f"{CLIPBOARD} hi"}},
-        {"model": "fake-b", "options": {"fail": f"{CLEAR} boom"}},
-    ])
-    result = run_llm("-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0",
-                     "-o", "aggregator", "fake-c", "-o", "aggregator_options", json.dumps({"text": f"{HOME}answer"}),
-                     f"question{CLEAR}")
+    proposers = json.dumps(
+        [
+            {"model": "fake-a", "options": {"text": f"{CLIPBOARD} hi"}},
+            {"model": "fake-b", "options": {"fail": f"{CLEAR} boom"}},
+        ]
+    )
+    result = run_llm(
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        proposers,
+        "-o",
+        "retries",
+        "0",
+        "-o",
+        "aggregator",
+        "fake-c",
+        "-o",
+        "aggregator_options",
+        json.dumps({"text": f"{HOME}answer"}),
+        f"question{CLEAR}",
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -42,8 +58,14 @@ def test_runs_table_renders_a_hostile_record_visibly(user_path):
     conn = sqlite3.connect(user_path / "logs.db")
     with conn:  # a record edited to carry escapes in its model names
         (raw,) = conn.execute("select response_json from turns").fetchone()
-        conn.execute("update turns set response_json = ?",
-                     [raw.replace('"fake-b"', json.dumps(f"{CLEAR}fake-b")).replace('"fake-c"', json.dumps(HOME))])
+        conn.execute(
+            "update turns set response_json = ?",
+            [
+                raw.replace('"fake-b"', json.dumps(f"{CLEAR}fake-b")).replace(
+                    '"fake-c"', json.dumps(HOME)
+                )
+            ],
+        )
     conn.close()
     runs = run_llm("moa", "runs")
     assert runs.exit_code == 0, runs.output
@@ -53,8 +75,20 @@ def test_runs_table_renders_a_hostile_record_visibly(user_path):
 
 def test_unfinished_runs_render_escapes_visibly():
     proposers = json.dumps([{"model": "fake-a", "options": {"text": f"{CLIPBOARD} hi"}}])
-    failed = run_llm("-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0",
-                     "-o", "aggregator_options", json.dumps({"fail": f"{CLEAR} boom"}), "q")
+    failed = run_llm(
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        proposers,
+        "-o",
+        "retries",
+        "0",
+        "-o",
+        "aggregator_options",
+        json.dumps({"fail": f"{CLEAR} boom"}),
+        "q",
+    )
     assert failed.exit_code == 1
     run_id = failed.stderr.rsplit(" ", 1)[1].strip()
     listed = run_llm("moa", "unfinished")
@@ -70,13 +104,16 @@ OWN_CODES = re.compile(r"\x1b\[\d*F|\x1b\[J")  # the progress block's cursor-up 
 
 
 def test_progress_block_renders_errors_visibly(user_path):
-    proposers = json.dumps([
-        {"model": "fake-a", "options": {"fail": f"{CLIPBOARD} boom"}},
-        {"model": "fake-b", "options": {"fail": f"{CLEAR} " + "long " * 40}},
-        {"model": "fake-c", "options": {"delay": 0.8}},
-    ])
+    proposers = json.dumps(
+        [
+            {"model": "fake-a", "options": {"fail": f"{CLIPBOARD} boom"}},
+            {"model": "fake-b", "options": {"fail": f"{CLEAR} " + "long " * 40}},
+            {"model": "fake-c", "options": {"delay": 0.8}},
+        ]
+    )
     stdout, stderr = run_with_terminal_stderr(
-        user_path, "-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q")
+        user_path, "-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q"
+    )
     assert stdout == "fake-a answers: q\n"
     assert "failed: \\x1b]52;c;aGk=\\x07 boom" in stderr
     long_line = next(line for line in stderr.splitlines() if "failed: \\x1b[2J long long" in line)

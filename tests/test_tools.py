@@ -11,10 +11,9 @@ from importlib.metadata import version
 
 import llm
 import pytest
-from llm.tools import llm_time, llm_version
-
 from conftest import logged_json, run_llm, turns
 from fake_models import read_calls
+from llm.tools import llm_time, llm_version
 
 VERSION = version("llm")
 PANEL = ["-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-tooler"]
@@ -57,9 +56,14 @@ def test_the_aggregator_calls_a_tool_that_llm_runs(user_path):
     first, second = by_model("fake-tooler")
     assert first["tools"] == ["llm_version"] and first["tool_results"] == []
     assert "fake-a answers: which version?" in first["system"]  # the proposals, as references
-    assert second["tool_results"] == [{"name": "llm_version", "output": VERSION, "tool_call_id": "call-fake-tooler-1"}]
+    assert second["tool_results"] == [
+        {"name": "llm_version", "output": VERSION, "tool_call_id": "call-fake-tooler-1"}
+    ]
     assert [m["parts"] for m in second["messages"] if m["role"] != "system"] == [
-        ["TextPart"], ["ToolCallPart"], ["ToolResultPart"]]
+        ["TextPart"],
+        ["ToolCallPart"],
+        ["ToolResultPart"],
+    ]
     assert second["system"] == first["system"]  # the same proposals again, not asked again
 
     # one thread of two turns, as llm logs any tool chain
@@ -67,10 +71,15 @@ def test_the_aggregator_calls_a_tool_that_llm_runs(user_path):
     assert first_turn["thread_id"] == second_turn["thread_id"]
     call_record, result_record = records(user_path)
     assert call_record["aggregator"]["tool_calls"] == [
-        {"name": "llm_version", "arguments": {}, "tool_call_id": "call-fake-tooler-1"}]
+        {"name": "llm_version", "arguments": {}, "tool_call_id": "call-fake-tooler-1"}
+    ]
     assert call_record["tools"] == {"offered": ["llm_version"]}
-    assert result_record["tools"] == {"offered": ["llm_version"], "tool_results": 1, "tool_turns": "aggregator",
-                                      "proposals_from": first_turn["id"]}
+    assert result_record["tools"] == {
+        "offered": ["llm_version"],
+        "tool_results": 1,
+        "tool_turns": "aggregator",
+        "proposals_from": first_turn["id"],
+    }
     logged = {row["id"]: row for row in logged_json(2)}
     assert [c["name"] for c in logged[first_turn["id"]]["tool_calls"]] == ["llm_version"]
     assert [r["output"] for r in logged[second_turn["id"]]["tool_results"]] == [VERSION]
@@ -81,16 +90,22 @@ def test_the_aggregator_calls_a_tool_that_llm_runs(user_path):
 @pytest.mark.parametrize("mode, calls", [("aggregator", [3, 1, 1]), ("all", [3, 3, 3])])
 def test_the_cost_of_each_tool_round(mode, calls, user_path):
     "Two tool rounds: the first turn is a full run; each round after is 1 call, or a full run with 'all'."
-    result = moa("-o", "tool_turns", mode, *aggregator_options(tool_rounds=2), "-T", "llm_version", "q")
+    result = moa(
+        "-o", "tool_turns", mode, *aggregator_options(tool_rounds=2), "-T", "llm_version", "q"
+    )
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
     assert [record["calls"] for record in records(user_path)] == calls
     assert [json.loads(t["token_details"])["moa_calls"] for t in turns(user_path)] == calls
     assert len(read_calls()) == sum(calls)
     if mode == "all":
         later = by_model("fake-a")[1]  # the proposers read the tool results as text
-        assert later["prompt"].startswith(f"The tools were called. Their results:\n\nllm_version({{}}) returned:\n{VERSION}")
+        assert later["prompt"].startswith(
+            f"The tools were called. Their results:\n\nllm_version({{}}) returned:\n{VERSION}"
+        )
         assert [m["text"] for m in later["messages"] if m["role"] != "system"][:2] == [
-            "q", "[called the tool llm_version({})]"]
+            "q",
+            "[called the tool llm_version({})]",
+        ]
         assert later["tools"] == []
         assert records(user_path)[1]["tools"]["tool_turns"] == "all"
 
@@ -102,18 +117,33 @@ def test_tools_debug_shows_each_call_and_result():
 
 
 def test_approval_and_refusal_in_llm_chat(user_path):
-    result = run_llm("chat", "-m", "moa-default", *PANEL, "--ta", "-T", "llm_version",
-                     input="which version?\ny\nand now?\nn\nquit\n")
+    result = run_llm(
+        "chat",
+        "-m",
+        "moa-default",
+        *PANEL,
+        "--ta",
+        "-T",
+        "llm_version",
+        input="which version?\ny\nand now?\nn\nquit\n",
+    )
     assert result.exit_code == 0, result.output
     assert f"fake-tooler got llm_version: {VERSION}" in result.stdout
     assert "fake-tooler got llm_version: Cancelled: User cancelled tool call" in result.stdout
     assert result.stderr.count("Tool call: llm_version({})") == 2
-    assert [record["calls"] for record in records(user_path)] == [3, 1, 3, 1]  # a chat turn is a full run
+    assert [record["calls"] for record in records(user_path)] == [
+        3,
+        1,
+        3,
+        1,
+    ]  # a chat turn is a full run
     assert len({turn["thread_id"] for turn in turns(user_path)}) == 1
 
 
 def test_chain_limit_stops_a_long_tool_loop():
-    result = moa("--chain-limit", "2", *aggregator_options(tool_rounds=5), "-T", "llm_version", "q", ok=False)
+    result = moa(
+        "--chain-limit", "2", *aggregator_options(tool_rounds=5), "-T", "llm_version", "q", ok=False
+    )
     assert result.exit_code == 1
     assert "Chain limit of 2 exceeded" in result.output
     assert len(by_model("fake-tooler")) == 2
@@ -127,16 +157,29 @@ def test_continue_a_conversation_that_used_tools():
     aggregator = by_model("fake-tooler")[-2]  # the third turn, where it called llm_time
     assert aggregator["tools"] == ["llm_time"]
     assert [m["parts"] for m in aggregator["messages"] if m["role"] != "system"] == [
-        ["TextPart"], ["ToolCallPart"], ["ToolResultPart"], ["TextPart"], ["TextPart"]]
+        ["TextPart"],
+        ["ToolCallPart"],
+        ["ToolResultPart"],
+        ["TextPart"],
+        ["TextPart"],
+    ]
     proposer = by_model("fake-a")[-1]
     assert [m["text"] for m in proposer["messages"] if m["role"] != "system"] == [
-        "which version?", "[called the tool llm_version({})]",
+        "which version?",
+        "[called the tool llm_version({})]",
         f"Tool results:\n\nllm_version({{}}) returned:\n{VERSION}",
-        f"fake-tooler got llm_version: {VERSION}", "and the time?"]
+        f"fake-tooler got llm_version: {VERSION}",
+        "and the time?",
+    ]
 
 
 def test_the_tests_own_toolbox_is_described_to_the_proposers(user_path):
-    result = moa(*aggregator_options(tool="Notebook_add", tool_args={"note": "buy milk"}), "-T", "Notebook", "q")
+    result = moa(
+        *aggregator_options(tool="Notebook_add", tool_args={"note": "buy milk"}),
+        "-T",
+        "Notebook",
+        "q",
+    )
     assert result.stdout == "fake-tooler got Notebook_add: noted (1)\n"
     system = by_model("fake-a")[0]["system"]
     assert '- Notebook_add: Add a note.\n  arguments: {"note": "string"}' in system
@@ -171,12 +214,20 @@ def test_moa_show_has_the_tool_calls():
 def test_model_chain_in_python():
     seen = []
     chain = llm.get_model("moa-default").chain(
-        "which version?", tools=[llm_version], options=OPTIONS,
-        after_call=lambda tool, call, result: seen.append((call.name, result.output)))
+        "which version?",
+        tools=[llm_version],
+        options=OPTIONS,
+        after_call=lambda tool, call, result: seen.append((call.name, result.output)),
+    )
     responses = list(chain.responses())
-    assert "".join(response.text() for response in responses) == f"fake-tooler got llm_version: {VERSION}"
+    assert (
+        "".join(response.text() for response in responses)
+        == f"fake-tooler got llm_version: {VERSION}"
+    )
     assert seen == [("llm_version", VERSION)]
-    assert responses[0].tool_calls() == [llm.ToolCall(name="llm_version", arguments={}, tool_call_id="call-fake-tooler-1")]
+    assert responses[0].tool_calls() == [
+        llm.ToolCall(name="llm_version", arguments={}, tool_call_id="call-fake-tooler-1")
+    ]
     assert [r.usage().details["moa_calls"] for r in responses] == [3, 1]
 
 
@@ -184,7 +235,8 @@ def test_model_chain_in_python():
 def test_async_model_chain_in_python(mode, calls):
     async def run():
         chain = llm.get_async_model("moa-default").chain(
-            "what time is it?", tools=[llm_time], options={**OPTIONS, "tool_turns": mode})
+            "what time is it?", tools=[llm_time], options={**OPTIONS, "tool_turns": mode}
+        )
         texts, usages = [], []
         async for response in chain.responses():
             texts.append(await response.text())
@@ -221,10 +273,13 @@ def test_an_unknown_tool_is_llms_own_error(user_path):
 def test_an_aggregator_without_tools_is_refused_before_any_call(aggregator, user_path):
     "The default aggregator (the default model, fake-a), or a fallback aggregator, cannot use tools."
     args = ["-o", "aggregator", aggregator] if aggregator else []
-    result = run_llm("-m", "moa-default", "-o", "proposers", "fake-b", *args, "-T", "llm_version", "q")
+    result = run_llm(
+        "-m", "moa-default", "-o", "proposers", "fake-b", *args, "-T", "llm_version", "q"
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: aggregator fake-a does not support tools; choose one that does (llm models --tools)"]
+        "Error: aggregator fake-a does not support tools; choose one that does (llm models --tools)"
+    ]
     assert read_calls() == [] and turns(user_path) == []
 
 
@@ -235,7 +290,13 @@ def test_a_bad_tool_turns_value():
 
 
 def test_a_tool_that_raises_is_reported_as_llm_reports_it(user_path):
-    result = moa("--td", *aggregator_options(tool="fake_boom", tool_args={"reason": "why"}), "-T", "fake_boom", "q")
+    result = moa(
+        "--td",
+        *aggregator_options(tool="fake_boom", tool_args={"reason": "why"}),
+        "-T",
+        "fake_boom",
+        "q",
+    )
     assert result.stdout == "fake-tooler got fake_boom: Error: boom: why\n"
     assert "Exception: boom: why" in result.stderr
     assert "boom: why" in json.dumps(logged_json(1)[0]["tool_results"])
@@ -245,26 +306,58 @@ def test_a_tool_that_raises_is_reported_as_llm_reports_it(user_path):
 
 
 def test_a_model_consults_a_moa_preset(user_path):
-    run_llm("moa", "save", "research", "-o", "proposers", "fake-b,fake-c", "-o", "aggregator", "fake-a")
-    result = run_llm("-m", "fake-tooler", "-o", "tool_args", '{"question": "what is up?"}',
-                     "-T", 'MoA("research")', "ask the panel")
+    run_llm(
+        "moa", "save", "research", "-o", "proposers", "fake-b,fake-c", "-o", "aggregator", "fake-a"
+    )
+    result = run_llm(
+        "-m",
+        "fake-tooler",
+        "-o",
+        "tool_args",
+        '{"question": "what is up?"}',
+        "-T",
+        'MoA("research")',
+        "ask the panel",
+    )
     assert result.exit_code == 0, result.output
-    assert result.stdout == "fake-tooler got MoA_ask: fake-a answers: what is up?\n"  # the panel's answer only
-    assert sorted(c["model"] for c in read_calls() if c["prompt"] == "what is up?") == ["fake-a", "fake-b", "fake-c"]
-    assert [turn["model"] for turn in turns(user_path)] == ["fake-tooler", "fake-tooler"]  # the panel is not a turn
+    assert (
+        result.stdout == "fake-tooler got MoA_ask: fake-a answers: what is up?\n"
+    )  # the panel's answer only
+    assert sorted(c["model"] for c in read_calls() if c["prompt"] == "what is up?") == [
+        "fake-a",
+        "fake-b",
+        "fake-c",
+    ]
+    assert [turn["model"] for turn in turns(user_path)] == [
+        "fake-tooler",
+        "fake-tooler",
+    ]  # the panel is not a turn
 
 
 def test_moa_alone_is_moa_default_and_works_with_async_models():
-    result = run_llm("--async", "-m", "fake-tooler", "-o", "tool_args", '{"question": "q?"}', "-T", "MoA", "ask")
+    result = run_llm(
+        "--async", "-m", "fake-tooler", "-o", "tool_args", '{"question": "q?"}', "-T", "MoA", "ask"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "fake-tooler got MoA_ask: fake-a answers: q?\n"
-    assert [c["model"] for c in read_calls() if c["prompt"] == "q?"] == ["fake-a"] * 4  # Self-MoA: 3 + 1
+    assert [c["model"] for c in read_calls() if c["prompt"] == "q?"] == [
+        "fake-a"
+    ] * 4  # Self-MoA: 3 + 1
 
 
-@pytest.mark.parametrize("spec, message", [
-    ('MoA("nope")', "Error: MoA(...): no MoA model 'moa-nope'; the presets are listed by 'llm moa list'"),
-    ('MoA("two words")', "Error: MoA(...) takes a preset name such as 'research', got 'two words'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            'MoA("nope")',
+            "Error: MoA(...): no MoA model 'moa-nope'; the presets are listed by 'llm moa list'",
+        ),
+        (
+            'MoA("two words")',
+            "Error: MoA(...) takes a preset name such as 'research', got 'two words'",
+        ),
+    ],
+)
 def test_an_unknown_panel_is_refused_before_any_call(spec, message):
     result = run_llm("-m", "fake-tooler", "-T", spec, "q")
     assert result.exit_code == 1
@@ -284,6 +377,8 @@ def test_a_moa_run_never_offers_the_panel_to_its_members():
 
 def test_a_call_to_a_tool_the_aggregator_was_not_given_is_not_passed_on():
     # the aggregator asks for llm_time although only llm_version was offered
-    result = moa("-T", "llm_version", "-o", "aggregator_options", '{"tool": "llm_time", "text": "done"}', "q")
+    result = moa(
+        "-T", "llm_version", "-o", "aggregator_options", '{"tool": "llm_time", "text": "done"}', "q"
+    )
     assert result.stdout == "done\n"
     assert len(by_model("fake-tooler")) == 1  # no tool call reached llm, so no tool round followed

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import MoaError
-from .host import user_dir
+from ..errors import MoaError
+from ..host import user_dir
 
 LOCK_TIMEOUT = 30.0
 

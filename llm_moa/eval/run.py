@@ -26,13 +26,13 @@ from typing import Any
 
 import llm
 
-from . import host, prices
-from .errors import MoaError
-from .plan import validate_model_options
-from .prompts import judge_request
-from .record import describe_error
-from .storage import locked
-from .text import shorten, table, visible
+from .. import host, prices
+from ..core.plan import validate_model_options
+from ..core.prompts import judge_request
+from ..core.record import describe_error
+from ..errors import MoaError
+from ..files.storage import locked
+from ..text import shorten, table, visible
 
 ORDERS = ("candidate-first", "baseline-first")
 
@@ -81,7 +81,9 @@ def read_rows(source: str) -> list[Row]:
 
 def _jsonl_rows(text: str, name: str) -> list[Row]:
     rows = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
+    for number, line in enumerate(
+        text.split("\n"), 1
+    ):  # not splitlines: JSON strings may hold U+2028
         if not line.strip():
             continue
         try:
@@ -95,11 +97,15 @@ def _jsonl_rows(text: str, name: str) -> list[Row]:
 
 
 def _csv_rows(text: str, name: str) -> list[Row]:
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a prompt may be as long as the file
+    csv.field_size_limit(
+        max(csv.field_size_limit(), len(text))
+    )  # a prompt may be as long as the file
     reader = csv.DictReader(io.StringIO(text))
     try:
         if not reader.fieldnames or "prompt" not in reader.fieldnames:
-            found = shorten(visible(", ".join(reader.fieldnames or []), newlines=False), 100) or "none"
+            found = (
+                shorten(visible(", ".join(reader.fieldnames or []), newlines=False), 100) or "none"
+            )
             raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {found})")
         return [_row(data, number, name) for number, data in enumerate(reader, 2)]
     except csv.Error as ex:
@@ -117,7 +123,12 @@ def _row(data: Any, number: int, name: str) -> Row:
             raise MoaError(f"{name} line {number}: '{key}' must be text")
     answer = data.get("answer")
     system = data.get("system")
-    return Row(number, prompt, str(system) if system else None, None if answer in (None, "") else str(answer))
+    return Row(
+        number,
+        prompt,
+        str(system) if system else None,
+        None if answer in (None, "") else str(answer),
+    )
 
 
 # --- the results file ----------------------------------------------------------
@@ -182,12 +193,19 @@ class Results:
         self._index(record)
 
 
-_NAMES = {"answer": ("model", "key"), "judgement": ("candidate", "baseline", "judge", "key", "order")}
+_NAMES = {
+    "answer": ("model", "key"),
+    "judgement": ("candidate", "baseline", "judge", "key", "order"),
+}
 
 
 def _identity(record: dict) -> tuple:
     "What a record is the answer or judgement of: its models, prompt, order and saved options."
-    return (record["type"], *(record[name] for name in _NAMES[record["type"]]), record.get("options_sha"))
+    return (
+        record["type"],
+        *(record[name] for name in _NAMES[record["type"]]),
+        record.get("options_sha"),
+    )
 
 
 def _readable(record: Any) -> bool:
@@ -197,21 +215,32 @@ def _readable(record: Any) -> bool:
     kind = record.get("type")
     if kind == "error":
         return True  # a task that raised: kept for the record, not read back
-    if kind not in ("answer", "judgement") or not all(isinstance(record.get(n), str) for n in _NAMES[kind]):
+    if kind not in ("answer", "judgement") or not all(
+        isinstance(record.get(n), str) for n in _NAMES[kind]
+    ):
         return False  # (a tuple: `kind in _NAMES` raises when kind is a list)
     if record.get("options_sha") is not None and not isinstance(record["options_sha"], str):
         return False
     billed = record.get("billed")
-    if billed is not None and not (isinstance(billed, list) and all(
-            isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)):
+    if billed is not None and not (
+        isinstance(billed, list)
+        and all(isinstance(call, dict) and isinstance(call.get("model"), str) for call in billed)
+    ):
         return False
     if kind == "judgement":
-        return (record.get("winner") in (None, "candidate", "baseline")
-                and record.get("verdict") in (None, "A", "B", "tie"))
-    numbers = [record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")]
-    if not all(n is None or type(n) in (int, float) and abs(n) < 1e15 for n in numbers):  # 10**400 is no float
+        return record.get("winner") in (None, "candidate", "baseline") and record.get(
+            "verdict"
+        ) in (None, "A", "B", "tie")
+    numbers = [
+        record.get(name) for name in ("duration_ms", "calls", "input_tokens", "output_tokens")
+    ]
+    if not all(
+        n is None or type(n) in (int, float) and abs(n) < 1e15 for n in numbers
+    ):  # 10**400 is no float
         return False
-    return isinstance(record.get("error"), str) or (isinstance(record.get("text"), str) and numbers[0] is not None)
+    return isinstance(record.get("error"), str) or (
+        isinstance(record.get("text"), str) and numbers[0] is not None
+    )
 
 
 # --- running -------------------------------------------------------------------
@@ -228,20 +257,32 @@ class Eval:
     baseline: str | None = None
     grade: str | None = None
     concurrency: int = 4
-    options: dict[str, dict] = field(default_factory=dict)  # model id -> its saved options, as `llm -m` uses them
+    options: dict[str, dict] = field(
+        default_factory=dict
+    )  # model id -> its saved options, as `llm -m` uses them
     prices: prices.Prices | None = None  # for dollars in the report; None: no dollars
     budget: prices.Budget | None = None  # --max-cost: what this run's new calls have cost
     not_started: int = 0  # tasks the budget stopped before they started
 
     def answer_id(self, model: str, row: Row) -> dict:
         "What identifies the model's answer to the row in the results file."
-        return {"type": "answer", "model": model, "key": row.key, "options_sha": self.options_sha(model)}
+        return {
+            "type": "answer",
+            "model": model,
+            "key": row.key,
+            "options_sha": self.options_sha(model),
+        }
 
     def judgement_id(self, candidate: str, row: Row, order: str) -> dict:
         "What identifies the judge's verdict on the candidate against the baseline, shown in this order."
         models = {"candidate": candidate, "baseline": self.baseline, "judge": self.judge}
-        return {"type": "judgement", **models, "key": row.key, "order": order,
-                "options_sha": self.options_sha(*models.values())}
+        return {
+            "type": "judgement",
+            **models,
+            "key": row.key,
+            "order": order,
+            "options_sha": self.options_sha(*models.values()),
+        }
 
     def answer(self, model: str, row: Row) -> dict:
         "The model's answer to the row; {} when it gave none."
@@ -253,20 +294,36 @@ class Eval:
 
     def pairs(self) -> list[tuple[str, Row, str]]:
         "Every judgement the eval asks for, as (candidate, row, order); none when graded."
-        return [(c, row, order) for c in self.models if self.judge and c != self.baseline
-                for row in self.rows for order in ORDERS]
+        return [
+            (c, row, order)
+            for c in self.models
+            if self.judge and c != self.baseline
+            for row in self.rows
+            for order in ORDERS
+        ]
 
     def options_sha(self, *models: str | None) -> str | None:
         "Identifies the saved options these models run with; None when they have none."
         options = [self.options.get(model) or {} for model in models]
         if not any(options):
             return None
-        return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(options, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
 
 
-def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | None, grade: str | None,
-         limit: int | None, concurrency: int, out: str | None, max_cost: str | None,
-         warn: Callable[[str], None]) -> Eval:
+def plan(
+    source: str,
+    models: Iterable[str],
+    judge: str | None,
+    baseline: str | None,
+    grade: str | None,
+    limit: int | None,
+    concurrency: int,
+    out: str | None,
+    max_cost: str | None,
+    warn: Callable[[str], None],
+) -> Eval:
     """The eval the command line asks for, every input and model checked before
     any call; one-line errors. Prices for the report's dollars and, with
     --max-cost, a budget for this run's calls, refused when a model the eval
@@ -280,7 +337,10 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
     if missing:
         raise MoaError(f"--grade needs an 'answer' in every row; line {missing[0]} has none")
     names = list(dict.fromkeys(models))
-    resolved, options = {}, {}  # id or alias -> model, each resolved once; model id -> its saved options
+    resolved, options = (
+        {},
+        {},
+    )  # id or alias -> model, each resolved once; model id -> its saved options
     for name in dict.fromkeys(names + [name for name in (judge, baseline) if name]):
         try:
             model = resolved[name] = host.get_model(name)
@@ -291,13 +351,18 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         validate_model_options("saved options of", model.model_id, model, options[model.model_id])
     if judge:
         # by default, the first candidate that is not a MoA model, else the last one
-        baseline = baseline or next((n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1])
+        baseline = baseline or next(
+            (n for n in names if not getattr(resolved[n], "is_moa", False)), names[-1]
+        )
         if baseline not in names:
             names.append(baseline)
         if len(names) < 2:
             raise MoaError("--judge compares candidates with a baseline: give at least two models")
     # --out, else PROMPTS.eval.jsonl next to the prompts, else moa-eval-results.jsonl for stdin
-    path = Path(out or ("moa-eval-results.jsonl" if source == "-" else Path(source).with_suffix(".eval.jsonl")))
+    path = Path(
+        out
+        or ("moa-eval-results.jsonl" if source == "-" else Path(source).with_suffix(".eval.jsonl"))
+    )
     ev = Eval(
         rows=rows,
         models=[resolved[name].model_id for name in names],
@@ -313,11 +378,17 @@ def plan(source: str, models: Iterable[str], judge: str | None, baseline: str | 
         return ev
     cap = prices.parse_cap(max_cost)
     ev.prices = prices.Prices()  # prices that cannot be read are an error here, not a warning
-    called = [name for model in resolved.values() for name in prices.models_called(model, options[model.model_id])]
+    called = [
+        name
+        for model in resolved.values()
+        for name in prices.models_called(model, options[model.model_id])
+    ]
     unpriced = [name for name in dict.fromkeys(called) if ev.prices.price(name) is None]
     if unpriced:
-        raise MoaError(f"--max-cost needs a price for every model the eval calls; unpriced: "
-                       f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)")
+        raise MoaError(
+            f"--max-cost needs a price for every model the eval calls; unpriced: "
+            f"{shorten(', '.join(unpriced), 200)} (llm moa prices set MODEL INPUT OUTPUT)"
+        )
     ev.budget = prices.Budget(cap, ev.prices)
     return ev
 
@@ -327,18 +398,25 @@ def cap_reached(ev: Eval) -> str:
     answers = sum(1 for model in ev.models for row in ev.rows if ev.answer(model, row))
     done = f"{answers} of {len(ev.models) * len(ev.rows)} answers"
     if ev.judge:
-        done += f" and {sum(1 for p in ev.pairs() if ev.judgement(*p))} of {len(ev.pairs())} judgements"
-    return (f"Stopped at the --max-cost cap of {prices.format_usd(ev.budget.cap)}: this run's calls cost "
-            f"{ev.budget.spent.text()}; {done} are made. Paid answers are kept in {ev.results.path}: "
-            "run the same command again to go on.")
+        done += (
+            f" and {sum(1 for p in ev.pairs() if ev.judgement(*p))} of {len(ev.pairs())} judgements"
+        )
+    return (
+        f"Stopped at the --max-cost cap of {prices.format_usd(ev.budget.cap)}: this run's calls cost "
+        f"{ev.budget.spent.text()}; {done} are made. Paid answers are kept in {ev.results.path}: "
+        "run the same command again to go on."
+    )
 
 
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     "Make every missing answer, then every missing judgement, saving each as it arrives."
     tasks = [partial(_answer, ev, m, r) for m in ev.models for r in ev.rows if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
-    tasks = [partial(_judgement, ev, c, r, o) for c, r, o in ev.pairs()
-             if ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)]
+    tasks = [
+        partial(_judgement, ev, c, r, o)
+        for c, r, o in ev.pairs()
+        if ev.answer(c, r) and ev.answer(ev.baseline, r) and not ev.judgement(c, r, o)
+    ]
     _in_parallel(tasks, ev, progress and partial(progress, "judgements"))
 
 
@@ -352,7 +430,9 @@ def _in_parallel(tasks: list[Callable[[], dict]], ev: Eval, progress: Callable |
         if progress and tasks:
             progress(len(tasks) - len(waiting) - running, len(tasks))
         while waiting and running < ev.concurrency and not (ev.budget and ev.budget.reached):
-            threading.Thread(target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True).start()
+            threading.Thread(
+                target=_run_task, args=(waiting.pop(), done), name="moa-eval", daemon=True
+            ).start()
             running += 1
         if not running:
             ev.not_started += len(waiting)
@@ -377,7 +457,9 @@ def _call(ev: Eval, record: dict, model_id: str, prompt: str, system: str | None
     time, as model objects need not be thread-safe. The reply's (text, usage,
     response JSON); None, with the error in the record, when it failed."""
     try:
-        response = host.get_model(model_id).prompt(prompt, system=system, **ev.options.get(model_id, {}))
+        response = host.get_model(model_id).prompt(
+            prompt, system=system, **ev.options.get(model_id, {})
+        )
         text, usage, data = response.text(), response.usage(), response.json()
         record["billed"] = prices.billed_calls(data, model_id, usage.input, usage.output)
         return text, usage, data
@@ -394,8 +476,12 @@ def _answer(ev: Eval, model_id: str, row: Row) -> dict:
     if reply:
         text, usage, data = reply
         run_record = data.get("moa") if isinstance(data, dict) else None
-        record.update(text=text, calls=run_record["calls"] if run_record else 1,
-                      input_tokens=usage.input, output_tokens=usage.output)
+        record.update(
+            text=text,
+            calls=run_record["calls"] if run_record else 1,
+            input_tokens=usage.input,
+            output_tokens=usage.output,
+        )
     record["duration_ms"] = int((time.monotonic() - start) * 1000)
     return record
 
@@ -409,9 +495,14 @@ def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> dict:
     reply = _call(ev, record, ev.judge, prompt, system)
     if reply:
         record["raw"] = reply[0]
-        verdict = record["verdict"] = parse_verdict(reply[0])  # "A", "B", "tie" or None (unreadable)
-        record["winner"] = None if verdict in (None, "tie") else (
-            "candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+        verdict = record["verdict"] = parse_verdict(
+            reply[0]
+        )  # "A", "B", "tie" or None (unreadable)
+        record["winner"] = (
+            None
+            if verdict in (None, "tie")
+            else ("candidate" if (verdict == "A") == (order == "candidate-first") else "baseline")
+        )
     return record
 
 
@@ -438,7 +529,10 @@ def grade(kind: str, response: str, expected: str) -> bool:
             return re.search(expected, response, re.IGNORECASE | re.DOTALL) is not None
         except re.error:
             return False
-    normal = lambda text: " ".join(text.casefold().split()).strip(" .")
+
+    def normal(text):
+        return " ".join(text.casefold().split()).strip(" .")
+
     if kind == "exact":
         return normal(response) == normal(expected)
     return normal(expected) in normal(response)
@@ -479,20 +573,29 @@ def report(ev: Eval) -> dict:
             "mean_latency_s": _mean(latencies),
             "p90_latency_s": percentile(latencies, 0.9),
             "mean_calls": _mean([a.get("calls") or 1 for a in answered]),
-            "mean_tokens": _mean([(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]),
+            "mean_tokens": _mean(
+                [(a.get("input_tokens") or 0) + (a.get("output_tokens") or 0) for a in answered]
+            ),
             "mean_length_chars": _mean([len(a["text"]) for a in answered]),
         }
         if ev.grade:  # a failed answer counts as wrong
-            correct = sum(1 for row in ev.rows
-                          if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or ""))
+            correct = sum(
+                1
+                for row in ev.rows
+                if (a := ev.answer(model, row)) and grade(ev.grade, a["text"], row.answer or "")
+            )
             entry.update(_scored("accuracy", correct, len(ev.rows), correct=correct))
         elif model != ev.baseline:
             entry.update(_judged(ev, model))
         if ev.prices:  # dollars: a lower bound, naming what is missing, when not complete
             cost, correct = _cost(ev, answered), entry.get("correct")
-            entry.update(usd=cost.usd, usd_per_prompt=cost.usd / len(answered) if answered else None,
-                         usd_per_correct=cost.usd / correct if correct else None,
-                         usd_complete=cost.complete, usd_missing=cost.missing())
+            entry.update(
+                usd=cost.usd,
+                usd_per_prompt=cost.usd / len(answered) if answered else None,
+                usd_per_correct=cost.usd / correct if correct else None,
+                usd_complete=cost.complete,
+                usd_missing=cost.missing(),
+            )
         candidates.append(entry)
     judgements = [j for pair in ev.pairs() if (j := ev.judgement(*pair))]
     return {
@@ -521,15 +624,32 @@ def _cost(ev: Eval, records: list[dict]) -> prices.Cost:
 def _judged(ev: Eval, candidate: str) -> dict:
     outcomes = [_outcome(ev, candidate, row) for row in ev.rows]
     wins, ties, losses = (outcomes.count(outcome) for outcome in (1, 0, -1))
-    unreadable = sum(1 for row in ev.rows for order in ORDERS
-                     if ev.judgement(candidate, row, order).get("verdict", "x") is None)
-    return _scored("win_rate", wins + ties / 2, len(outcomes),
-                   wins=wins, ties=ties, losses=losses, unreadable_verdicts=unreadable)
+    unreadable = sum(
+        1
+        for row in ev.rows
+        for order in ORDERS
+        if ev.judgement(candidate, row, order).get("verdict", "x") is None
+    )
+    return _scored(
+        "win_rate",
+        wins + ties / 2,
+        len(outcomes),
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        unreadable_verdicts=unreadable,
+    )
 
 
 def _scored(metric: str, successes: float, n: int, **counts: int) -> dict:
     low, high = wilson(successes, n)
-    return {"metric": metric, **counts, "quality": successes / n if n else None, "ci_low": low, "ci_high": high}
+    return {
+        "metric": metric,
+        **counts,
+        "quality": successes / n if n else None,
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
 def _outcome(ev: Eval, candidate: str, row: Row) -> int:
@@ -559,28 +679,49 @@ def _mean(values: list[float]) -> float | None:
 def to_table(summary: dict) -> str:
     candidates = summary["candidates"]
     priced = "usd" in candidates[0]  # -m is required: there is always a model
-    dollars = (["usd_per_prompt"] + (["usd_per_correct"] if summary["mode"] == "graded" else [])) if priced else []
+    dollars = (
+        (["usd_per_prompt"] + (["usd_per_correct"] if summary["mode"] == "graded" else []))
+        if priced
+        else []
+    )
     reasons = any(c["failure_reason"] for c in candidates)  # a column only when something failed
-    rows = [["model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens"]
-            + ["$/prompt", "$/correct"][:len(dollars)] + ["length", "failures"]
-            + (["most common failure"] if reasons else [])]
+    rows = [
+        ["model", "quality (95% CI)", "answered", "mean s", "p90 s", "calls", "tokens"]
+        + ["$/prompt", "$/correct"][: len(dollars)]
+        + ["length", "failures"]
+        + (["most common failure"] if reasons else [])
+    ]
     for c in candidates:
-        rows.append([c["model"], _quality(c), f"{c['answered']}/{c['prompts']}",
-                     _fmt(c["mean_latency_s"], "{:.2f}"), _fmt(c["p90_latency_s"], "{:.2f}"),
-                     _fmt(c["mean_calls"], "{:.1f}"), _fmt(c["mean_tokens"], "{:,.0f}")]
-                    + [_usd(c[key], c["usd_complete"]) for key in dollars]
-                    + [_fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"])]
-                    + ([c["failure_reason"] or ""] if reasons else []))
+        rows.append(
+            [
+                c["model"],
+                _quality(c),
+                f"{c['answered']}/{c['prompts']}",
+                _fmt(c["mean_latency_s"], "{:.2f}"),
+                _fmt(c["p90_latency_s"], "{:.2f}"),
+                _fmt(c["mean_calls"], "{:.1f}"),
+                _fmt(c["mean_tokens"], "{:,.0f}"),
+            ]
+            + [_usd(c[key], c["usd_complete"]) for key in dollars]
+            + [_fmt(c["mean_length_chars"], "{:,.0f}"), str(c["failures"])]
+            + ([c["failure_reason"] or ""] if reasons else [])
+        )
     lines = [table(rows)]
     if priced:  # model names come from the results file: shown safe
         missing = ", ".join(dict.fromkeys(m for c in candidates for m in c["usd_missing"]))
         note = "\nDollars are estimates from your prices (llm moa prices) or genai-prices' bundled data."
-        lines.append(visible(note + (f" ≥ marks a lower bound and ? an unknown: {missing}." if missing else "")))
+        lines.append(
+            visible(
+                note + (f" ≥ marks a lower bound and ? an unknown: {missing}." if missing else "")
+            )
+        )
         if summary["judging_cost"]:
             lines.append(visible(f"Judging cost {summary['judging_cost']['text']}."))
     if summary["mode"] == "judged":
-        lines.append(f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
-                     "(ties count half). Judges tend to favour longer answers: compare the length column.")
+        lines.append(
+            f"\nWin rate against {summary['baseline']}, judged by {summary['judge']} both ways round "
+            "(ties count half). Judges tend to favour longer answers: compare the length column."
+        )
     return "\n".join(lines)
 
 
@@ -605,10 +746,30 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def to_csv(summary: dict) -> str:
-    columns = ["model", "role", "metric", "quality", "ci_low", "ci_high", "wins", "ties", "losses", "correct",
-               "prompts", "answered", "failures", "mean_latency_s", "p90_latency_s", "mean_calls",
-               "mean_tokens", "usd_per_prompt", "usd_per_correct", "usd_complete", "mean_length_chars",
-               "failure_reason"]
+    columns = [
+        "model",
+        "role",
+        "metric",
+        "quality",
+        "ci_low",
+        "ci_high",
+        "wins",
+        "ties",
+        "losses",
+        "correct",
+        "prompts",
+        "answered",
+        "failures",
+        "mean_latency_s",
+        "p90_latency_s",
+        "mean_calls",
+        "mean_tokens",
+        "usd_per_prompt",
+        "usd_per_correct",
+        "usd_complete",
+        "mean_length_chars",
+        "failure_reason",
+    ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -621,9 +782,19 @@ def text_chart(summary: dict, width: int = 50, height: int = 10) -> str:
     cost is in tokens when the models report usage, else in calls. The
     baseline has no quality of its own: it is the 0.5 line by definition."""
     candidates = summary["candidates"]
-    key, unit = ("mean_tokens", "tokens") if any(c["mean_tokens"] for c in candidates) else ("mean_calls", "calls")
-    points = [(c["model"] + (" (baseline)" if c.get("quality") is None else ""), c[key] or 0,
-               0.5 if c.get("quality") is None else c["quality"]) for c in candidates]
+    key, unit = (
+        ("mean_tokens", "tokens")
+        if any(c["mean_tokens"] for c in candidates)
+        else ("mean_calls", "calls")
+    )
+    points = [
+        (
+            c["model"] + (" (baseline)" if c.get("quality") is None else ""),
+            c[key] or 0,
+            0.5 if c.get("quality") is None else c["quality"],
+        )
+        for c in candidates
+    ]
     cost_max = max([cost for _, cost, _ in points] + [1])
     grid = [[" "] * (width + 1) for _ in range(height + 1)]
     legend = []

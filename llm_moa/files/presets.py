@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import MoaError
+from ..errors import MoaError
 from .storage import moa_dir, read_json, update_json
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,47}")

@@ -13,16 +13,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import text
-from .errors import MoaError
-from .host import logged_turns
-from .prices import format_cost, format_usd, public_version, run_cost
-from .record import calls_of
+from .. import text
+from ..core.record import calls_of
+from ..errors import MoaError
+from ..host import logged_turns
+from ..prices import format_cost, format_usd, public_version, run_cost
 
 WIDTH = 48  # characters of a timeline bar
 MARKER = '"moa":'  # in the response_json of every MoA run (and maybe of other turns)
-SHOWN = ("id", "datetime_utc", "model", "prompt", "system", "response", "input_tokens", "output_tokens",
-         "conversation_id", "moa")  # llm's log row, as `llm moa show --json` gives it
+SHOWN = (
+    "id",
+    "datetime_utc",
+    "model",
+    "prompt",
+    "system",
+    "response",
+    "input_tokens",
+    "output_tokens",
+    "conversation_id",
+    "moa",
+)  # llm's log row, as `llm moa show --json` gives it
 
 
 def load_runs(database: Path, *, count: int | None = None, run_id: str | None = None) -> list[dict]:
@@ -36,7 +46,10 @@ def load_runs(database: Path, *, count: int | None = None, run_id: str | None = 
     while True:
         try:
             rows = logged_turns(database, marker=MARKER, count=asked, prefix=run_id)
-        except (ValueError, RecursionError) as ex:  # llm's own reader fails on a turn that is not JSON
+        except (
+            ValueError,
+            RecursionError,
+        ) as ex:  # llm's own reader fails on a turn that is not JSON
             raise MoaError(f"{database}: a logged turn cannot be read ({type(ex).__name__}: {ex})")
         runs = [row for row in rows if _read_record(row)]
         if not count or len(runs) >= count or len(rows) < asked:
@@ -50,7 +63,9 @@ def _read_record(row: dict) -> bool:
     try:
         row["moa"] = json.loads(row["response_json"])["moa"]
         shown = show_json(row)
-        runs_table([summary(shown)])  # drawn once here: a record the views cannot show is skipped, never a crash
+        runs_table(
+            [summary(shown)]
+        )  # drawn once here: a record the views cannot show is skipped, never a crash
         show_text(shown)
     except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError, RecursionError):
         return False
@@ -82,8 +97,10 @@ def summary(run: dict) -> dict:
         "datetime_utc": run["datetime_utc"],
         "model": run["model"],
         "layers": record.get("layers"),
-        "proposers": [{"model": p.get("model"), "status": p.get("status"), "error": p.get("error")}
-                      for p in proposers],
+        "proposers": [
+            {"model": p.get("model"), "status": p.get("status"), "error": p.get("error")}
+            for p in proposers
+        ],
         "aggregator": (record.get("aggregator") or {}).get("model"),
         "calls": record.get("calls"),
         "input_tokens": run.get("input_tokens"),
@@ -98,18 +115,37 @@ def summary(run: dict) -> dict:
 def runs_table(summaries: list[dict]) -> str:
     "The table of `llm moa runs`, with a cost column when the runs were priced."
     priced = any(facts["cost"] for facts in summaries)
-    header = ("id", "time (UTC)", "model", "proposers", "aggregator", "calls", "tokens in/out", "wall")
+    header = (
+        "id",
+        "time (UTC)",
+        "model",
+        "proposers",
+        "aggregator",
+        "calls",
+        "tokens in/out",
+        "wall",
+    )
     rows = [header + (("cost",) if priced else ())]
     for facts in summaries:
         ok = sum(p["status"] == "ok" for p in facts["proposers"])
         others = [f"{p['model']} {p['status']}" for p in facts["proposers"] if p["status"] != "ok"]
-        proposers = f"{ok}/{len(facts['proposers'])} ok" + (f" ({', '.join(others)})" if others else "")
-        rows.append((
-            facts["id"], facts["datetime_utc"][:19].replace("T", " "), facts["model"], proposers,
-            facts["aggregator"] or "-", facts["calls"],
-            ("" if facts["usage_complete"] else "≥") + f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}",
-            _seconds(facts["wall_ms"]),
-        ) + ((facts["cost"]["text"],) if priced else ()))
+        proposers = f"{ok}/{len(facts['proposers'])} ok" + (
+            f" ({', '.join(others)})" if others else ""
+        )
+        rows.append(
+            (
+                facts["id"],
+                facts["datetime_utc"][:19].replace("T", " "),
+                facts["model"],
+                proposers,
+                facts["aggregator"] or "-",
+                facts["calls"],
+                ("" if facts["usage_complete"] else "≥")
+                + f"{_n(facts['input_tokens'])}/{_n(facts['output_tokens'])}",
+                _seconds(facts["wall_ms"]),
+            )
+            + ((facts["cost"]["text"],) if priced else ())
+        )
     return text.table(rows)
 
 
@@ -137,7 +173,9 @@ def show_text(run: dict) -> str:
     if tools:  # a run with tools (-T): what it was offered, got back, and whose proposals it reused
         lines += ["## Tools", "", f"Offered: {', '.join(tools.get('offered') or []) or '-'}"]
         if tools.get("tool_results"):
-            lines += [f"Tool results received: {tools['tool_results']} (tool_turns {tools.get('tool_turns')})"]
+            lines += [
+                f"Tool results received: {tools['tool_results']} (tool_turns {tools.get('tool_turns')})"
+            ]
         if tools.get("proposals_from"):
             lines += [f"Proposals reused from run {tools['proposals_from']}"]
         lines += [""]
@@ -155,30 +193,40 @@ def show_text(run: dict) -> str:
             if call.get("status") != "ok":
                 lines += [f"Error: {call.get('error') or call.get('status')}", ""]
             for tool_call in call.get("tool_calls") or []:
-                lines += [f"Tool call: {tool_call['name']}({json.dumps(tool_call.get('arguments'))})", ""]
+                lines += [
+                    f"Tool call: {tool_call['name']}({json.dumps(tool_call.get('arguments'))})",
+                    "",
+                ]
     if isinstance(record.get("decision"), dict) and record["decision"].get("strategy"):
-        from .strategies import describe
-
-        lines += ["## Decision", "", describe(record["decision"]), ""]
+        lines += ["## Decision", "", describe_decision(record["decision"]), ""]
     lines += ["## Answer", "", run.get("response") or "", ""]
     if cost:
         lines += ["## Cost", "", _cost_table(cost), ""]
     lines += ["## Timeline", "", timeline(record)]
-    return text.visible("\n".join(lines))  # answers and errors come from models: never to the terminal raw
+    return text.visible(
+        "\n".join(lines)
+    )  # answers and errors come from models: never to the terminal raw
 
 
 def timeline(record: dict) -> str:
     "A text chart of when each call started and ended; the slowest of each layer is marked."
-    calls = [(label, call) for label, call in calls_of(record) if call.get("started_ms") is not None]
+    calls = [
+        (label, call) for label, call in calls_of(record) if call.get("started_ms") is not None
+    ]
     if not calls:
         return "(no timing recorded)"
-    end = max([record.get("wall_ms") or 0] + [c.get("ended_ms") or c["started_ms"] for _, c in calls]) or 1
+    end = (
+        max([record.get("wall_ms") or 0] + [c.get("ended_ms") or c["started_ms"] for _, c in calls])
+        or 1
+    )
     slowest = _slowest_per_layer(calls)
     name_width = max(len(f"{label} {c.get('model')}") for label, c in calls)
     lines = [f"{'':{name_width}}  {'0s':<{WIDTH + 1}}{end / 1000:.2f}s"]
     for label, call in calls:
         start, stop = call["started_ms"], call.get("ended_ms") or end
-        first = max(0, min(WIDTH - 1, int(start / end * WIDTH)))  # a hand-edited time stays on the chart
+        first = max(
+            0, min(WIDTH - 1, int(start / end * WIDTH))
+        )  # a hand-edited time stays on the chart
         last = min(WIDTH, max(first + 1, round(stop / end * WIDTH)))
         bar = " " * first + "█" * (last - first)
         mark = "  ◀ slowest" if id(call) in slowest else ""
@@ -192,15 +240,24 @@ def timeline(record: dict) -> str:
 def _slowest_per_layer(calls: list[tuple[str, dict]]) -> set[int]:
     latest: dict[str, dict] = {}
     for label, call in calls:
-        if label != "agg" and (label not in latest or (call.get("ended_ms") or 0) > (latest[label].get("ended_ms") or 0)):
+        if label != "agg" and (
+            label not in latest
+            or (call.get("ended_ms") or 0) > (latest[label].get("ended_ms") or 0)
+        ):
             latest[label] = call
-    return {id(call) for call in latest.values()} if sum(label != "agg" for label, _ in calls) > 1 else set()
+    return (
+        {id(call) for call in latest.values()}
+        if sum(label != "agg" for label, _ in calls) > 1
+        else set()
+    )
 
 
 def _cost_table(cost: dict) -> str:
     "Per model: calls, dollars and where the price comes from; then the total, and that prices are estimates."
-    note = (f"Prices are estimates, in US dollars: yours from `llm moa prices`, else genai-prices "
-            f"{public_version()}'s bundled data.")
+    note = (
+        f"Prices are estimates, in US dollars: yours from `llm moa prices`, else genai-prices "
+        f"{public_version()}'s bundled data."
+    )
     if not cost["by_model"]:
         return f"No call reported usage: nothing to price.\n{note}"
     rows = []
@@ -239,3 +296,29 @@ def _n(value: Any) -> str:
 
 def _seconds(ms: Any) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f}s"
+
+
+def describe_decision(decision: dict) -> str:
+    """The decision as lines of text, for ``llm moa show``. It is read back
+    from a log: a record edited out of shape shows its first line only."""
+    lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
+    try:
+        if (decision.get("cascade") or {}).get("escalated"):
+            lines.append(
+                f"cascade: the first {decision['cascade']['first']} proposers disagreed, so all were asked"
+            )
+        for entry in decision.get("votes") or []:
+            numbers = ", ".join(map(str, entry["proposers"]))
+            lines.append(f"vote: {entry['count']} for {entry['answer']!r} (proposers {numbers})")
+        for key, label in (
+            ("tie", "tie between"),
+            ("shown_order", "shown in the order:"),
+            ("agreement", "agreed:"),
+        ):
+            if decision.get(key):
+                lines.append(f"{label} proposers {', '.join(map(str, decision[key]))}")
+        for step in decision.get("windows") or []:
+            lines.append(f"window {step['step']}: {', '.join(step['references'])}")
+    except (AttributeError, KeyError, TypeError):
+        return lines[0]
+    return "\n".join(lines)

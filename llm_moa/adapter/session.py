@@ -9,23 +9,26 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from . import host
-from .calls import Clock, Stopped
-from .engine import mixture_of_agents
-from .errors import MoaRunError
-from .options import config_from, validate
-from .plan import make_plan
-from .record import Run, describe_error, missing_summary
-from .text import visible
+from .. import host
+from ..core.calls import Clock, Stopped
+from ..core.mixture import mixture_of_agents
+from ..core.options import config_from, validate
+from ..core.plan import make_plan
+from ..core.record import Run, describe_error, missing_summary
+from ..errors import MoaRunError
+from ..text import visible
 from .tools import fit_tools, pass_on
 
 
 class Session:
     "One run: options merged and checked and models resolved up front, then the engine."
 
-    def __init__(self, moa: Any, prompt: Any, response: Any, conversation: Any = None, stream: bool = True):
+    def __init__(
+        self, moa: Any, prompt: Any, response: Any, conversation: Any = None, stream: bool = True
+    ):
         if moa.check is not None:
             moa.check(moa.model_id)
         options = validate(effective_options(moa, prompt, conversation))
@@ -44,12 +47,14 @@ class Session:
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
         from llm.parts import StreamEvent
 
-        from .progress import for_run
+        from ..cli.progress import for_run
 
         clock = Clock()
         progress = for_run(self.config.progress, self.run)
         try:
-            for kind, chunk in mixture_of_agents(self.plan, self.run, clock=clock, stream=self.stream, stop=stop):
+            for kind, chunk in mixture_of_agents(
+                self.plan, self.run, clock=clock, stream=self.stream, stop=stop
+            ):
                 if progress:  # the answer starts: clear the progress block first, once
                     progress.stop()
                     progress = None
@@ -60,8 +65,11 @@ class Session:
             if progress:
                 progress.stop()  # before anything more is printed
             self.run.wall = clock.since(time.monotonic())
-            self.run.error = "interrupted" if isinstance(ex, KeyboardInterrupt) else (
-                "cancelled" if isinstance(ex, Stopped) else describe_error(ex))
+            self.run.error = (
+                "interrupted"
+                if isinstance(ex, KeyboardInterrupt)
+                else ("cancelled" if isinstance(ex, Stopped) else describe_error(ex))
+            )
             saved = self.save_unfinished()
             if saved and isinstance(ex, MoaRunError):
                 raise MoaRunError(f"{ex}\n{saved}") from None
@@ -85,14 +93,19 @@ class Session:
             return self._saved or None
 
     def _save(self) -> str | None:
-        from . import unfinished
+        from ..files import unfinished
 
         answered = sum(call.ok for call in self.run.calls if call.role == "proposer")
         if not answered:
             return None
         try:
-            path = unfinished.save(self.response.id, self.run.moa_model, self.plan.request.text,
-                                   self.run.error or "interrupted", self.run.to_json()["moa"])
+            path = unfinished.save(
+                self.response.id,
+                self.run.moa_model,
+                self.plan.request.text,
+                self.run.error or "interrupted",
+                self.run.to_json()["moa"],
+            )
         except Exception as ex:  # noqa: BLE001 - a failed save never hides the run's own error
             return f"(the answered proposals could not be saved: {describe_error(ex)})"
         if path is None:  # logging is off
@@ -106,8 +119,11 @@ class Session:
             missing = self.run.missing()
             if missing:
                 proposers = len(self.run.layer_calls(self.config.layers - 1))
-                print(f"moa: {proposers - len(missing)} of {proposers} proposers answered "
-                      f"({visible(missing_summary(missing), newlines=False)})", file=sys.stderr)
+                print(
+                    f"moa: {proposers - len(missing)} of {proposers} proposers answered "
+                    f"({visible(missing_summary(missing), newlines=False)})",
+                    file=sys.stderr,
+                )
         elif self.run.error is None:  # interrupted outside the run, e.g. in llm's display loop
             self.run.error = "interrupted"
             saved = self.save_unfinished()
@@ -128,7 +144,9 @@ def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any
     saved = {}  # the Python API applies no saved defaults; the CLI merged them into prompt.options
     if explicit_cli is not None:  # take them apart: a typed -o wins even when equal to a default
         saved = host.saved_model_options(moa.model_id)
-        given = {key: value for key, value in given.items() if key not in saved or key in explicit_cli}
+        given = {
+            key: value for key, value in given.items() if key not in saved or key in explicit_cli
+        }
     return {**moa.preset, **saved, **previous_options(moa.model_id, conversation), **given}
 
 
@@ -141,8 +159,11 @@ def previous_options(model_id: str, conversation: Any) -> dict:
     """
     if getattr(conversation, "responses", None):
         last = conversation.responses[-1]
-        return {k: v for k, v in last.prompt.options if v is not None} if last.model.model_id == model_id else {}
+        return (
+            {k: v for k, v in last.prompt.options if v is not None}
+            if last.model.model_id == model_id
+            else {}
+        )
     if not getattr(conversation, "loaded_messages", None):
         return {}
     return host.last_options(conversation.id, model_id)
-

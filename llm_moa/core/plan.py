@@ -19,11 +19,11 @@ from typing import Any
 import llm
 import pydantic
 
-from . import host
-from .errors import MoaError
+from .. import host
+from ..errors import MoaError
+from ..text import shorten
 from .options import DEFAULT_SAMPLES, Config
 from .prompts import Request, request_from_prompt
-from .text import shorten
 
 
 @dataclass
@@ -66,7 +66,9 @@ def make_plan(config: Config, prompt: Any) -> Plan:
             member.attachments.append(attachment)
     for member in members:
         if request.history and not member.model.supports_conversation:
-            raise MoaError(f"{member.name} does not support conversations, so it cannot continue one (llm -c)")
+            raise MoaError(
+                f"{member.name} does not support conversations, so it cannot continue one (llm -c)"
+            )
     schema = prompt.schema or None
     for member in aggregators if schema else []:
         if not member.model.supports_schema:
@@ -75,7 +77,9 @@ def make_plan(config: Config, prompt: Any) -> Plan:
                 "choose a schema-capable aggregator (llm models --schemas)"
             )
     checked: set[int] = set()
-    for member in members:  # a missing key is found before anything is paid for, with llm's own hint
+    for (
+        member
+    ) in members:  # a missing key is found before anything is paid for, with llm's own hint
         try:
             if id(member.model) not in checked:
                 member.model.get_key()
@@ -100,12 +104,22 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
         def known_model(role: str, name: str) -> Any:
             model = known.get(name)
             if model is None and name in async_only:
-                raise MoaError(f"{role} {name!r} is only available as an async model; llm-moa calls the sync version of each model")
+                raise MoaError(
+                    f"{role} {name!r} is only available as an async model; llm-moa calls the sync version of each model"
+                )
             if model is None:
-                raise MoaError(f"Unknown {role} model {name!r}; run 'llm models' to list the available models")
+                raise MoaError(
+                    f"Unknown {role} model {name!r}; run 'llm models' to list the available models"
+                )
             if getattr(model, "is_moa", False):
-                where = " (it is your default model; set -o proposers and -o aggregator)" if name == default else ""
-                raise MoaError(f"{role} {name!r} is itself a MoA model{where}; proposers and aggregators must be ordinary models")
+                where = (
+                    " (it is your default model; set -o proposers and -o aggregator)"
+                    if name == default
+                    else ""
+                )
+                raise MoaError(
+                    f"{role} {name!r} is itself a MoA model{where}; proposers and aggregators must be ordinary models"
+                )
             return model
 
         def member(role: str, name: str, options: dict, limit: int | None = None) -> Member:
@@ -117,12 +131,23 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             else:
                 objects.append(known_model(role, name))
             model = objects[-1]
-            return Member(name, model, role, validate_model_options(role, name, model, {**saved_options(model.model_id), **options}))
+            return Member(
+                name,
+                model,
+                role,
+                validate_model_options(
+                    role, name, model, {**saved_options(model.model_id), **options}
+                ),
+            )
 
-        proposers = [member("proposer", name, {**config.proposer_options, **options}, config.max_concurrency)
-                     for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES]
-        aggregators = [member("aggregator", name, {**config.aggregator_options, **options})
-                       for name, options in config.aggregators or [(default, {})]]
+        proposers = [
+            member("proposer", name, {**config.proposer_options, **options}, config.max_concurrency)
+            for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES
+        ]
+        aggregators = [
+            member("aggregator", name, {**config.aggregator_options, **options})
+            for name, options in config.aggregators or [(default, {})]
+        ]
     locks: dict[int, threading.Lock] = {}
     for each in proposers + aggregators:  # one lock per model object
         each.lock = locks.setdefault(id(each.model), each.lock)
@@ -138,8 +163,12 @@ def validate_model_options(role: str, name: str, model: Any, options: dict) -> d
         key = ".".join(str(part) for part in error["loc"]) or "options"
         if error["type"] == "extra_forbidden":
             allowed = ", ".join(model.Options.model_fields) or "no options"
-            raise MoaError(f"{role} {name}: unknown option {key!r}; {model.model_id} accepts: {allowed}") from None
-        raise MoaError(f"{role} {name}: option {key}={shorten(repr(error['input']), 60)}: {error['msg']}") from None
+            raise MoaError(
+                f"{role} {name}: unknown option {key!r}; {model.model_id} accepts: {allowed}"
+            ) from None
+        raise MoaError(
+            f"{role} {name}: option {key}={shorten(repr(error['input']), 60)}: {error['msg']}"
+        ) from None
     except TypeError as ex:
         raise MoaError(f"{role} {name}: invalid options ({ex})") from None
     return {key: value for key, value in validated if value is not None}

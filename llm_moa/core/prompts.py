@@ -112,8 +112,12 @@ def request_from_prompt(prompt: Any) -> Request:
         text = _text_of(message)
         if message.role in ("user", "assistant") and text:
             history.append(Message(role=message.role, parts=[TextPart(text=text)]))
-    return Request(text=prompt.prompt or "", system=system, history=tuple(history),
-                   attachments=tuple(prompt.attachments or ()))
+    return Request(
+        text=prompt.prompt or "",
+        system=system,
+        history=tuple(history),
+        attachments=tuple(prompt.attachments or ()),
+    )
 
 
 def with_references(request: Request, answers: list[str], instruction: str) -> Request:
@@ -124,7 +128,11 @@ def with_references(request: Request, answers: list[str], instruction: str) -> R
 
 def reference_block(answers: list[str]) -> str:
     tag = _fresh_tag(answers)
-    count = "There is 1 candidate answer" if len(answers) == 1 else f"There are {len(answers)} candidate answers"
+    count = (
+        "There is 1 candidate answer"
+        if len(answers) == 1
+        else f"There are {len(answers)} candidate answers"
+    )
     blocks = [_fenced(number, answer, tag) for number, answer in enumerate(answers, 1)]
     return "\n\n".join([_FORMAT.format(count=count, tag=tag), *blocks])
 
@@ -143,7 +151,9 @@ def _fresh_tag(answers: list[str]) -> str:
         digest.update(b"\0")  # astronomically unlikely: try the next one
 
 
-def call_arguments(request: Request, *, attachments: list[Any], schema: dict | None) -> dict[str, Any]:
+def call_arguments(
+    request: Request, *, attachments: list[Any], schema: dict | None
+) -> dict[str, Any]:
     """Keyword arguments for ``model.prompt(request.text, **kwargs)``.
 
     A single turn passes text, ``system=`` and attachments, which every plugin
@@ -188,4 +198,6 @@ def judge_request(prompt: str, system: str | None, answer_a: str, answer_b: str)
     request = f"## The user's request\n\n{prompt}"
     if system:
         request = f"## The system prompt the answers were given\n\n{system}\n\n{request}"
-    return JUDGE.format(tag=tag), "\n\n".join([request, _fenced("A", answer_a, tag), _fenced("B", answer_b, tag)])
+    return JUDGE.format(tag=tag), "\n\n".join(
+        [request, _fenced("A", answer_a, tag), _fenced("B", answer_b, tag)]
+    )

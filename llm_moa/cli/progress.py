@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-from .record import FAILED, OK, RUNNING, TIMEOUT, Call, Run
-from .text import shorten, visible
+from ..core.record import FAILED, OK, RUNNING, TIMEOUT, Call, Run
+from ..text import shorten, visible
 
 REFRESH = 0.1
 
@@ -23,7 +23,11 @@ def for_run(enabled: bool, run: Run) -> Progress | None:
         tty = sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced by something that is not a file, or closed
         tty = False
-    return Progress(run) if enabled and tty and click.get_current_context(silent=True) is not None else None
+    return (
+        Progress(run)
+        if enabled and tty and click.get_current_context(silent=True) is not None
+        else None
+    )
 
 
 class Progress:
@@ -47,7 +51,9 @@ class Progress:
         while not self._stop.wait(REFRESH):
             lines = self.lines()
             width = max(20, shutil.get_terminal_size().columns - 1)
-            self.stream.write(_erase(drawn) + "".join(f"{shorten(line, width)}\n" for line in lines))
+            self.stream.write(
+                _erase(drawn) + "".join(f"{shorten(line, width)}\n" for line in lines)
+            )
             self.stream.flush()
             drawn = len(lines)
         self.stream.write(_erase(drawn))

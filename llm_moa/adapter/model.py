@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import llm
 
@@ -13,11 +14,29 @@ import llm
 # accept its type, and one that no model accepts is refused before any call.
 ATTACHMENT_TYPES = frozenset(
     {
-        "image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif",
-        "application/pdf", "text/plain", "text/markdown", "text/csv", "text/html",
-        "audio/mpeg", "audio/mp3", "audio/wav", "audio/x-wav", "audio/ogg",
-        "audio/flac", "audio/aac", "audio/webm",
-        "video/mp4", "video/mpeg", "video/webm", "video/quicktime",
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/gif",
+        "image/heic",
+        "image/heif",
+        "application/pdf",
+        "text/plain",
+        "text/markdown",
+        "text/csv",
+        "text/html",
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/ogg",
+        "audio/flac",
+        "audio/aac",
+        "audio/webm",
+        "video/mp4",
+        "video/mpeg",
+        "video/webm",
+        "video/quicktime",
     }
 )
 
@@ -33,15 +52,21 @@ class _MoaBase:
     def Options(self) -> type:  # the name llm reads
         """Imported on first use: models are registered on every llm command that
         resolves a model, and building pydantic classes then would cost every one."""
-        from .options import MoaOptions
+        from ..core.options import MoaOptions
 
         return MoaOptions
 
-    def __init__(self, model_id: str = "moa-default", preset: dict | None = None,
-                 check: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        model_id: str = "moa-default",
+        preset: dict | None = None,
+        check: Callable[[str], None] | None = None,
+    ):
         self.model_id = model_id
         self.preset = dict(preset or {})
-        self.check = check  # called with the model id before a run, e.g. "is the local extra installed?"
+        self.check = (
+            check  # called with the model id before a run, e.g. "is the local extra installed?"
+        )
 
     def __str__(self) -> str:
         kind = " (async)" if isinstance(self, llm.AsyncModel) else ""

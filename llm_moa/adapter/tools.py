@@ -28,7 +28,7 @@ from typing import Any
 
 import llm
 
-from .prompts import AGGREGATOR_NOTE, PROPOSER_NOTE, RESULTS_TURN
+from ..core.prompts import AGGREGATOR_NOTE, PROPOSER_NOTE, RESULTS_TURN
 
 PANEL_TOOL = "MoA_ask"  # the MoA toolbox's one tool, which a MoA run never offers its members
 
@@ -46,19 +46,20 @@ class MoA(llm.Toolbox):
         self._model()  # an unknown preset is refused before any call
 
     def _model(self) -> Any:
-        from . import host
+        from .. import host
 
         try:
             model = host.get_model(self._model_id)
         except llm.UnknownModelError:
             model = None
         if not getattr(model, "is_moa", False):
-            raise _refusal(f"MoA(...): no MoA model {self._model_id!r}; the presets are listed by 'llm moa list'")
+            raise _refusal(
+                f"MoA(...): no MoA model {self._model_id!r}; the presets are listed by 'llm moa list'"
+            )
         return model
 
     def ask(self, question: str) -> str:
-        ("Ask a panel of several AI models for a second opinion: their combined, checked answer. "
-         "The panel does not see this conversation: put everything it needs in the question.")  # one line
+        "Ask a panel of several AI models for a second opinion: their combined, checked answer. The panel does not see this conversation: put everything it needs in the question."  # one line
         return self._model().prompt(question).text()
 
 
@@ -68,9 +69,13 @@ def _refusal(message: str) -> Exception:
     elsewhere a MoaError."""
     import click
 
-    from .errors import MoaError
+    from ..errors import MoaError
 
-    return click.ClickException(message) if click.get_current_context(silent=True) else MoaError(message)
+    return (
+        click.ClickException(message)
+        if click.get_current_context(silent=True)
+        else MoaError(message)
+    )
 
 
 # --- a run with tools ---------------------------------------------------------
@@ -82,7 +87,7 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
 
     Raises ``MoaError`` before any call when an aggregator cannot use tools.
     """
-    from .errors import MoaError
+    from ..errors import MoaError
 
     tools = [tool for tool in prompt.tools if tool.name != PANEL_TOOL]
     history, results = _turn(prompt)
@@ -90,8 +95,10 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
         return None
     for member in plan.aggregators:
         if not member.model.supports_tools:
-            raise MoaError(f"aggregator {member.name} does not support tools; "
-                           "choose one that does (llm models --tools)")
+            raise MoaError(
+                f"aggregator {member.name} does not support tools; "
+                "choose one that does (llm models --tools)"
+            )
     request = plan.request
     plan.request = replace(
         request,
@@ -104,8 +111,12 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
     results_text = "\n\n".join(_result_text(result, calls) for result in results)
     plan.proposer_request = replace(
         request,
-        text=_join(RESULTS_TURN.format(results=results_text), request.text) if results else request.text,
-        system=_join(request.system, PROPOSER_NOTE.format(tools=tools_text(tools))) if tools else request.system,
+        text=_join(RESULTS_TURN.format(results=results_text), request.text)
+        if results
+        else request.text,
+        system=_join(request.system, PROPOSER_NOTE.format(tools=tools_text(tools)))
+        if tools
+        else request.system,
         history=tuple(_history(history, as_text=True)),
     )
     record: dict[str, Any] = {"offered": [tool.name for tool in tools]}
@@ -113,7 +124,9 @@ def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict 
         for member in plan.aggregators:  # attachments of results reach it inside the results
             member.attachments = []
         record.update(tool_results=len(results), tool_turns="all")  # a full run, unless:
-        earlier = plan.config.tool_turns == "aggregator" and earlier_proposals(conversation, model_id)
+        earlier = plan.config.tool_turns == "aggregator" and earlier_proposals(
+            conversation, model_id
+        )
         if earlier:
             plan.given_answers, record["proposals_from"] = earlier
             record["tool_turns"] = "aggregator"
@@ -131,7 +144,11 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
         if "proposals_from" in (record.get("tools") or {}):
             continue  # an aggregator-only turn: its proposals are an earlier run's
         layers = record.get("proposer_layers") or []
-        answers = [call["text"] for call in layers[-1]["proposers"] if call.get("status") == "ok"] if layers else []
+        answers = (
+            [call["text"] for call in layers[-1]["proposers"] if call.get("status") == "ok"]
+            if layers
+            else []
+        )
         return (answers, response.id) if answers else None
     return None
 
@@ -149,9 +166,14 @@ def _turn(prompt: Any) -> tuple[list, list]:
             return messages, []
     if messages and messages[-1].role == "tool":
         results = list(prompt.tool_results) or [
-            llm.ToolResult(name=part.name, output=part.output, tool_call_id=part.tool_call_id,
-                           attachments=list(part.attachments or []))
-            for part in messages[-1].parts if type(part).__name__ == "ToolResultPart"
+            llm.ToolResult(
+                name=part.name,
+                output=part.output,
+                tool_call_id=part.tool_call_id,
+                attachments=list(part.attachments or []),
+            )
+            for part in messages[-1].parts
+            if type(part).__name__ == "ToolResultPart"
         ]
         return messages[:-1], results
     return messages, list(prompt.tool_results or [])
@@ -178,7 +200,9 @@ def _history(messages: list, as_text: bool) -> Iterator[Any]:
         if not as_text:
             yield Message(role=message.role, parts=parts)
         elif message.role == "tool":
-            yield Message(role="user", parts=[TextPart(text="Tool results:\n\n" + "\n\n".join(parts))])
+            yield Message(
+                role="user", parts=[TextPart(text="Tool results:\n\n" + "\n\n".join(parts))]
+            )
         else:
             yield Message(role=message.role, parts=[TextPart(text="\n\n".join(parts))])
 
@@ -186,8 +210,12 @@ def _history(messages: list, as_text: bool) -> Iterator[Any]:
 def _calls_by_id(messages: list) -> dict:
     from llm.parts import ToolCallPart
 
-    return {part.tool_call_id: part for message in messages for part in message.parts
-            if isinstance(part, ToolCallPart)}
+    return {
+        part.tool_call_id: part
+        for message in messages
+        for part in message.parts
+        if isinstance(part, ToolCallPart)
+    }
 
 
 def _call_text(call: Any) -> str:
@@ -207,8 +235,10 @@ def tools_text(tools: list) -> str:
         lines.append(f"- {tool.name}: {' '.join((tool.description or '(no description)').split())}")
         properties = (tool.input_schema or {}).get("properties") or {}
         if properties:
-            arguments = {name: spec.get("type", "any") if isinstance(spec, dict) else "any"
-                         for name, spec in properties.items()}
+            arguments = {
+                name: spec.get("type", "any") if isinstance(spec, dict) else "any"
+                for name, spec in properties.items()
+            }
             lines.append(f"  arguments: {json.dumps(arguments)}")
     return "\n".join(lines)
 
@@ -220,17 +250,6 @@ def _join(*texts: str) -> str:
 # --- the aggregator's tool calls ----------------------------------------------
 
 
-def requested_tool_calls(response: Any) -> list:
-    """The tool calls an inner response asks for, as ``ToolCallPart``s, each
-    with an id: whether its plugin used ``add_tool_call`` or stream events."""
-    from llm.parts import ToolCallPart
-    from llm.utils import monotonic_ulid
-
-    return [part if part.tool_call_id else replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
-            for message in response.messages() for part in message.parts
-            if isinstance(part, ToolCallPart) and not part.server_executed]
-
-
 def pass_on(run: Any, response: Any) -> Iterator[Any]:
     """The answering aggregator's tool calls, made the MoA response's own: as
     stream events (which keep any provider metadata) and ``add_tool_call``."""
@@ -239,9 +258,19 @@ def pass_on(run: Any, response: Any) -> Iterator[Any]:
     answered = [call for call in run.aggregator_calls if call.ok]
     offered = set((run.tools or {}).get("offered") or ())
     for part in answered[-1].tool_calls if answered else []:
-        if part.name not in offered:  # a tool it was never given (e.g. the panel itself): not ours to ask for
+        if (
+            part.name not in offered
+        ):  # a tool it was never given (e.g. the panel itself): not ours to ask for
             continue
-        yield StreamEvent(type="tool_call_name", chunk=part.name, tool_call_id=part.tool_call_id,
-                          provider_metadata=part.provider_metadata)
-        yield StreamEvent(type="tool_call_args", chunk=json.dumps(part.arguments), tool_call_id=part.tool_call_id)
-        response.add_tool_call(llm.ToolCall(name=part.name, arguments=part.arguments, tool_call_id=part.tool_call_id))
+        yield StreamEvent(
+            type="tool_call_name",
+            chunk=part.name,
+            tool_call_id=part.tool_call_id,
+            provider_metadata=part.provider_metadata,
+        )
+        yield StreamEvent(
+            type="tool_call_args", chunk=json.dumps(part.arguments), tool_call_id=part.tool_call_id
+        )
+        response.add_tool_call(
+            llm.ToolCall(name=part.name, arguments=part.arguments, tool_call_id=part.tool_call_id)
+        )

@@ -15,22 +15,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .text import shorten, visible
+from ..text import shorten, visible
 
 OK, FAILED, TIMEOUT, SKIPPED, CANCELLED = "ok", "failed", "timeout", "skipped", "cancelled"
 WAITING, RUNNING = "waiting", "running"
 
 # Option and variable names that hold credentials (max_tokens is not one).
-SECRET_NAME = re.compile(r"api_?key|(^|[_-])key$|secret|passw|auth|credential|bearer|(^|[_-])token$", re.I)
+SECRET_NAME = re.compile(
+    r"api_?key|(^|[_-])key$|secret|passw|auth|credential|bearer|(^|[_-])token$", re.I
+)
 REDACTED = "[REDACTED]"
 _KEY_SHAPES = [  # (pattern, replacement)
     (re.compile(r"\b(sk|pk|rk|gsk|xai|hf|ghp|gho|AIza)[-_][A-Za-z0-9_\-]{8,}"), REDACTED),
     (re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}"), REDACTED),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-]{8,}"), REDACTED),
-    (re.compile(  # keeps "key=" and redacts the value
-        r"(?i)((?:api[_-]?)?key|token|secret|password|authorization)(\s*[=:]\s*)"
-        r"(['\"]?)[A-Za-z0-9._\-/+]{8,}\3"
-    ), rf"\1\2{REDACTED}"),
+    (
+        re.compile(  # keeps "key=" and redacts the value
+            r"(?i)((?:api[_-]?)?key|token|secret|password|authorization)(\s*[=:]\s*)"
+            r"(['\"]?)[A-Za-z0-9._\-/+]{8,}\3"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
     (re.compile(r"\b[A-Za-z0-9_\-]{40,}\b"), REDACTED),
 ]
 ERROR_LIMIT = 500  # characters of an error message kept, after scrubbing
@@ -61,7 +66,9 @@ class Call:
     output_tokens: int | None = None
     token_details: dict | None = None
     truncated: bool = False  # the stream ended without the provider saying it had finished
-    tool_calls: list = field(default_factory=list)  # llm.parts.ToolCallPart asked for by the aggregator
+    tool_calls: list = field(
+        default_factory=list
+    )  # llm.parts.ToolCallPart asked for by the aggregator
 
     @property
     def role(self) -> str:
@@ -77,25 +84,38 @@ class Call:
 
     def to_json(self, secrets: list[str]) -> dict[str, Any]:
         member = self.member
-        usage = {"input": self.input_tokens, "output": self.output_tokens, "details": self.token_details}
-        return _present({
-            "model": member.model_id,
-            "requested": member.name if member.name != member.model_id else None,
-            "resolved_model": self.resolved_model,
-            "options": safe_options(member.options, secrets),
-            "status": self.status,
-            "text": self.text,
-            "error": self.error,
-            "truncated": self.truncated or None,
-            "tool_calls": [{"name": c.name, "arguments": c.arguments, "tool_call_id": c.tool_call_id}
-                           for c in self.tool_calls] or None,
-            "attempts": self.attempts,
-            "started_ms": _ms(self.started),
-            "first_token_ms": _ms(self.first_token),
-            "ended_ms": _ms(self.ended),
-            "duration_ms": None if self.started is None or self.ended is None else _ms(self.ended - self.started),
-            "usage": _present(usage) if self.usage_known else ("unknown" if self.attempts and self.ok else None),
-        })
+        usage = {
+            "input": self.input_tokens,
+            "output": self.output_tokens,
+            "details": self.token_details,
+        }
+        return _present(
+            {
+                "model": member.model_id,
+                "requested": member.name if member.name != member.model_id else None,
+                "resolved_model": self.resolved_model,
+                "options": safe_options(member.options, secrets),
+                "status": self.status,
+                "text": self.text,
+                "error": self.error,
+                "truncated": self.truncated or None,
+                "tool_calls": [
+                    {"name": c.name, "arguments": c.arguments, "tool_call_id": c.tool_call_id}
+                    for c in self.tool_calls
+                ]
+                or None,
+                "attempts": self.attempts,
+                "started_ms": _ms(self.started),
+                "first_token_ms": _ms(self.first_token),
+                "ended_ms": _ms(self.ended),
+                "duration_ms": None
+                if self.started is None or self.ended is None
+                else _ms(self.ended - self.started),
+                "usage": _present(usage)
+                if self.usage_known
+                else ("unknown" if self.attempts and self.ok else None),
+            }
+        )
 
 
 @dataclass
@@ -138,9 +158,13 @@ class Run:
                 if tokens is not None:
                     entry[key] = entry.get(key, 0) + tokens
         details: dict[str, Any] = {"moa_calls": len(self.made_calls), "moa_models": by_model}
-        unknown = Counter(call.member.model_id for call in self.made_calls if call.ok and not call.usage_known)
+        unknown = Counter(
+            call.member.model_id for call in self.made_calls if call.ok and not call.usage_known
+        )
         if unknown:
-            details["usage_unknown"] = {model: f"{n} of {by_model[model]['calls']} calls" for model, n in unknown.items()}
+            details["usage_unknown"] = {
+                model: f"{n} of {by_model[model]['calls']} calls" for model, n in unknown.items()
+            }
 
         def total(key: str) -> int | None:
             counts = [entry[key] for entry in by_model.values() if key in entry]
@@ -151,32 +175,45 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         secrets = known_secrets()
         aggregators = [c.to_json(secrets) for c in self.aggregator_calls]
-        used = next((a for a in reversed(aggregators) if a["status"] == OK), None)  # a window's last step
+        used = next(
+            (a for a in reversed(aggregators) if a["status"] == OK), None
+        )  # a window's last step
         missing = self.missing() if used or "strategy" in self.decision else []
-        return {"moa": _present({
-            "version": 1,
-            "model": self.moa_model,
-            "layers": self.layers,
-            "calls": len(self.made_calls),
-            "wall_ms": _ms(self.wall),
-            "error": self.error,
-            "partial": missing_summary(missing) if missing else None,
-            "proposer_layers": [
-                {"layer": n, "proposers": [c.to_json(secrets) for c in self.layer_calls(n)]}
-                for n in range(1, self.layers)
-            ],
-            "aggregator": used or (aggregators[-1] if aggregators else None),
-            "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
-            "tools": self.tools,
-            "decision": self.decision,
-        })}
+        return {
+            "moa": _present(
+                {
+                    "version": 1,
+                    "model": self.moa_model,
+                    "layers": self.layers,
+                    "calls": len(self.made_calls),
+                    "wall_ms": _ms(self.wall),
+                    "error": self.error,
+                    "partial": missing_summary(missing) if missing else None,
+                    "proposer_layers": [
+                        {"layer": n, "proposers": [c.to_json(secrets) for c in self.layer_calls(n)]}
+                        for n in range(1, self.layers)
+                    ],
+                    "aggregator": used or (aggregators[-1] if aggregators else None),
+                    "aggregator_attempts": aggregators if len(aggregators) > 1 else None,
+                    "tools": self.tools,
+                    "decision": self.decision,
+                }
+            )
+        }
 
 
 def calls_of(record: dict) -> list[tuple[str, dict]]:
     "Every call of a stored run record (``response_json['moa']``) in order, labelled by layer ('L1', ..., 'agg')."
-    proposers = [(f"L{layer['layer']}", call)
-                 for layer in record.get("proposer_layers", []) for call in layer.get("proposers", [])]
-    return proposers + [("agg", call) for call in record.get("aggregator_attempts") or [record.get("aggregator")] if call]
+    proposers = [
+        (f"L{layer['layer']}", call)
+        for layer in record.get("proposer_layers", [])
+        for call in layer.get("proposers", [])
+    ]
+    return proposers + [
+        ("agg", call)
+        for call in record.get("aggregator_attempts") or [record.get("aggregator")]
+        if call
+    ]
 
 
 def missing_summary(missing: list[Call]) -> str:
@@ -199,8 +236,11 @@ def safe_options(options: dict, secrets: list[str] | None = None) -> dict:
     value is prose, such as a prompt: scanning it for shapes cost 0.3 s a layer
     at 64 proposers of 20 KB)."""
     return {
-        key: REDACTED if SECRET_NAME.search(key)
-        else scrub(value, secrets, shapes=len(value) <= MAX_KEY_LENGTH) if isinstance(value, str) else value
+        key: REDACTED
+        if SECRET_NAME.search(key)
+        else scrub(value, secrets, shapes=len(value) <= MAX_KEY_LENGTH)
+        if isinstance(value, str)
+        else value
         for key, value in options.items()
     }
 
@@ -222,7 +262,9 @@ def scrub(text: str, secrets: list[str] | None = None, shapes: bool = True) -> s
 
 def known_secrets() -> list[str]:
     "Stored keys and credential-looking environment values, longest first."
-    from . import host
+    from .. import host
 
-    values = [value for name, value in os.environ.items() if SECRET_NAME.search(name)] + host.stored_keys()
+    values = [
+        value for name, value in os.environ.items() if SECRET_NAME.search(name)
+    ] + host.stored_keys()
     return sorted({value for value in values if len(value) >= 8}, key=len, reverse=True)

@@ -15,15 +15,15 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import llm
 
 from .options import Config
 from .prompts import call_arguments
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, Call, describe_error
-from .tools import requested_tool_calls
 
 POLL = 0.25  # longest wait between checks for a stop request
 BACKOFF_BASE = 0.5
@@ -49,7 +49,11 @@ class Clock:
 
 
 def run_calls(
-    calls: list[Call], config: Config, *, clock: Clock, stream: bool = True,
+    calls: list[Call],
+    config: Config,
+    *,
+    clock: Clock,
+    stream: bool = True,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Run ``calls`` concurrently; yield ``(event_type, chunk)`` of streamed ones.
@@ -73,7 +77,9 @@ def run_calls(
         while waiting or running:
             if stop is not None and stop.is_set():
                 raise Stopped()
-            while waiting and (config.max_concurrency is None or len(running) < config.max_concurrency):
+            while waiting and (
+                config.max_concurrency is None or len(running) < config.max_concurrency
+            ):
                 call = waiting.pop(0)
                 call.deadline = time.monotonic() + config.timeout if config.timeout else None
                 call.status, call.started = RUNNING, clock.since(time.monotonic())
@@ -164,11 +170,15 @@ def _work(call: Call, events: queue.SimpleQueue, retries: int, stream: bool) -> 
         return
 
 
-def _attempt(call: Call, events: queue.SimpleQueue, streamed: list[bool], stream: bool) -> dict[str, Any] | None:
+def _attempt(
+    call: Call, events: queue.SimpleQueue, streamed: list[bool], stream: bool
+) -> dict[str, Any] | None:
     member = call.member
     kwargs = call_arguments(call.request, attachments=member.attachments, schema=call.schema)
     with member.lock:
-        response = member.model.prompt(call.request.text, options=member.options, stream=stream, **kwargs)
+        response = member.model.prompt(
+            call.request.text, options=member.options, stream=stream, **kwargs
+        )
         events_of = response.stream_events()
         chunks: list[str] = []
         try:
@@ -210,10 +220,21 @@ def _unfinished(data: Any) -> bool:
 
 def is_retryable(exc: BaseException) -> bool:
     "Worth another try: rate limits, server errors, timeouts, dropped streams."
-    if not isinstance(exc, Exception) or getattr(exc, "retryable", None) is False:  # Ctrl-C, or the error says so
+    if (
+        not isinstance(exc, Exception) or getattr(exc, "retryable", None) is False
+    ):  # Ctrl-C, or the error says so
         return False
-    if isinstance(exc, (llm.NeedsKeyException, llm.UnknownModelError, ValueError, TypeError,
-                        NotImplementedError, AttributeError)):  # pydantic's ValidationError is a ValueError
+    if isinstance(
+        exc,
+        (
+            llm.NeedsKeyException,
+            llm.UnknownModelError,
+            ValueError,
+            TypeError,
+            NotImplementedError,
+            AttributeError,
+        ),
+    ):  # pydantic's ValidationError is a ValueError
         return False
     for source in (exc, getattr(exc, "response", None)):
         status = getattr(source, "status_code", None) or getattr(source, "status", None)
@@ -230,3 +251,19 @@ def backoff_delay(attempt: int, exc: BaseException | None = None) -> float:
         return min(max(0.0, float(headers.get("retry-after"))), 60.0)
     except (TypeError, ValueError, AttributeError):  # no headers, no Retry-After, or not a number
         return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+def requested_tool_calls(response: Any) -> list:
+    """The tool calls an inner response asks for, as ``ToolCallPart``s, each
+    with an id: whether its plugin used ``add_tool_call`` or stream events."""
+    from llm.parts import ToolCallPart
+    from llm.utils import monotonic_ulid
+
+    return [
+        part
+        if part.tool_call_id
+        else replace(part, tool_call_id=f"tc_{str(monotonic_ulid()).lower()}")
+        for message in response.messages()
+        for part in message.parts
+        if isinstance(part, ToolCallPart) and not part.server_executed
+    ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from . import text
-from .errors import MoaError
-from .host import logs_on
+from .. import text
+from ..errors import MoaError
+from ..host import logs_on
 from .storage import moa_dir, read_json, write_json_atomically
 
 TEXT_FIELDS = ("datetime_utc", "model", "prompt", "error")
@@ -74,17 +74,39 @@ def table(entries: list[dict]) -> str:
     rows = [("id", "time (UTC)", "model", "answered", "error")]
     for entry in entries:
         error = entry.get("error", "").splitlines() or [""]
-        rows.append((entry["id"], entry.get("datetime_utc", "")[:19].replace("T", " "), entry.get("model", ""),
-                     len(answered_proposals(entry.get("run", {}))), error[0]))
+        rows.append(
+            (
+                entry["id"],
+                entry.get("datetime_utc", "")[:19].replace("T", " "),
+                entry.get("model", ""),
+                len(answered_proposals(entry.get("run", {}))),
+                error[0],
+            )
+        )
     return text.table(rows)
 
 
 def show_text(entry: dict) -> str:
     "One unfinished run in full, as `llm moa unfinished ID` shows it: every answered proposal."
-    lines = [f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}", "",
-             "## Prompt", "", entry.get("prompt", ""), "", "## Error", "", entry.get("error", ""), ""]
+    lines = [
+        f"# {entry['id']}  {entry.get('datetime_utc', '')}  {entry.get('model', '')}",
+        "",
+        "## Prompt",
+        "",
+        entry.get("prompt", ""),
+        "",
+        "## Error",
+        "",
+        entry.get("error", ""),
+        "",
+    ]
     for number, proposal in enumerate(answered_proposals(entry.get("run", {})), 1):
-        lines += [f"## Proposal {number}: {proposal.get('model')}", "", str(proposal.get("text", "")), ""]
+        lines += [
+            f"## Proposal {number}: {proposal.get('model')}",
+            "",
+            str(proposal.get("text", "")),
+            "",
+        ]
     return text.visible("\n".join(lines))  # answers and errors come from models
 
 

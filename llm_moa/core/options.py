@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import llm
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import MoaError
-from .text import shorten
+from ..errors import MoaError
+from ..text import shorten
 
 MAX_LAYERS = 10
 MAX_PROPOSERS = 128
@@ -38,7 +38,7 @@ WORDS = {
     "wait": {"all": None},
 }
 
-Members = Optional[Union[str, list[Union[str, dict[str, Any]]]]]
+Members = str | list[str | dict[str, Any]] | None
 
 
 def _error(message: str) -> PydanticCustomError:
@@ -62,78 +62,95 @@ class MoaOptions(llm.Options):
         description="Aggregator model id or alias; 'a,b' tries b if a fails before "
         "answering. Also JSON, as for proposers. Default: the default model.",
     )
-    layers: Optional[int] = Field(
-        None, ge=2, le=MAX_LAYERS,
+    layers: int | None = Field(
+        None,
+        ge=2,
+        le=MAX_LAYERS,
         description="Layers, the aggregator's last: 2 (default) = proposers then "
         "aggregator; 3 adds a round where proposers see the first answers "
         f"(2-{MAX_LAYERS}).",
     )
-    proposer_options: Optional[dict[str, Any]] = Field(
+    proposer_options: dict[str, Any] | None = Field(
         None, description='JSON options for every proposer, e.g. {"temperature": 0.7}.'
     )
-    aggregator_options: Optional[dict[str, Any]] = Field(
+    aggregator_options: dict[str, Any] | None = Field(
         None, description="JSON options for the aggregator."
     )
-    aggregator_system: Optional[str] = Field(
+    aggregator_system: str | None = Field(
         None,
         description="Replaces the aggregator's built-in instruction on how to synthesise.",
     )
-    aggregate: Optional[str] = Field(
+    aggregate: str | None = Field(
         None,
         description="How the last answers become one: 'synthesize' (default: the "
         "aggregator writes a new answer), 'select' (it picks the best, output verbatim), "
         "'vote' (the most common answer, no aggregator call; a tie as in 'select').",
     )
-    skip_if_agree: Optional[bool] = Field(
+    skip_if_agree: bool | None = Field(
         None,
         description="When every last answer is the same (ignoring case, spacing and final "
         "punctuation), output it without calling the aggregator.",
     )
-    cascade: Optional[int] = Field(
-        None, ge=1, le=MAX_PROPOSERS,
+    cascade: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PROPOSERS,
         description="Ask only the first N proposers of layer 1; if they agree, output that "
         "answer, otherwise ask the rest and carry on. Below the number of proposers.",
     )
-    window: Optional[int] = Field(
-        None, ge=2, le=MAX_PROPOSERS,
+    window: int | None = Field(
+        None,
+        ge=2,
+        le=MAX_PROPOSERS,
         description="The aggregator reads at most N answers at a time, carrying its "
         "synthesis forward (Self-MoA-Seq). 2 to the number of proposers; synthesize only.",
     )
-    timeout: Optional[float] = Field(
-        None, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+    timeout: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
         description="Seconds one call may take, retries included (default "
         f"{DEFAULT_TIMEOUT:g}; 0 = no limit). A proposer past it is abandoned.",
     )
-    retries: Optional[int] = Field(
-        None, ge=0, le=MAX_RETRIES,
+    retries: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRIES,
         description=f"Retries of a failing call, with backoff (default {DEFAULT_RETRIES}, "
         f"max {MAX_RETRIES}), on top of the model client's own. Missing keys, bad "
         "requests, context-length errors and invalid options are never retried.",
     )
-    min_proposers: Optional[int] = Field(
-        None, ge=1, le=MAX_PROPOSERS,
+    min_proposers: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PROPOSERS,
         description="Quorum: fewer successful proposers than this in a layer end the run "
         "with an error (default 1).",
     )
-    max_concurrency: Optional[int] = Field(
-        None, ge=1, le=MAX_PROPOSERS,
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PROPOSERS,
         description="Most calls in flight at once (default: a layer's proposers). 1 for "
         "local models.",
     )
-    wait: Optional[int] = Field(
-        None, ge=1, le=MAX_PROPOSERS,
+    wait: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PROPOSERS,
         description="Aggregate once this many proposers of a layer answered; the rest are "
         "skipped. Default: all.",
     )
-    show_proposals: Optional[bool] = Field(
+    show_proposals: bool | None = Field(
         None,
         description="Also emit each layer's answers as reasoning before the answer (dimmed "
         "while streaming, under ## Reasoning in logs).",
     )
-    progress: Optional[bool] = Field(
+    progress: bool | None = Field(
         None, description="Live progress on stderr when it is a terminal (default true)."
     )
-    tool_turns: Optional[Literal["aggregator", "all"]] = Field(
+    tool_turns: Literal["aggregator", "all"] | None = Field(
         None,
         description="With tools (-T), who answers tool results: 'aggregator' (default) "
         "alone, one call per round; 'all', a full MoA run per round, the proposers reading "
@@ -144,11 +161,18 @@ class MoaOptions(llm.Options):
     @classmethod
     def _known_names(cls, data: Any) -> Any:
         "An unknown option is refused with the list of allowed ones."
-        unknown = [key for key in data if key not in cls.model_fields] if isinstance(data, dict) else []
+        unknown = (
+            [key for key in data if key not in cls.model_fields] if isinstance(data, dict) else []
+        )
         if unknown:
             message = f"unknown option; allowed: {', '.join(cls.model_fields)}"
             raise ValidationError.from_exception_data(
-                cls.__name__, [InitErrorDetails(type=_error(message), loc=(str(unknown[0]),), input=data[unknown[0]])]
+                cls.__name__,
+                [
+                    InitErrorDetails(
+                        type=_error(message), loc=(str(unknown[0]),), input=data[unknown[0]]
+                    )
+                ],
             )
         return data
 
@@ -180,19 +204,25 @@ class MoaOptions(llm.Options):
         if name == "aggregate" and value == "vote" and count < 2:
             raise _error(f"vote needs at least 2 proposers, got {count}")
         if name == "cascade" and value >= count:
-            raise _error(f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)")
+            raise _error(
+                f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)"
+            )
         if name in ("window", "min_proposers", "wait") and value > count:
             raise _error(f"{value} is more than the {count} proposers")
         if name == "window" and (data.get("aggregate") or "synthesize") != "synthesize":
             raise _error(f"works with aggregate synthesize only, not {data['aggregate']!r}")
         if name == "min_proposers" and data.get("cascade") and value > data["cascade"]:
-            raise _error(f"{value} is more than cascade ({data['cascade']}): its first proposers may answer alone")
+            raise _error(
+                f"{value} is more than cascade ({data['cascade']}): its first proposers may answer alone"
+            )
         quorum = data.get("min_proposers") or 1
         if name == "wait" and value < quorum:
             raise _error(f"{value} is less than min_proposers ({quorum})")
         return value
 
-    @field_validator("proposers", "aggregator", "proposer_options", "aggregator_options", mode="before")
+    @field_validator(
+        "proposers", "aggregator", "proposer_options", "aggregator_options", mode="before"
+    )
     @classmethod
     def _parse(cls, value: Any, info: ValidationInfo) -> Any:
         "Models from 'a,b', 'a*3' or JSON; options from a JSON object."
@@ -211,7 +241,7 @@ class MoaOptions(llm.Options):
 # --- members: 'a,b', 'a*3', JSON ids or {"model": ..., "options": ...} ---------
 
 
-def _members(value: Any) -> Union[str, list[Union[str, dict]]]:
+def _members(value: Any) -> str | list[str | dict]:
     "The entries of ``proposers`` or ``aggregator``, checked; one plain model stays a string."
     if isinstance(value, str):
         text = value.strip()
@@ -229,20 +259,22 @@ def _members(value: Any) -> Union[str, list[Union[str, dict]]]:
     return entries[0] if len(entries) == 1 and isinstance(entries[0], str) else entries
 
 
-def _entry(item: Any) -> Union[str, dict]:
+def _entry(item: Any) -> str | dict:
     if isinstance(item, str):
         name, count = _split_repeat(item.strip())
         _model_name(name)
         return f"{name}*{count}" if count != 1 else name
     if isinstance(item, dict):
-        extra = sorted((str(key) for key in item if key not in ("model", "options")))
+        extra = sorted(str(key) for key in item if key not in ("model", "options"))
         if extra:
             raise _error(f"unknown key {extra[0]!r} in {_show(item)}; allowed: model, options")
         if "model" not in item:
             raise _error(f'each object needs a "model", got {_show(item)}')
         options = _object(item.get("options") or {})
         return {"model": _model_name(item["model"]), "options": options}
-    raise _error(f'each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}')
+    raise _error(
+        f'each entry must be a model id or {{"model": ..., "options": {{...}}}}, got {_show(item)}'
+    )
 
 
 def _split_repeat(text: str) -> tuple[str, int]:
@@ -251,12 +283,16 @@ def _split_repeat(text: str) -> tuple[str, int]:
         return text, 1
     name, _, count = text.rpartition("*")
     count = count.strip()
-    if not (count.isascii() and count.isdigit() and len(count) <= 3 and 1 <= int(count) <= MAX_PROPOSERS):
-        raise _error(f"repeat count in {_show(text)} must be a whole number from 1 to {MAX_PROPOSERS}")
+    if not (
+        count.isascii() and count.isdigit() and len(count) <= 3 and 1 <= int(count) <= MAX_PROPOSERS
+    ):
+        raise _error(
+            f"repeat count in {_show(text)} must be a whole number from 1 to {MAX_PROPOSERS}"
+        )
     return name.strip(), int(count)
 
 
-def _expand(entries: Union[str, list[Union[str, dict]]]) -> list[tuple[str, dict]]:
+def _expand(entries: str | list[str | dict]) -> list[tuple[str, dict]]:
     "Each entry as (model name, its own options), repeats written out."
     members: list[tuple[str, dict]] = []
     for entry in [entries] if isinstance(entries, str) else entries:
@@ -344,7 +380,11 @@ def config_from(options: dict[str, Any] | MoaOptions) -> Config:
     defaults, a preset) or validated options; a bad value raises ``MoaError``."""
     if not isinstance(options, MoaOptions):
         options = validate(options)
-    given = {"aggregators" if key == "aggregator" else key: value for key, value in options if value is not None}
+    given = {
+        "aggregators" if key == "aggregator" else key: value
+        for key, value in options
+        if value is not None
+    }
     for name in ("proposers", "aggregators"):
         if name in given:
             given[name] = tuple(_expand(given[name]))
