@@ -79,8 +79,16 @@ def saved_model_options(model_id: str) -> dict[str, Any]:
 
 
 def stored_keys() -> list[str]:
-    "The values in keys.json (`llm keys set`)."
-    return [value for value in _user_json("keys.json").values() if isinstance(value, str)]
+    "The keys `llm keys set` stored."
+    try:
+        keys = llm.load_keys()
+    except (OSError, ValueError, RecursionError):  # a damaged keys.json: llm's own problem to say
+        return []
+    return (
+        [value for value in keys.values() if isinstance(value, str)]
+        if isinstance(keys, dict)
+        else []
+    )
 
 
 def _user_json(name: str) -> dict:
@@ -180,6 +188,8 @@ def logged_turns(
 ) -> list[dict]:
     """Log rows (as `llm logs --json` has them, response_json expanded) of the
     turns whose response_json contains ``marker``, newest first."""
+    import sqlite3
+
     import sqlite_utils
     from llm.logs import LogStore, log_rows
 
@@ -193,7 +203,7 @@ def logged_turns(
         sql += " order by id desc" + (f" limit {int(count)}" if count else "")
         try:
             ids = [row["id"] for row in db.query(sql, params)]
-        except Exception:  # a database llm has not created its tables in yet
+        except sqlite3.OperationalError:  # a database llm has not created its tables in yet
             return []
         rows = log_rows(LogStore(db), ids=ids) if ids else []
     finally:

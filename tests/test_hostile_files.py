@@ -162,7 +162,7 @@ def test_entries_that_are_not_presets_are_skipped_and_listed(user_path):
         f"{path}: skipped, not a preset: Invalid preset name 'evil\\n': use lowercase letters, digits, '.', '_' "
         "or '-' (it becomes the model id moa-NAME)",
         f"{path}: skipped, not a preset: Preset 'five' is not a JSON object",
-        f"{path}: skipped, not a preset: Preset 'listed' has options that are not a JSON object",
+        f"{path}: skipped, not a preset: Preset 'listed': options is not a JSON object",
         f"{path}: skipped, not a preset: 'local' is reserved for the built-in moa-local; choose another name",
     ]
     as_json = {item["name"]: item for item in json.loads(run_llm("moa", "list", "--json").stdout)}
@@ -206,8 +206,12 @@ def unfinished_run():
     "content, problem",
     [
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"id": 5}', "not an unfinished run (no run id)"),
-        (b'{"run": {}}', "not an unfinished run (no run id)"),
+        (b'{"id": 5}', "not an unfinished run (id is not text)"),
+        (b'{"run": {}}', "not an unfinished run (id is missing)"),
+        (
+            b'{"id": "01bad", "run": {"proposer_layers": 5}}',
+            "not an unfinished run (run.proposer_layers is not a list)",
+        ),
         (b'{"id": "01bad", "run": "x"}', "not an unfinished run (run is not a JSON object)"),
         (b'{"id": "01bad", "model": ["m"]}', "not an unfinished run (model is not text)"),
         (b'{"id": "01bad", "error": {"e": 1}}', "not an unfinished run (error is not text)"),
@@ -233,26 +237,24 @@ def test_damaged_unfinished_files_are_skipped_in_one_line(user_path, content, pr
     assert run_llm("moa", "unfinished", good).exit_code == 0
 
 
-def test_unfinished_run_with_odd_proposals_still_shows(user_path):
+def test_an_unfinished_run_with_odd_proposals_is_named_in_one_line(user_path):
     folder = user_path / "moa" / "unfinished"
     folder.mkdir(parents=True)
     odd = {
         "id": "01odd",
         "run": {
             "proposer_layers": [
-                5,
-                {"proposers": "x"},
-                {"proposers": [None, {"status": "ok", "model": "m", "text": ["not", "text"]}]},
+                {"layer": 1, "proposers": [{"status": "ok", "model": "m", "text": ["not", "text"]}]}
             ]
         },
     }
     (folder / "01odd.json").write_text(json.dumps(odd))
     listed = run_llm("moa", "unfinished")
-    assert listed.exit_code == 0 and listed.stderr == ""
-    assert listed.stdout.splitlines()[1].split() == ["01odd", "1"]
-    shown = run_llm("moa", "unfinished", "01odd")
-    assert shown.exit_code == 0
-    assert "## Proposal 1: m\n\n['not', 'text']\n" in shown.stdout
+    assert listed.exit_code == 0 and listed.stdout == "No unfinished runs.\n"
+    assert listed.stderr == (
+        f"Skipped {folder / '01odd.json'}: not an unfinished run "
+        "(run.proposer_layers.0.proposers.0.text is not text)\n"
+    )
 
 
 # --- logs.db rows that only look like runs ---------------------------------
@@ -273,39 +275,61 @@ def turn_ids(user_path):
         conn.close()
 
 
-NOT_RUNS = [
+NOT_RUNS = [  # another plugin's JSON: not a run, skipped without a word
     '{"moa": 5}',
-    '{"moa": {"proposer_layers": "x"}}',
-    '{"moa": {"proposer_layers": [{"layer": 1, "proposers": [{"model": "m", "started_ms": "soon"}]}]}}',
-    '{"moa": {"aggregator": {"model": "m", "started_ms": 1, "ended_ms": 1e400}}}',
-    '{"moa": {"wall_ms": 1' + "0" * 400 + "}}",
     '{"moa": "x", "other": "plugin"}',
     '{"meta": {"moa": 1}}',
 ]
+BAD_RECORDS = [  # a run's record edited out of shape: named, with what is wrong
+    ('{"moa": {"proposer_layers": "x"}}', "proposer_layers is not a list"),
+    (
+        '{"moa": {"proposer_layers": [{"layer": 1, "proposers": [{"model": "m", "status": "ok", "started_ms": "soon"}]}]}}',
+        "proposer_layers.0.proposers.0.started_ms is not a whole number",
+    ),
+    (
+        '{"moa": {"aggregator": {"model": "m", "status": "ok", "started_ms": 1, "ended_ms": 1e400}}}',
+        "aggregator.ended_ms: Input should be a finite number",
+    ),
+    (
+        '{"moa": {"wall_ms": 1' + "0" * 400 + "}}",
+        "wall_ms: Input should be less than or equal to 1000000000000",
+    ),
+]
 
 
-def test_rows_that_only_look_like_runs_are_skipped(user_path):
+def test_rows_that_are_not_runs_are_skipped_and_bad_records_named(user_path):
     moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "the real run")
-    for n in range(len(NOT_RUNS)):
+    values = NOT_RUNS + [value for value, _ in BAD_RECORDS]
+    for n in range(len(values)):
         assert run_llm("-m", "fake-a" if n % 2 else "moa-default", f"row {n}").exit_code == 0
     real, *others = turn_ids(user_path)
-    for turn_id, value in zip(others, NOT_RUNS):
+    for turn_id, value in zip(others, values):
         set_response_json(user_path, turn_id, value)
+    bad_ids = others[len(NOT_RUNS) :]
+    warnings = [
+        f"Warning: skipped MoA run {turn_id}: {problem}"
+        for turn_id, (_, problem) in zip(bad_ids, BAD_RECORDS)
+    ][::-1]  # newest first
 
     runs = run_llm("moa", "runs")
     assert runs.exit_code == 0, runs.output
     lines = runs.stdout.splitlines()
     assert len(lines) == 2 and lines[1].startswith(real)
+    assert runs.stderr.splitlines() == warnings
     latest = run_llm(
         "moa", "runs", "-n", "1", "--json"
     )  # the newest rows are not runs: it looks further back
     assert [run["id"] for run in json.loads(latest.stdout)] == [real]
-    shown = run_llm("moa", "show")
+    shown = run_llm("moa", "show")  # the latest run that reads, and what was skipped on the way
     assert shown.exit_code == 0 and shown.stdout.startswith(f"# MoA run {real}\n")
     assert "the real run" in shown.stdout
-    for turn_id in others:
+    assert shown.stderr.splitlines() == warnings
+    for turn_id in others[: len(NOT_RUNS)]:
         result = run_llm("moa", "show", turn_id)
         assert result.exit_code == 1 and result.stderr == f"Error: No MoA run matches {turn_id!r}\n"
+    for turn_id, (_, problem) in zip(bad_ids, BAD_RECORDS):
+        result = run_llm("moa", "show", turn_id)
+        assert result.exit_code == 1 and result.stderr == f"Error: MoA run {turn_id}: {problem}\n"
 
 
 @pytest.mark.parametrize(

@@ -383,7 +383,7 @@ def test_error_messages_are_scrubbed_of_keys(user_path, monkeypatch):
 
 
 def test_secret_looking_options_are_redacted_in_the_record():
-    from llm_moa.core.record import safe_options
+    from llm_moa.core.redact import safe_options
 
     options = {"api_key": "sk-123456789", "temperature": 1, "text": "use sk-abcdefghijkl0123 here"}
     assert safe_options(options) == {

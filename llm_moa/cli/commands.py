@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,18 @@ JSON = click.option("json_", "--json", is_flag=True, help="Output as JSON")
 
 
 class MoaGroup(click.Group):
-    """`llm moa`. Its commands are built when it is first used, not by every llm command,
+    """`llm moa`. Its commands are added when it is first used, not by every llm command,
     and bad input to any of them (a MoaError) is click's one-line 'Error: ...', shown visibly."""
 
     def list_commands(self, ctx):
         if not self.commands:
+            for command in (save, list_, remove, runs, show, unfinished):
+                self.add_command(command)
             _add_commands(self)
         return super().list_commands(ctx)
 
     def get_command(self, ctx, name):
-        self.list_commands(ctx)  # builds the commands
+        self.list_commands(ctx)  # adds the commands
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
@@ -40,142 +43,160 @@ class MoaGroup(click.Group):
             raise click.ClickException(visible(str(ex), newlines=False))
 
 
+@click.command()
+@click.argument("name")
+@click.option(
+    "options",
+    "-o",
+    "--option",
+    type=(str, str),
+    multiple=True,
+    help="A MoA option, as for llm -m moa-default -o KEY VALUE",
+)
+@click.option("--force", is_flag=True, help="Replace a preset of the same name")
+def save(name: str, options: tuple[tuple[str, str], ...], force: bool) -> None:
+    """Save options as a preset, used as the model moa-NAME
+
+    \b
+        llm moa save research -o proposers gpt-4o,claude-3.5-sonnet \\
+          -o aggregator claude-3-opus -o layers 3
+        llm -m moa-research "..."
+    """
+    from ..core.options import config_from, validate
+    from ..core.plan import resolve_members
+    from ..files import presets
+
+    presets.check_name(name)
+    stored = validate(dict(options)).model_dump(exclude_none=True)
+    config = config_from(stored)
+    resolve_members(config)  # every model and inner option, as a run checks them
+    replaced = presets.save(name, stored, force=force)
+    facts = _facts(config)
+    click.echo(
+        f"{'Replaced' if replaced else 'Saved'} preset {name!r} as model moa-{name}: "
+        f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
+        f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt"
+    )
+
+
+@click.command(name="list")
+@JSON
+def list_(json_: bool) -> None:
+    "List saved presets"
+    from ..core.options import config_from
+    from ..files import presets
+
+    saved, invalid = presets.read()
+    items, lines = [], []
+    for name, preset in sorted(saved.items()):
+        item = {
+            "name": name,
+            "model_id": f"moa-{name}",
+            "options": preset.options,
+            "saved": preset.saved,
+        }
+        try:
+            item.update(_facts(config_from(item["options"])))
+            lines.append(
+                f"moa-{name}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
+                f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt"
+            )
+        except ValueError as ex:  # saved by hand or by an older version: still listed
+            item["error"] = str(ex)
+            lines.append(f"moa-{name}: invalid ({ex})")
+        items.append(item)
+    for name, problem in sorted(invalid.items()):
+        items.append({"name": name, "model_id": None, "error": problem})
+        lines.append(f"{presets.path()}: skipped, not a preset: {problem}")
+    _echo(
+        items,
+        json_,
+        "\n".join(visible(line, newlines=False) for line in lines)
+        or "No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C",
+    )
+
+
+@click.command()
+@click.argument("name")
+def remove(name: str) -> None:
+    "Remove a saved preset"
+    from ..files import presets
+
+    presets.remove(name)
+    click.echo(f"Removed preset {name!r} (model moa-{name})")
+
+
+@click.command()
+@click.option(
+    "-n",
+    "--count",
+    "count_",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many runs (0 for all)",
+)
+@JSON
+@DATABASE
+def runs(count_: int, json_: bool, database: Path | None) -> None:
+    "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
+    from ..host import logs_db_path
+    from ..prices import load
+    from .views import load_runs, runs_table, show_json, summary
+
+    found, bad = load_runs(logs_db_path(database), count=count_ or None)
+    for problem in bad:
+        _warn(f"skipped {problem}")
+    prices = load(warn=_warn) if found else None  # an unreadable prices file: one warning, no costs
+    summaries = [summary(show_json(row, prices), record) for row, record in found]
+    _echo(summaries, json_, runs_table(summaries) if found else "No MoA runs logged yet.")
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@JSON
+@DATABASE
+def show(run_id: str | None, json_: bool, database: Path | None) -> None:
+    """Show one MoA run in full, with a timeline (default: the latest)
+
+    RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
+    Without it, a newer run whose record cannot be read is named on stderr.
+    """
+    from ..host import logs_db_path
+    from ..prices import load
+    from .views import find_run, show_json, show_text
+
+    (row, record), bad = find_run(logs_db_path(database), run_id)
+    for problem in bad:
+        _warn(f"skipped {problem}")
+    shown = show_json(row, load(warn=_warn))
+    _echo(shown, json_, show_text(shown, record))
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@JSON
+def unfinished(run_id: str | None, json_: bool) -> None:
+    """Runs that failed after proposers had answered, with their answers
+
+    Without RUN_ID, lists them, newest first. With RUN_ID (or a unique
+    prefix of it), shows the prompt, the error and every answered proposal.
+    """
+    from ..files import unfinished as files
+    from .views import unfinished_table, unfinished_text
+
+    if run_id is not None:
+        entry = files.find(run_id)
+        _echo(entry.model_dump(exclude_unset=True), json_, unfinished_text(entry))
+        return
+    found, problems = files.read()
+    for problem in problems:
+        click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
+    listed = [entry.model_dump(exclude_unset=True) for entry in found]
+    _echo(listed, json_, unfinished_table(found) if found else "No unfinished runs.")
+
+
 def _add_commands(moa: click.Group) -> None:
-    @moa.command(name="save")
-    @click.argument("name")
-    @click.option(
-        "options",
-        "-o",
-        "--option",
-        type=(str, str),
-        multiple=True,
-        help="A MoA option, as for llm -m moa-default -o KEY VALUE",
-    )
-    @click.option("--force", is_flag=True, help="Replace a preset of the same name")
-    def save_command(name: str, options: tuple[tuple[str, str], ...], force: bool) -> None:
-        """Save options as a preset, used as the model moa-NAME
-
-        \b
-            llm moa save research -o proposers gpt-4o,claude-3.5-sonnet \\
-              -o aggregator claude-3-opus -o layers 3
-            llm -m moa-research "..."
-        """
-        from ..core.options import config_from, validate
-        from ..core.plan import resolve_members
-        from ..files import presets
-
-        presets.check_name(name)
-        stored = validate(dict(options)).model_dump(exclude_none=True)
-        config = config_from(stored)
-        resolve_members(config)  # every model and inner option, as a run checks them
-        replaced = presets.save(name, stored, force=force)
-        facts = _facts(config)
-        click.echo(
-            f"{'Replaced' if replaced else 'Saved'} preset {name!r} as model moa-{name}: "
-            f"{count(config.proposer_count, 'proposer')}, aggregator {facts['aggregator']}, "
-            f"{facts['layers']} layers, {facts['calls_per_prompt']} calls per prompt"
-        )
-
-    @moa.command(name="list")
-    @JSON
-    def list_command(json_: bool) -> None:
-        "List saved presets"
-        from ..core.options import config_from
-        from ..files import presets
-
-        saved, invalid = presets.read()
-        items, lines = [], []
-        for name, entry in sorted(saved.items()):
-            item = {
-                "name": name,
-                "model_id": f"moa-{name}",
-                "options": entry.get("options", {}),
-                "saved": entry.get("saved"),
-            }
-            try:
-                item.update(_facts(config_from(item["options"])))
-                lines.append(
-                    f"moa-{name}: proposers {', '.join(item['proposers'])}; aggregator {item['aggregator']}; "
-                    f"{count(item['layers'], 'layer')}; {count(item['calls_per_prompt'], 'call')} per prompt"
-                )
-            except ValueError as ex:  # saved by hand or by an older version: still listed
-                item["error"] = str(ex)
-                lines.append(f"moa-{name}: invalid ({ex})")
-            items.append(item)
-        for name, problem in sorted(invalid.items()):
-            items.append({"name": name, "model_id": None, "error": problem})
-            lines.append(f"{presets.path()}: skipped, not a preset: {problem}")
-        _echo(
-            items,
-            json_,
-            "\n".join(visible(line, newlines=False) for line in lines)
-            or "No presets saved. Save one with: llm moa save NAME -o proposers A,B -o aggregator C",
-        )
-
-    @moa.command(name="remove")
-    @click.argument("name")
-    def remove_command(name: str) -> None:
-        "Remove a saved preset"
-        from ..files import presets
-
-        presets.remove(name)
-        click.echo(f"Removed preset {name!r} (model moa-{name})")
-
-    @moa.command(name="runs")
-    @click.option(
-        "-n", "--count", type=int, default=10, show_default=True, help="How many runs (0 for all)"
-    )
-    @JSON
-    @DATABASE
-    def runs_command(count: int, json_: bool, database: Path | None) -> None:
-        "Recent MoA runs from the logs: proposers, calls, tokens and wall time"
-        from ..host import logs_db_path
-        from ..prices import load
-        from .views import load_runs, runs_table, show_json, summary
-
-        runs = load_runs(logs_db_path(database), count=count or None)
-        prices = (
-            load(warn=_warn) if runs else None
-        )  # an unreadable prices file: one warning, no costs
-        summaries = [summary(show_json(run, prices)) for run in runs]
-        _echo(summaries, json_, runs_table(summaries) if runs else "No MoA runs logged yet.")
-
-    @moa.command(name="show")
-    @click.argument("run_id", required=False)
-    @JSON
-    @DATABASE
-    def show_command(run_id: str | None, json_: bool, database: Path | None) -> None:
-        """Show one MoA run in full, with a timeline (default: the latest)
-
-        RUN_ID is the log id, or a unique prefix of it, as `llm moa runs` lists.
-        """
-        from ..host import logs_db_path
-        from ..prices import load
-        from .views import find_run, show_json, show_text
-
-        shown = show_json(find_run(logs_db_path(database), run_id), load(warn=_warn))
-        _echo(shown, json_, show_text(shown))
-
-    @moa.command(name="unfinished")
-    @click.argument("run_id", required=False)
-    @JSON
-    def unfinished_command(run_id: str | None, json_: bool) -> None:
-        """Runs that failed after proposers had answered, with their answers
-
-        Without RUN_ID, lists them, newest first. With RUN_ID (or a unique
-        prefix of it), shows the prompt, the error and every answered proposal.
-        """
-        from ..files import unfinished
-
-        if run_id is not None:
-            entry = unfinished.find(run_id)
-            _echo(entry, json_, unfinished.show_text(entry))
-            return
-        found, problems = unfinished.read()
-        for problem in problems:
-            click.echo(visible(f"Skipped {problem}", newlines=False), err=True)
-        _echo(found, json_, unfinished.table(found) if found else "No unfinished runs.")
-
     @moa.command(name="eval")
     @click.argument("source", metavar="PROMPTS")
     @click.option(
@@ -265,7 +286,19 @@ def _add_commands(moa: click.Group) -> None:
 
 def _echo(data: Any, json_: bool, text: str) -> None:
     "DATA as JSON with --json, else TEXT (its view)."
-    click.echo(json.dumps(data, indent=2) if json_ else text)
+    click.echo(json.dumps(_finite(data), indent=2, allow_nan=False) if json_ else text)
+
+
+def _finite(data: Any) -> Any:
+    """DATA with every non-finite number as null: strict JSON has no Infinity
+    (a price of 1e308, a hand-edited record), and unknown is what it means."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def _warn(message: str) -> None:
@@ -290,13 +323,12 @@ def _eval_progress():
 
 def _facts(config) -> dict:
     "What `llm moa list --json` says of a preset's configuration (options.Config)."
-    from ..core.options import DEFAULT_SAMPLES
+    import llm
 
+    proposers, aggregators = config.members(llm.get_default_model())
     return {
-        "proposers": [
-            name for name, _ in config.proposers or [(f"default model x{DEFAULT_SAMPLES}", {})]
-        ],
-        "aggregator": ",".join(name for name, _ in config.aggregators or [("default model", {})]),
+        "proposers": [name for name, _ in proposers],
+        "aggregator": ",".join(name for name, _ in aggregators),
         "layers": config.layers,
         "calls_per_prompt": config.calls_per_prompt,
     }

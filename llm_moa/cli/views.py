@@ -1,20 +1,23 @@
-"""Reading MoA runs back from llm's own log database, and showing them.
+"""Reading MoA runs back from llm's own log database, and showing them; the
+unfinished runs' views too.
 
 Runs are read only through the host's store (the database ``llm logs`` reads),
 as ``llm logs --json`` has them, so condensed ``response_json`` comes back whole.
-A row that only looks like a run is skipped. Everything shown passes through
-``text.visible``: answers and errors come from models and must not drive the
-terminal.
+A turn whose response_json has a ``moa`` object is a run, parsed once as a
+``StoredRun``; one that does not parse is named in one line, never skipped
+silently. Everything shown passes through ``text.visible``: answers and errors
+come from models and must not drive the terminal.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from .. import text
-from ..core.record import calls_of
+from ..core.record import StoredCall, StoredDecision, StoredRun
 from ..errors import MoaError
 from ..host import logged_turns
 from ..prices import format_cost, format_usd, public_version, run_cost
@@ -34,80 +37,98 @@ SHOWN = (
     "moa",
 )  # llm's log row, as `llm moa show --json` gives it
 
+Logged = tuple[dict, StoredRun]  # llm's log row (the raw record under 'moa'), and the record
 
-def load_runs(database: Path, *, count: int | None = None, run_id: str | None = None) -> list[dict]:
-    """MoA runs, newest first, as llm's log rows with the run record under 'moa'.
 
-    A turn whose response_json only looks like a run (another model's JSON
-    that contains the marker, a damaged record) is skipped."""
+def load_runs(
+    database: Path, *, count: int | None = None, run_id: str | None = None
+) -> tuple[list[Logged], list[str]]:
+    """MoA runs, newest first, and a line for each run record that does not
+    parse (a hand-edited row). A turn whose ``moa`` is not a JSON object is
+    another plugin's, not a run."""
     if not database.exists():
         raise MoaError(f"No log database found at {database}")
     asked = count
     while True:
         try:
             rows = logged_turns(database, marker=MARKER, count=asked, prefix=run_id)
+        except sqlite3.DatabaseError as ex:  # as `llm logs -d` says of a file that is not one
+            raise MoaError(f"{database}: {ex}")
         except (
             ValueError,
             RecursionError,
         ) as ex:  # llm's own reader fails on a turn that is not JSON
             raise MoaError(f"{database}: a logged turn cannot be read ({type(ex).__name__}: {ex})")
-        runs = [row for row in rows if _read_record(row)]
+        runs, bad = [], []
+        for row in rows:
+            try:
+                record = _record(row)
+            except MoaError as ex:
+                bad.append(str(ex))
+            else:
+                if record is not None:
+                    runs.append((row, record))
         if not count or len(runs) >= count or len(rows) < asked:
-            return runs[:count] if count else runs
+            return (runs[:count] if count else runs), bad
         asked *= 2  # some rows were not runs: look further back
 
 
-def _read_record(row: dict) -> bool:
-    """Put the run record under row['moa']; False when the row has none, or
-    one that the views cannot show (damaged, or another plugin's JSON)."""
-    try:
-        row["moa"] = json.loads(row["response_json"])["moa"]
-        shown = show_json(row)
-        runs_table(
-            [summary(shown)]
-        )  # drawn once here: a record the views cannot show is skipped, never a crash
-        show_text(shown)
-    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError, RecursionError):
-        return False
-    return True
+def _record(row: dict) -> StoredRun | None:
+    "The row's run record, put under row['moa']; None when the row is not a MoA run."
+    data = json.loads(row["response_json"])
+    raw = data.get("moa") if isinstance(data, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    row["moa"] = raw
+    return StoredRun.parse(raw, f"MoA run {row['id']}")
 
 
-def find_run(database: Path, run_id: str | None) -> dict:
-    runs = load_runs(database, count=None if run_id else 1, run_id=run_id)
+def find_run(database: Path, run_id: str | None) -> tuple[Logged, list[str]]:
+    """The run ``run_id`` (a unique prefix of it will do), else the latest that
+    reads, with a line for each newer one that does not."""
+    runs, bad = load_runs(database, count=None if run_id else 1, run_id=run_id)
+    if not run_id:
+        if not runs:
+            raise MoaError(bad[-1] if bad else "No MoA runs logged yet")
+        return runs[0], bad
+    matches = len(runs) + len(bad)
+    if matches > 1:
+        raise MoaError(
+            f"{run_id!r} is ambiguous: it matches {text.count(matches, 'run')}; give more of the id"
+        )
+    if bad:
+        raise MoaError(bad[0])
     if not runs:
-        raise MoaError(f"No MoA run matches {run_id!r}" if run_id else "No MoA runs logged yet")
-    if run_id and len(runs) > 1 and runs[0]["id"] != run_id:
-        raise MoaError(f"{run_id!r} matches {text.count(len(runs), 'run')}; give more of the id")
-    return runs[0]
+        raise MoaError(f"No MoA run matches {run_id!r}")
+    return runs[0], []
 
 
-def show_json(run: dict, prices: Any = None) -> dict:
+def show_json(row: dict, prices: Any = None) -> dict:
     "The run as `llm moa show --json` gives it: llm's log row, and its cost when given prices (prices.Prices)."
-    cost = run_cost(run["moa"], prices).to_json() if prices else None
-    return {**{key: run.get(key) for key in SHOWN}, "cost": cost}
+    cost = run_cost(row["moa"], prices).to_json() if prices else None
+    return {**{key: row.get(key) for key in SHOWN}, "cost": cost}
 
 
-def summary(run: dict) -> dict:
-    "The facts of one run (as show_json has it), for `llm moa runs`."
-    record = run["moa"]
-    layers = record.get("proposer_layers", [])
-    proposers = layers[-1].get("proposers", []) if layers else []
+def summary(run: dict, record: StoredRun) -> dict:
+    """The facts of one run (``run`` as show_json has it), for `llm moa runs`:
+    the proposers of the last layer that asked any (none: an aggregator-only tool turn)."""
+    asked = [layer.proposers for layer in record.proposer_layers if layer.proposers]
     return {
         "id": run["id"],
         "datetime_utc": run["datetime_utc"],
         "model": run["model"],
-        "layers": record.get("layers"),
+        "layers": record.layers,
         "proposers": [
-            {"model": p.get("model"), "status": p.get("status"), "error": p.get("error")}
-            for p in proposers
+            {"model": p.model, "status": p.status, "error": p.error}
+            for p in (asked[-1] if asked else [])
         ],
-        "aggregator": (record.get("aggregator") or {}).get("model"),
-        "calls": record.get("calls"),
+        "aggregator": record.aggregator.model if record.aggregator else None,
+        "calls": record.calls,
         "input_tokens": run.get("input_tokens"),
         "output_tokens": run.get("output_tokens"),
-        "usage_complete": all(call.get("usage") != "unknown" for _, call in calls_of(record)),
-        "partial": record.get("partial"),
-        "wall_ms": record.get("wall_ms"),
+        "usage_complete": all(call.usage != "unknown" for _, call in record.labelled_calls()),
+        "partial": record.partial,
+        "wall_ms": record.wall_ms,
         "cost": run["cost"],
     }
 
@@ -127,17 +148,12 @@ def runs_table(summaries: list[dict]) -> str:
     )
     rows = [header + (("cost",) if priced else ())]
     for facts in summaries:
-        ok = sum(p["status"] == "ok" for p in facts["proposers"])
-        others = [f"{p['model']} {p['status']}" for p in facts["proposers"] if p["status"] != "ok"]
-        proposers = f"{ok}/{len(facts['proposers'])} ok" + (
-            f" ({', '.join(others)})" if others else ""
-        )
         rows.append(
             (
                 facts["id"],
-                facts["datetime_utc"][:19].replace("T", " "),
+                _time(facts["datetime_utc"]),
                 facts["model"],
-                proposers,
+                _proposers(facts["proposers"]),
                 facts["aggregator"] or "-",
                 facts["calls"],
                 ("" if facts["usage_complete"] else "≥")
@@ -149,19 +165,29 @@ def runs_table(summaries: list[dict]) -> str:
     return text.table(rows)
 
 
-def show_text(run: dict) -> str:
+def _proposers(proposers: list[dict]) -> str:
+    "'2/3 ok (fake-b failed)'; '-' when no proposer was asked."
+    if not proposers:
+        return "-"
+    ok = sum(p["status"] == "ok" for p in proposers)
+    others = [f"{p['model']} {p['status']}" for p in proposers if p["status"] != "ok"]
+    return f"{ok}/{len(proposers)} ok" + (f" ({', '.join(others)})" if others else "")
+
+
+def show_text(run: dict, record: StoredRun) -> str:
     "The run (as show_json has it) in full; when it was priced, what each call, each model and the run cost."
-    record, cost, facts = run["moa"], run["cost"], summary(run)
+    cost, facts = run["cost"], summary(run, record)
     lines = [
         f"# MoA run {run['id']}",
         "",
-        f"{run['model']} · {run['datetime_utc'][:19].replace('T', ' ')} UTC · "
+        f"{run['model']} · {_time(run['datetime_utc'])} UTC · "
         f"{text.count(facts['layers'], 'layer')} · {text.count(facts['calls'], 'call')} · "
         f"{_n(facts['input_tokens'])} input / {_n(facts['output_tokens'])} output tokens · "
         f"{_seconds(facts['wall_ms'])}" + (f" · {cost['text']}" if cost else ""),
         "",
     ]
-    costs = dict(zip((id(call) for _, call in calls_of(record)), cost["calls"])) if cost else {}
+    calls = [call for _, call in record.labelled_calls()]
+    costs = dict(zip(map(id, calls), cost["calls"])) if cost else {}  # in the same order
     if facts["partial"]:
         lines += [f"Partial: not every proposer answered ({facts['partial']})", ""]
     if not facts["usage_complete"]:
@@ -169,87 +195,73 @@ def show_text(run: dict) -> str:
     lines += ["## Prompt", "", run.get("prompt") or "", ""]
     if run.get("system"):
         lines += ["## System", "", run["system"], ""]
-    tools = record.get("tools")
+    tools = record.tools
     if tools:  # a run with tools (-T): what it was offered, got back, and whose proposals it reused
-        lines += ["## Tools", "", f"Offered: {', '.join(tools.get('offered') or []) or '-'}"]
-        if tools.get("tool_results"):
+        lines += ["## Tools", "", f"Offered: {', '.join(tools.offered) or '-'}"]
+        if tools.tool_results:
             lines += [
-                f"Tool results received: {tools['tool_results']} (tool_turns {tools.get('tool_turns')})"
+                f"Tool results received: {tools.tool_results} (tool_turns {tools.tool_turns})"
             ]
-        if tools.get("proposals_from"):
-            lines += [f"Proposals reused from run {tools['proposals_from']}"]
+        if tools.proposals_from:
+            lines += [f"Proposals reused from run {tools.proposals_from}"]
         lines += [""]
-    for layer in record.get("proposer_layers", []):
-        if not layer.get("proposers"):
+    for layer in record.proposer_layers:
+        if not layer.proposers:
             continue  # no proposer ran (an aggregator-only tool turn)
-        lines += [f"## Layer {layer['layer']}", ""]
-        for number, call in enumerate(layer["proposers"], 1):
+        lines += [f"## Layer {layer.layer}", ""]
+        for number, call in enumerate(layer.proposers, 1):
             lines += [f"### {number}. {_call_heading(call, costs)}", ""]
-            failed = f"Error: {call.get('error') or call.get('status')}"
-            lines += [call.get("text", "") if call.get("status") == "ok" else failed, ""]
-    for call in record.get("aggregator_attempts") or [record.get("aggregator")]:
-        if call:
-            lines += [f"## Aggregator: {_call_heading(call, costs)}", ""]
-            if call.get("status") != "ok":
-                lines += [f"Error: {call.get('error') or call.get('status')}", ""]
-            for tool_call in call.get("tool_calls") or []:
-                lines += [
-                    f"Tool call: {tool_call['name']}({json.dumps(tool_call.get('arguments'))})",
-                    "",
-                ]
-    if isinstance(record.get("decision"), dict) and record["decision"].get("strategy"):
-        lines += ["## Decision", "", describe_decision(record["decision"]), ""]
+            lines += [call.text if call.ok else f"Error: {call.error or call.status}", ""]
+    for call in record.aggregator_attempts or ([record.aggregator] if record.aggregator else []):
+        lines += [f"## Aggregator: {_call_heading(call, costs)}", ""]
+        if not call.ok:
+            lines += [f"Error: {call.error or call.status}", ""]
+        for tool_call in call.tool_calls:
+            lines += [f"Tool call: {tool_call.name}({json.dumps(tool_call.arguments)})", ""]
+    if record.decision.strategy:
+        lines += ["## Decision", "", decision_text(record.decision), ""]
     lines += ["## Answer", "", run.get("response") or "", ""]
     if cost:
         lines += ["## Cost", "", _cost_table(cost), ""]
     lines += ["## Timeline", "", timeline(record)]
-    return text.visible(
-        "\n".join(lines)
-    )  # answers and errors come from models: never to the terminal raw
+    return text.visible("\n".join(lines))  # answers and errors come from models: never raw
 
 
-def timeline(record: dict) -> str:
-    "A text chart of when each call started and ended; the slowest of each layer is marked."
-    calls = [
-        (label, call) for label, call in calls_of(record) if call.get("started_ms") is not None
-    ]
+def timeline(record: StoredRun) -> str:
+    """A text chart of when each call started and ended; the slowest of each
+    layer is marked. A call with no recorded end (abandoned, or the run was
+    cut short) is drawn in a lighter shade to the end of the chart, and says so."""
+    calls = [(label, c) for label, c in record.labelled_calls() if c.started_ms is not None]
     if not calls:
         return "(no timing recorded)"
-    end = (
-        max([record.get("wall_ms") or 0] + [c.get("ended_ms") or c["started_ms"] for _, c in calls])
-        or 1
-    )
+    ends = [c.ended_ms if c.ended_ms is not None else c.started_ms for _, c in calls]
+    end = max([record.wall_ms or 0, *ends]) or 1
     slowest = _slowest_per_layer(calls)
-    name_width = max(len(f"{label} {c.get('model')}") for label, c in calls)
+    name_width = max(len(f"{label} {c.model}") for label, c in calls)
     lines = [f"{'':{name_width}}  {'0s':<{WIDTH + 1}}{end / 1000:.2f}s"]
     for label, call in calls:
-        start, stop = call["started_ms"], call.get("ended_ms") or end
-        first = max(
-            0, min(WIDTH - 1, int(start / end * WIDTH))
-        )  # a hand-edited time stays on the chart
-        last = min(WIDTH, max(first + 1, round(stop / end * WIDTH)))
-        bar = " " * first + "█" * (last - first)
+        start, stop = call.started_ms, call.ended_ms
+        first = min(WIDTH - 1, int(start / end * WIDTH))  # a hand-edited time stays on the chart
+        last = min(WIDTH, max(first + 1, round((stop if stop is not None else end) / end * WIDTH)))
+        bar = " " * first + ("█" if stop is not None else "░") * (last - first)
+        when = f"{stop / 1000:.2f}s" if stop is not None else "? (no end recorded)"
         mark = "  ◀ slowest" if id(call) in slowest else ""
         lines.append(
-            f"{label + ' ' + str(call.get('model')):{name_width}}  |{bar:{WIDTH}}| "
-            f"{start / 1000:.2f}–{stop / 1000:.2f}s {call.get('status')}{mark}"
+            f"{label + ' ' + call.model:{name_width}}  |{bar:{WIDTH}}| "
+            f"{start / 1000:.2f}–{when} {call.status}{mark}"
         )
     return "\n".join(lines)
 
 
-def _slowest_per_layer(calls: list[tuple[str, dict]]) -> set[int]:
-    latest: dict[str, dict] = {}
+def _slowest_per_layer(calls: list[tuple[str, StoredCall]]) -> set[int]:
+    latest: dict[str, StoredCall] = {}
     for label, call in calls:
         if label != "agg" and (
-            label not in latest
-            or (call.get("ended_ms") or 0) > (latest[label].get("ended_ms") or 0)
+            label not in latest or (call.ended_ms or 0) > (latest[label].ended_ms or 0)
         ):
             latest[label] = call
-    return (
-        {id(call) for call in latest.values()}
-        if sum(label != "agg" for label, _ in calls) > 1
-        else set()
-    )
+    proposers = sum(label != "agg" for label, _ in calls)
+    return {id(call) for call in latest.values()} if proposers > 1 else set()
 
 
 def _cost_table(cost: dict) -> str:
@@ -273,18 +285,18 @@ def _cost_table(cost: dict) -> str:
     return text.table(rows) + "\n\n" + note
 
 
-def _call_heading(call: dict, costs: dict) -> str:
-    usage = call.get("usage") or {}
-    bits = [str(call.get("model")), str(call.get("status")), _seconds(call.get("duration_ms"))]
-    if call.get("truncated"):
+def _call_heading(call: StoredCall, costs: dict) -> str:
+    usage = call.usage
+    bits = [call.model, call.status, _seconds(call.duration_ms)]
+    if call.truncated:
         bits.append("truncated")
     if usage == "unknown":
         bits.append("usage unknown")
-    elif usage.get("input") is not None or usage.get("output") is not None:
-        bits.append(f"{_n(usage.get('input'))} in / {_n(usage.get('output'))} out")
-    if (call.get("attempts") or 1) > 1:
-        bits.append(text.count(call["attempts"], "attempt"))
-    if id(call) in costs and isinstance(usage, dict) and usage:
+    elif usage and (usage.input is not None or usage.output is not None):
+        bits.append(f"{_n(usage.input)} in / {_n(usage.output)} out")
+    if call.attempts > 1:
+        bits.append(text.count(call.attempts, "attempt"))
+    if id(call) in costs and usage:
         usd = costs[id(call)]
         bits.append("unpriced" if usd is None else format_usd(usd))
     return " · ".join(bits)
@@ -298,27 +310,66 @@ def _seconds(ms: Any) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f}s"
 
 
-def describe_decision(decision: dict) -> str:
-    """The decision as lines of text, for ``llm moa show``. It is read back
-    from a log: a record edited out of shape shows its first line only."""
-    lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
-    try:
-        if (decision.get("cascade") or {}).get("escalated"):
-            lines.append(
-                f"cascade: the first {decision['cascade']['first']} proposers disagreed, so all were asked"
-            )
-        for entry in decision.get("votes") or []:
-            numbers = ", ".join(map(str, entry["proposers"]))
-            lines.append(f"vote: {entry['count']} for {entry['answer']!r} (proposers {numbers})")
-        for key, label in (
-            ("tie", "tie between"),
-            ("shown_order", "shown in the order:"),
-            ("agreement", "agreed:"),
-        ):
-            if decision.get(key):
-                lines.append(f"{label} proposers {', '.join(map(str, decision[key]))}")
-        for step in decision.get("windows") or []:
-            lines.append(f"window {step['step']}: {', '.join(step['references'])}")
-    except (AttributeError, KeyError, TypeError):
-        return lines[0]
+def _time(datetime_utc: Any) -> str:
+    "'2026-12-04 19:06:06' from llm's ISO time (blank when a hand-edited row has none)."
+    return str(datetime_utc or "")[:19].replace("T", " ")
+
+
+def decision_text(decision: StoredDecision) -> str:
+    "The decision as lines of text, for ``llm moa show``."
+    lines = [f"{decision.strategy}: {decision.reason or ''}".rstrip(": ")]
+    if decision.cascade and decision.cascade.escalated:
+        lines.append(
+            f"cascade: the first {decision.cascade.first} proposers disagreed, so all were asked"
+        )
+    for vote in decision.votes:
+        numbers = ", ".join(map(str, vote.proposers))
+        lines.append(f"vote: {vote.count} for {vote.answer!r} (proposers {numbers})")
+    for numbers, label in (
+        (decision.tie, "tie between"),
+        (decision.shown_order, "shown in the order:"),
+        (decision.agreement, "agreed:"),
+    ):
+        if numbers:
+            lines.append(f"{label} proposers {', '.join(map(str, numbers))}")
+    for step in decision.windows:
+        lines.append(f"window {step.step}: {', '.join(step.references)}")
     return "\n".join(lines)
+
+
+# --- unfinished runs (files/unfinished.py keeps them) -------------------------
+
+
+def unfinished_table(entries: list[Any]) -> str:
+    "The list `llm moa unfinished` shows (entries: unfinished.Unfinished)."
+    rows: list[tuple] = [("id", "time (UTC)", "model", "answered", "error")]
+    for entry in entries:
+        rows.append(
+            (
+                entry.id,
+                _time(entry.datetime_utc),
+                entry.model,
+                len(entry.run.answered_proposals()),
+                (entry.error.splitlines() or [""])[0],
+            )
+        )
+    return text.table(rows)
+
+
+def unfinished_text(entry: Any) -> str:
+    "One unfinished run in full, as `llm moa unfinished ID` shows it: every answered proposal."
+    lines = [
+        f"# {entry.id}  {entry.datetime_utc}  {entry.model}",
+        "",
+        "## Prompt",
+        "",
+        entry.prompt,
+        "",
+        "## Error",
+        "",
+        entry.error,
+        "",
+    ]
+    for number, proposal in enumerate(entry.run.answered_proposals(), 1):
+        lines += [f"## Proposal {number}: {proposal.model}", "", proposal.text, ""]
+    return text.visible("\n".join(lines))  # answers and errors come from models

@@ -9,7 +9,7 @@ the defaults filled in, the one object the planner and the engine read.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from typing import Any, Literal
 
 import llm
@@ -24,9 +24,22 @@ MAX_PROPOSERS = 128
 MAX_RETRIES = 10
 MAX_TIMEOUT = 86_400.0
 MAX_NAME = 200
-DEFAULT_SAMPLES = 3
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_RETRIES = 0  # the OpenAI and Anthropic clients already retry twice
+DEFAULT_SAMPLES = 3  # proposers when none are given: Self-MoA, samples of the default model
+DEFAULTS: dict[
+    str, Any
+] = {  # each option's default, written once: its description and Config read it
+    "layers": 2,
+    "proposer_options": {},
+    "aggregator_options": {},
+    "aggregate": "synthesize",
+    "skip_if_agree": False,
+    "timeout": 300.0,
+    "retries": 0,  # the OpenAI and Anthropic clients already retry twice
+    "min_proposers": 1,
+    "show_proposals": False,
+    "progress": True,
+    "tool_turns": "aggregator",
+}  # every other option: None (proposers and aggregator: see Config.members)
 STRATEGIES = ("synthesize", "select", "vote")
 # Words that stand for a value, in any case; blank text means "not set" where a default is meant.
 WORDS = {
@@ -66,7 +79,7 @@ class MoaOptions(llm.Options):
         None,
         ge=2,
         le=MAX_LAYERS,
-        description="Layers, the aggregator's last: 2 (default) = proposers then "
+        description=f"Layers, the aggregator's last: {DEFAULTS['layers']} (default) = proposers then "
         "aggregator; 3 adds a round where proposers see the first answers "
         f"(2-{MAX_LAYERS}).",
     )
@@ -111,13 +124,13 @@ class MoaOptions(llm.Options):
         le=MAX_TIMEOUT,
         allow_inf_nan=False,
         description="Seconds one call may take, retries included (default "
-        f"{DEFAULT_TIMEOUT:g}; 0 = no limit). A proposer past it is abandoned.",
+        f"{DEFAULTS['timeout']:g}; 0 = no limit). A proposer past it is abandoned.",
     )
     retries: int | None = Field(
         None,
         ge=0,
         le=MAX_RETRIES,
-        description=f"Retries of a failing call, with backoff (default {DEFAULT_RETRIES}, "
+        description=f"Retries of a failing call, with backoff (default {DEFAULTS['retries']}, "
         f"max {MAX_RETRIES}), on top of the model client's own. Missing keys, bad "
         "requests, context-length errors and invalid options are never retried.",
     )
@@ -126,7 +139,7 @@ class MoaOptions(llm.Options):
         ge=1,
         le=MAX_PROPOSERS,
         description="Quorum: fewer successful proposers than this in a layer end the run "
-        "with an error (default 1).",
+        f"with an error (default {DEFAULTS['min_proposers']}).",
     )
     max_concurrency: int | None = Field(
         None,
@@ -337,28 +350,18 @@ def _load_json(text: str) -> Any:
 # --- the run's configuration --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Config:
-    "Every option with its default filled in; passed whole from the engine to the calls."
+class _Config:
+    "What a run reads of its options (the fields are MoaOptions', see Config)."
 
-    proposers: tuple[tuple[str, dict], ...] | None = None  # None: Self-MoA on the default model
-    aggregators: tuple[tuple[str, dict], ...] | None = None  # None: the default model
-    layers: int = 2
-    proposer_options: dict = field(default_factory=dict)
-    aggregator_options: dict = field(default_factory=dict)
-    aggregator_system: str | None = None
-    aggregate: str = "synthesize"
-    skip_if_agree: bool = False
-    cascade: int | None = None
-    window: int | None = None
-    timeout: float = DEFAULT_TIMEOUT  # 0: no limit
-    retries: int = DEFAULT_RETRIES
-    min_proposers: int = 1
-    max_concurrency: int | None = None
-    wait: int | None = None
-    show_proposals: bool = False
-    progress: bool = True
-    tool_turns: str = "aggregator"
+    proposers: tuple[tuple[str, dict], ...] | None  # None: Self-MoA on the default model
+    aggregators: tuple[tuple[str, dict], ...] | None  # None: the default model
+
+    def members(self, default_model: str) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+        """The proposers and aggregators a run calls, as (model name, options):
+        the rule for none given is here only (3 samples of the default model
+        propose, the default model aggregates)."""
+        default = [(default_model, {})]
+        return list(self.proposers or default * DEFAULT_SAMPLES), list(self.aggregators or default)
 
     @property
     def proposer_count(self) -> int:
@@ -373,6 +376,20 @@ class Config:
         if self.window and self.proposer_count > self.window:
             steps += -(-(self.proposer_count - self.window) // (self.window - 1))
         return (self.layers - 1) * self.proposer_count + steps
+
+
+def _field(name: str) -> tuple[str, Any, Any]:
+    default = DEFAULTS.get(name)
+    made = field(default_factory=dict) if isinstance(default, dict) else field(default=default)
+    return ("aggregators" if name == "aggregator" else name, Any, made)
+
+
+Config = make_dataclass(  # every option of MoaOptions, with its default filled in
+    "Config", [_field(name) for name in MoaOptions.model_fields], bases=(_Config,), frozen=True
+)
+Config.__doc__ = (
+    "Every option with its default filled in; passed whole from the engine to the calls."
+)
 
 
 def config_from(options: dict[str, Any] | MoaOptions) -> Config:

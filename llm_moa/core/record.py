@@ -1,45 +1,30 @@
 """What a run did: one ``Call`` per model call, and the ``Run`` stored in ``turns.response_json``.
 
-Nothing secret is ever recorded: options whose names are credentials are
-redacted, and error messages are scrubbed of the user's stored keys, of
-credential-looking environment values and of anything shaped like a key,
-before they are cut to length.
+The record is written here (``Run.to_json``) and read back here: ``StoredRun``
+is that JSON as a typed model, parsed once by every reader (``llm moa show``,
+unfinished runs, tool turns, prices), so a record edited out of shape is one
+error naming what is wrong, never a crash deep inside a view. Nothing secret is
+recorded (``redact.py``).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import MoaError
 from ..text import shorten, visible
+from .redact import known_secrets, safe_options, scrub
 
 OK, FAILED, TIMEOUT, SKIPPED, CANCELLED = "ok", "failed", "timeout", "skipped", "cancelled"
 WAITING, RUNNING = "waiting", "running"
 
-# Option and variable names that hold credentials (max_tokens is not one).
-SECRET_NAME = re.compile(
-    r"api_?key|(^|[_-])key$|secret|passw|auth|credential|bearer|(^|[_-])token$", re.I
-)
-REDACTED = "[REDACTED]"
-_KEY_SHAPES = [  # (pattern, replacement)
-    (re.compile(r"\b(sk|pk|rk|gsk|xai|hf|ghp|gho|AIza)[-_][A-Za-z0-9_\-]{8,}"), REDACTED),
-    (re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}"), REDACTED),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-]{8,}"), REDACTED),
-    (
-        re.compile(  # keeps "key=" and redacts the value
-            r"(?i)((?:api[_-]?)?key|token|secret|password|authorization)(\s*[=:]\s*)"
-            r"(['\"]?)[A-Za-z0-9._\-/+]{8,}\3"
-        ),
-        rf"\1\2{REDACTED}",
-    ),
-    (re.compile(r"\b[A-Za-z0-9_\-]{40,}\b"), REDACTED),
-]
 ERROR_LIMIT = 500  # characters of an error message kept, after scrubbing
-MAX_KEY_LENGTH = 512  # longer option values are prose: only known secrets are looked for
 
 
 @dataclass(eq=False)
@@ -89,7 +74,7 @@ class Call:
             "output": self.output_tokens,
             "details": self.token_details,
         }
-        return _present(
+        return _without_empty(
             {
                 "model": member.model_id,
                 "requested": member.name if member.name != member.model_id else None,
@@ -111,7 +96,7 @@ class Call:
                 "duration_ms": None
                 if self.started is None or self.ended is None
                 else _ms(self.ended - self.started),
-                "usage": _present(usage)
+                "usage": _without_empty(usage)
                 if self.usage_known
                 else ("unknown" if self.attempts and self.ok else None),
             }
@@ -180,7 +165,7 @@ class Run:
         )  # a window's last step
         missing = self.missing() if used or "strategy" in self.decision else []
         return {
-            "moa": _present(
+            "moa": _without_empty(
                 {
                     "version": 1,
                     "model": self.moa_model,
@@ -203,7 +188,7 @@ class Run:
 
 
 def calls_of(record: dict) -> list[tuple[str, dict]]:
-    "Every call of a stored run record (``response_json['moa']``) in order, labelled by layer ('L1', ..., 'agg')."
+    "Every call of a raw stored record in order, labelled by layer ('L1', ..., 'agg'): ``StoredRun.labelled_calls`` typed."
     proposers = [
         (f"L{layer['layer']}", call)
         for layer in record.get("proposer_layers", [])
@@ -216,12 +201,178 @@ def calls_of(record: dict) -> list[tuple[str, dict]]:
     ]
 
 
+# --- the record as it is read back ------------------------------------------
+
+_SAID = {  # pydantic's error types, as a line about a hand-edited file says them
+    "missing": "is missing",
+    "string_type": "is not text",
+    "dict_type": "is not a JSON object",
+    "model_type": "is not a JSON object",
+    "model_attributes_type": "is not a JSON object",
+    "list_type": "is not a list",
+    "int_type": "is not a whole number",
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "bool_type": "is not true or false",
+    "bool_parsing": "is not true or false",
+}
+
+
+def parse(model: type[BaseModel], data: Any, line: Callable[[str], str]) -> Any:
+    """``data`` as ``model``, or a ``MoaError`` of one line: ``line`` given what
+    is wrong, such as 'proposer_layers.0.proposers.1.status is missing'."""
+    try:
+        return model.model_validate(data)
+    except RecursionError:
+        raise MoaError(line("nested too deeply")) from None
+    except ValidationError as ex:
+        error = ex.errors()[0]
+        at = ".".join(  # without the names of union members pydantic puts in the path
+            str(part)
+            for part in error["loc"]
+            if not (isinstance(part, str) and (part[:1].isupper() or "[" in part))
+        )
+        said = _SAID.get(error["type"])
+        problem = f"{at} {said}" if said else f"{at}: {error['msg']}" if at else error["msg"]
+        raise MoaError(line(problem.strip())) from None
+
+
+MAX_MS = 10**12  # about 30 years: a longer time was edited in by hand
+Ms = Annotated[int, Field(ge=0, le=MAX_MS)]
+Count = Annotated[int, Field(ge=0, le=10**12)]
+
+
+class _Stored(BaseModel):
+    "Fields a newer version adds are kept, not refused; a missing optional field has its default."
+
+    model_config = ConfigDict(extra="allow")
+
+
+class StoredToolCall(_Stored):
+    name: str
+    arguments: Any = None
+    tool_call_id: str | None = None
+
+
+class StoredUsage(_Stored):
+    input: Count | None = None
+    output: Count | None = None
+    details: dict | None = None
+
+
+class StoredCall(_Stored):
+    "One call as ``Call.to_json`` wrote it."
+
+    model: str
+    requested: str | None = None
+    resolved_model: str | None = None
+    options: dict = {}
+    status: str
+    text: str = ""
+    error: str | None = None
+    truncated: bool = False
+    tool_calls: list[StoredToolCall] = []
+    attempts: Count = 0
+    started_ms: Ms | None = None
+    first_token_ms: Ms | None = None
+    ended_ms: Ms | None = None
+    duration_ms: Ms | None = None
+    usage: StoredUsage | Literal["unknown"] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+class StoredLayer(_Stored):
+    layer: Annotated[int, Field(ge=1)]
+    proposers: list[StoredCall] = []
+
+
+class StoredTools(_Stored):
+    "What a run with tools (-T) was offered, got back, and whose proposals it reused."
+
+    offered: list[str] = []
+    tool_results: Count | None = None
+    tool_turns: str | None = None
+    proposals_from: str | None = None
+
+
+class StoredVote(_Stored):
+    answer: str
+    count: Count
+    proposers: list[int]
+
+
+class StoredWindow(_Stored):
+    step: Count
+    references: list[str]
+    model: str | None = None
+
+
+class StoredCascade(_Stored):
+    first: Count
+    escalated: bool
+
+
+class StoredDecision(_Stored):
+    "What decided the answer, and why (mixture.py writes it)."
+
+    aggregate: str | None = None
+    strategy: str | None = None
+    reason: str | None = None
+    cascade: StoredCascade | None = None
+    votes: list[StoredVote] = []
+    tie: list[int] = []
+    shown_order: list[int] = []
+    agreement: list[int] = []
+    windows: list[StoredWindow] = []
+
+
+class StoredRun(_Stored):
+    "A run record (``response_json['moa']``) as every reader sees it."
+
+    version: int = 1
+    model: str = ""
+    layers: Annotated[int, Field(ge=1)] = 2
+    calls: Count = 0
+    wall_ms: Ms | None = None
+    error: str | None = None
+    partial: str | None = None
+    proposer_layers: list[StoredLayer] = []
+    aggregator: StoredCall | None = None
+    aggregator_attempts: list[StoredCall] | None = None
+    tools: StoredTools | None = None
+    decision: StoredDecision = StoredDecision()
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "run record") -> StoredRun:
+        "The record, or a one-line ``MoaError``: 'WHERE: proposer_layers.0.text is not text'."
+        return parse(cls, data, lambda problem: f"{where}: {problem}")
+
+    def labelled_calls(self) -> list[tuple[str, StoredCall]]:
+        "Every call in order, labelled by layer ('L1', ..., 'agg'), as ``calls_of`` has them."
+        proposers = [
+            (f"L{layer.layer}", c) for layer in self.proposer_layers for c in layer.proposers
+        ]
+        aggregators = self.aggregator_attempts or ([self.aggregator] if self.aggregator else [])
+        return proposers + [("agg", call) for call in aggregators]
+
+    def answered_proposals(self) -> list[StoredCall]:
+        "The successful proposals of the last proposer layer that has any (what a rerun can reuse)."
+        for layer in reversed(self.proposer_layers):
+            answered = [call for call in layer.proposers if call.ok]
+            if answered:
+                return answered
+        return []
+
+
 def missing_summary(missing: list[Call]) -> str:
     "'gpt-4o: HTTP 429; claude: timed out after 30s'"
     return "; ".join(f"{c.member.model_id}: {c.error or c.status}" for c in missing)
 
 
-def _present(data: dict) -> dict:
+def _without_empty(data: dict) -> dict:
     "``data`` without the entries that are None or {}."
     return {key: value for key, value in data.items() if value is not None and value != {}}
 
@@ -230,41 +381,7 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1000)
 
 
-def safe_options(options: dict, secrets: list[str] | None = None) -> dict:
-    """Options as recorded: credential-named ones redacted, known secrets removed,
-    and key-shaped text scrubbed in values short enough to be a key (a long
-    value is prose, such as a prompt: scanning it for shapes cost 0.3 s a layer
-    at 64 proposers of 20 KB)."""
-    return {
-        key: REDACTED
-        if SECRET_NAME.search(key)
-        else scrub(value, secrets, shapes=len(value) <= MAX_KEY_LENGTH)
-        if isinstance(value, str)
-        else value
-        for key, value in options.items()
-    }
-
-
 def describe_error(exc: BaseException) -> str:
     "One line: the exception's message (or its type), scrubbed, control characters shown, then cut."
     message = " ".join(str(exc).split()) or type(exc).__name__
     return shorten(visible(scrub(message[: ERROR_LIMIT * 20])), ERROR_LIMIT)
-
-
-def scrub(text: str, secrets: list[str] | None = None, shapes: bool = True) -> str:
-    "Replace known secrets and (with ``shapes``) key-shaped strings with [REDACTED]."
-    for secret in known_secrets() if secrets is None else secrets:
-        text = text.replace(secret, REDACTED)
-    for shape, replacement in _KEY_SHAPES if shapes else ():
-        text = shape.sub(replacement, text)
-    return text
-
-
-def known_secrets() -> list[str]:
-    "Stored keys and credential-looking environment values, longest first."
-    from .. import host
-
-    values = [
-        value for name, value in os.environ.items() if SECRET_NAME.search(name)
-    ] + host.stored_keys()
-    return sorted({value for value in values if len(value) >= 8}, key=len, reverse=True)

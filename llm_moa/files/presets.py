@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from ..core.record import parse
 from ..errors import MoaError
 from .storage import moa_dir, read_json, update_json
 
@@ -19,32 +23,43 @@ NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,47}")
 RESERVED = {"default", "local"}
 
 
+class Preset(BaseModel):
+    "One entry of presets.json."
+
+    model_config = ConfigDict(extra="allow")
+
+    options: dict[str, Any] = {}
+    saved: str | None = None
+
+
 def path() -> Path:
     return moa_dir() / "presets.json"
 
 
-def read() -> tuple[dict[str, dict], dict[str, str]]:
+def read() -> tuple[dict[str, Preset], dict[str, str]]:
     """The presets by name, and the file's other entries with what is wrong
     with each. A missing file is no presets; an unreadable one a ``MoaError``."""
-    presets: dict[str, dict] = {}
+    presets: dict[str, Preset] = {}
     invalid: dict[str, str] = {}
     for name, entry in read_json(path(), {}).items():
         try:
             check_name(name)
-            if not isinstance(entry, dict):
-                raise MoaError(f"Preset {name!r} is not a JSON object")
-            if not isinstance(entry.get("options", {}), dict):
-                raise MoaError(f"Preset {name!r} has options that are not a JSON object")
-            presets[name] = entry
+            presets[name] = parse(Preset, entry, partial(_about, name))
         except MoaError as ex:
             invalid[name] = str(ex)
     return presets, invalid
 
 
+def _about(name: str, problem: str) -> str:
+    "'Preset 'p' is not a JSON object', 'Preset 'p': options is not a JSON object'"
+    return f"Preset {name!r}{' ' if problem.startswith('is ') else ': '}{problem}"
+
+
 def load_quietly() -> dict[str, dict]:
-    "Each preset's options, for model registration, which runs on every llm command: never raises."
+    """Each preset's options, for model registration, which runs on every llm
+    command: never raises (`llm moa list` says what is wrong)."""
     try:
-        return {name: entry.get("options", {}) for name, entry in read()[0].items()}
+        return {name: preset.options for name, preset in read()[0].items()}
     except MoaError:
         return {}
 

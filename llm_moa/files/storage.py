@@ -3,13 +3,17 @@
 Every file is written whole (a temporary file renamed over the old one), and
 every read-modify-write holds a cross-process lock, so two ``llm`` processes
 saving at once both keep their change. Whatever a file contains, reading it
-gives its data or a ``MoaError`` naming the file and what is wrong.
+gives its data or a ``MoaError`` naming the file and what is wrong: every file
+is read by ``read_text``, which reads regular files only (a FIFO would block
+every ``llm`` command, a link to ``/dev/zero`` would fill memory) and at most
+``MAX_BYTES`` of them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +23,9 @@ from ..errors import MoaError
 from ..host import user_dir
 
 LOCK_TIMEOUT = 30.0
+MAX_BYTES = (
+    10 * 2**20
+)  # a preset or price file is a few KB; an unfinished run of 128 long answers ~3 MB
 
 
 def moa_dir() -> Path:
@@ -31,25 +38,49 @@ def locked(path: Path) -> Iterator[None]:
     import filelock
 
     _make_parent(path)
+    lock = filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT)
     try:
-        with filelock.FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
-            yield
+        lock.acquire()
     except filelock.Timeout:
         raise MoaError(f"{path}: still locked by another llm process after {LOCK_TIMEOUT:g}s")
-
-
-def read_json(path: Path, default: Any) -> Any:
-    "The file's JSON object (``default`` when missing); a ``MoaError`` naming the file otherwise."
+    except OSError as ex:  # a folder or a read-only file where the lock file goes
+        raise MoaError(f"{path}.lock: cannot be used as a lock file ({ex.strerror or ex})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        yield
+    finally:
+        lock.release()
+
+
+def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
+    """The text of a regular file (None when it is missing); anything else,
+    or more than ``limit`` bytes, is a ``MoaError`` naming the file."""
+    try:  # O_NONBLOCK: opening a FIFO never waits for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        return default
+        return None
     except NotADirectoryError:  # a file stands where a folder should be
         raise MoaError(f"{path}: cannot be read, a file stands where a folder should be")
     except OSError as ex:
         raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+    with os.fdopen(fd, "rb") as fp:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MoaError(f"{path}: cannot be read, not a regular file")
+        data = fp.read(limit + 1)
+    if len(data) > limit:
+        raise MoaError(f"{path}: cannot be read, larger than {limit / 2**20:g} MB")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise MoaError(f"{path}: not UTF-8 text")
+
+
+def read_json(path: Path, default: Any) -> Any:
+    "The file's JSON object (``default`` when missing); a ``MoaError`` naming the file otherwise."
+    content = read_text(path)
+    if content is None:
+        return default
+    try:
+        data = json.loads(content)
     except RecursionError:
         raise MoaError(f"{path}: JSON nested too deeply")
     except ValueError as ex:
