@@ -41,6 +41,34 @@ def run_llm(*args, input=None):
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def moa(*args, ok=True, input=None):
+    "The built-in moa-default through the real llm CLI; with ``ok``, asserting that it answered."
+    result = run_llm("-m", "moa-default", *args, input=input)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def record():
+    "The latest run's record, as `llm logs --json` has it."
+    return logged_json()[0]["response_json"]["moa"]
+
+
+def spawn(user_path, *args, code=None):
+    """A real llm process (the CLI with the fakes; ``code``: Python run instead
+    of the wrapper, with ``args`` as its argv), talking text on pipes."""
+    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
+    command = [sys.executable, *(["-c", code] if code else [str(WRAPPER)]), *args]
+    return subprocess.Popen(
+        command,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def turns(user_path):
     db = user_path / "logs.db"
     if not db.exists():

@@ -123,4 +123,32 @@ def test_a_bad_value_in_a_preset_merged_at_run_time_is_one_line(user_path):
     assert run_llm("moa", "save", "two", "-o", "proposers", "fake-a,fake-b").exit_code == 0
     result = run_llm("-m", "moa-two", "-o", "min_proposers", "3", "q")
     refused(result, user_path)
-    assert result.stderr == "Error: min_proposers: 3 is more than the 2 proposers\n"
+    assert result.stderr == (
+        "Error: Options min_proposers 3 and proposers ['fake-a', 'fake-b'] do not fit together "
+        "(3 is more than the 2 proposers); one of them is not from -o but a preset's or a saved "
+        "default (`llm models options list`)\n"
+    )
+
+
+def test_saved_defaults_that_conflict_are_one_line_naming_both(user_path):
+    "llm checks a saved option alone; the run names both options that do not fit together."
+    assert run_llm("models", "options", "set", "moa-default", "cascade", "2").exit_code == 0
+    saved = run_llm("models", "options", "set", "moa-default", "proposers", "fake-a")
+    assert saved.exit_code == 0  # llm validates one option at a time: it cannot refuse this
+    result = run_llm("-m", "moa-default", "q")
+    refused(result, user_path)
+    assert result.stderr == (
+        "Error: Options cascade 2 and proposers 'fake-a' do not fit together (2 is not below the "
+        "1 proposers (cascade asks the rest when the first disagree)); one of them is not from -o "
+        "but a preset's or a saved default (`llm models options list`)\n"
+    )
+    typed = run_llm("-m", "moa-default", "-o", "cascade", "1", "q")  # still the saved proposers
+    assert typed.exit_code == 1
+    assert typed.stderr.startswith("Error: Options cascade 1 and proposers 'fake-a' do not fit")
+    both = run_llm(
+        "-m", "moa-default", "-o", "cascade", "5", "-o", "proposers", "fake-a,fake-b", "q"
+    )
+    assert both.stderr.splitlines() == [  # both typed: llm's own two lines
+        "Error: cascade",
+        "  5 is not below the 2 proposers (cascade asks the rest when the first disagree)",
+    ]

@@ -9,34 +9,26 @@ import subprocess
 import sys
 
 import pytest
-from conftest import WRAPPER, run_llm
+from conftest import WRAPPER, moa, run_llm, spawn
 
 SLOW_READS = """
-import pathlib, runpy, sys, time
-read_text = pathlib.Path.read_text
-def slow_read_text(self, *args, **kwargs):
-    text = read_text(self, *args, **kwargs)
-    if self.name == "presets.json":
+import runpy, sys, time
+import llm_moa.files.storage as storage
+read_text = storage.read_text
+def slow_read_text(path, *args, **kwargs):
+    text = read_text(path, *args, **kwargs)
+    if path.name == "presets.json":
         time.sleep(0.2)  # widen the gap between reading the presets and writing them back
     return text
-pathlib.Path.read_text = slow_read_text
+storage.read_text = slow_read_text
 sys.argv = [{wrapper!r}, *sys.argv[1:]]
 runpy.run_path({wrapper!r}, run_name="__main__")
 """
 
 
-def spawn(user_path, *args):
+def slow_spawn(user_path, *args):
     "A real llm process (the CLI with the fakes) whose reads of presets.json are slow."
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    code = SLOW_READS.format(wrapper=str(WRAPPER))
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    return spawn(user_path, *args, code=SLOW_READS.format(wrapper=str(WRAPPER)))
 
 
 def finish(processes):
@@ -53,19 +45,13 @@ def preset_names(user_path):
     return sorted(json.loads((user_path / "moa" / "presets.json").read_text()))
 
 
-def moa(*args):
-    result = run_llm("-m", "moa-default", *args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
 # --- parallel writers -------------------------------------------------------
 
 
 def test_parallel_saves_keep_every_preset(user_path):
     names = [f"p{n}" for n in range(10)]
     outputs = finish(
-        [spawn(user_path, "moa", "save", name, "-o", "proposers", "fake-a") for name in names]
+        [slow_spawn(user_path, "moa", "save", name, "-o", "proposers", "fake-a") for name in names]
     )
     assert all(out.startswith(f"Saved preset '{name}'") for name, out in zip(names, outputs))
     assert preset_names(user_path) == sorted(names)
@@ -77,8 +63,10 @@ def test_parallel_saves_and_removes_keep_each_others_changes(user_path):
     assert run_llm("moa", "save", "kept", "-o", "proposers", "fake-b").exit_code == 0
     processes = []
     for n in range(5):
-        processes.append(spawn(user_path, "moa", "remove", f"old{n}"))
-        processes.append(spawn(user_path, "moa", "save", f"new{n}", "-o", "proposers", "fake-c"))
+        processes.append(slow_spawn(user_path, "moa", "remove", f"old{n}"))
+        processes.append(
+            slow_spawn(user_path, "moa", "save", f"new{n}", "-o", "proposers", "fake-c")
+        )
     finish(processes)
     assert preset_names(user_path) == ["kept", "new0", "new1", "new2", "new3", "new4"]
 
@@ -405,3 +393,87 @@ def test_a_failed_save_never_hides_the_runs_own_error(user_path):
     assert lines[1] == "  fake-a (aggregator 1): HTTP 503 overloaded"
     assert lines[2].startswith("(the answered proposals could not be saved: ")
     assert "Traceback" not in result.stderr and len(lines) == 3
+
+
+# --- special files: FIFOs, devices, huge files, a folder for a lock ----------
+
+
+def bounded(user_path, *args, timeout=30):
+    """A real llm process that must end within ``timeout`` seconds and 4 GB of
+    memory: a regression that blocks on a FIFO or reads /dev/zero fails here."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    process = subprocess.Popen(
+        [sys.executable, str(WRAPPER), *args],
+        env={**os.environ, "LLM_USER_PATH": str(user_path)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit_memory,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"llm {' '.join(args)} did not end within {timeout}s")
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "folder", "huge"])
+def test_presets_json_that_is_not_a_small_regular_file(user_path, kind):
+    folder = user_path / "moa"
+    folder.mkdir()
+    presets = folder / "presets.json"
+    if kind == "fifo":
+        os.mkfifo(presets)
+    elif kind == "folder":
+        presets.mkdir()
+    elif kind == "huge":
+        presets.write_text('{"p": {"options": {"proposers": "' + "a" * 11 * 2**20 + '"}}}')
+    else:
+        presets.symlink_to(kind)
+    problem = "larger than 10 MB" if kind == "huge" else "not a regular file"
+    # every llm command reads presets when it registers models: all keep working
+    assert bounded(user_path, "-m", "fake-a", "hi")[:2] == (0, "fake-a answers: hi\n")
+    assert bounded(user_path, "moa", "list") == (
+        1,
+        "",
+        f"Error: {presets}: cannot be read, {problem}\n",
+    )
+
+
+def test_fifos_as_prices_and_unfinished_files_are_one_line(user_path):
+    moa("-o", "proposers", "fake-a", "q")
+    unfinished = user_path / "moa" / "unfinished"
+    unfinished.mkdir(parents=True)
+    os.mkfifo(unfinished / "01fifo.json")
+    os.mkfifo(user_path / "moa" / "prices.json")
+    code, stdout, stderr = bounded(user_path, "moa", "unfinished")
+    assert (code, stdout) == (0, "No unfinished runs.\n")
+    assert stderr == f"Skipped {unfinished / '01fifo.json'}: cannot be read, not a regular file\n"
+    code, stdout, stderr = bounded(user_path, "moa", "runs")
+    assert code == 0 and "moa-default" in stdout
+    assert stderr.startswith("Warning: ") and stderr.count("\n") == 1
+    assert f"{user_path / 'moa' / 'prices.json'}: cannot be read, not a regular file" in stderr
+    code, _, stderr = bounded(user_path, "moa", "prices", "set", "fake-a", "1", "2")
+    assert code == 1 and stderr == (
+        f"Error: {user_path / 'moa' / 'prices.json'}: cannot be read, not a regular file\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["save", "p", "-o", "proposers", "fake-a"], ["prices", "set", "fake-a", "1", "2"]]
+)
+def test_a_folder_where_a_lock_file_goes(user_path, command):
+    name = "presets.json" if command[0] == "save" else "prices.json"
+    lock = user_path / "moa" / f"{name}.lock"
+    lock.mkdir(parents=True)
+    result = run_llm("moa", *command)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {lock}: cannot be used as a lock file (Is a directory)\n"
+    assert not (user_path / "moa" / name).exists()

@@ -5,12 +5,8 @@ import re
 import time
 
 import pytest
-from conftest import by_role, logged_json, run_llm, turns
+from conftest import by_role, logged_json, moa, run_llm, turns
 from fake_models import read_calls
-
-
-def moa(*args):
-    return run_llm("-m", "moa-default", *args)
 
 
 def proposers(*entries):
@@ -77,6 +73,7 @@ def test_slowly_streaming_aggregator_is_stopped_at_the_timeout(user_path):
         "timeout",
         "1",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert result.stdout.startswith("word word")  # what was shown stays shown
@@ -170,6 +167,7 @@ def test_quorum(user_path):
         "retries",
         "0",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
@@ -198,6 +196,7 @@ def test_quorum_stops_waiting_once_out_of_reach():
         "retries",
         "0",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert time.monotonic() - start < 4
@@ -279,6 +278,7 @@ def test_failed_aggregation_keeps_the_proposals(user_path):
         "retries",
         "0",
         "Big question",
+        ok=False,
     )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
@@ -321,6 +321,7 @@ def test_nothing_saved_when_logging_is_off(user_path):
         "retries",
         "0",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert "llm moa unfinished" not in result.stderr
@@ -348,6 +349,7 @@ def test_aggregator_dropping_mid_answer_fails_without_a_log(user_path):
         "aggregator_options",
         '{"text": "partial answer here", "fail_after": 2}',
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert result.stdout.startswith("partial answer")
@@ -372,6 +374,7 @@ def test_error_messages_are_scrubbed_of_keys(user_path, monkeypatch):
         "aggregator_options",
         '{"fail": "' + message + '"}',
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     saved = "".join(p.read_text() for p in (user_path / "moa" / "unfinished").glob("*.json"))

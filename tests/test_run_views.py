@@ -1,15 +1,10 @@
 """Seeing runs: live progress, proposals as reasoning, `llm moa runs` and `llm moa show`."""
 
 import json
+import sqlite3
 
-from conftest import run_llm, run_with_terminal_stderr
-
-
-def moa(*args):
-    result = run_llm("-m", "moa-default", *args)
-    assert result.exit_code == 0, result.output
-    return result
-
+import pytest
+from conftest import moa, run_llm, run_with_terminal_stderr
 
 SLOW_C = json.dumps(["fake-a", "fake-b", {"model": "fake-c", "options": {"delay": 0.6}}])
 
@@ -31,10 +26,11 @@ def test_live_progress_on_a_terminal(user_path):
 
 
 def test_progress_can_be_turned_off(user_path):
-    _, stderr = run_with_terminal_stderr(
-        user_path, "-m", "moa-default", "-o", "proposers", SLOW_C, "-o", "progress", "false", "q"
-    )
-    assert "layer 1" not in stderr
+    args = ["-m", "moa-default", "-o", "proposers", SLOW_C, "q"]
+    _, shown = run_with_terminal_stderr(user_path, *args)
+    stdout, stderr = run_with_terminal_stderr(user_path, *args, "-o", "progress", "false")
+    assert "layer 1    fake-c" in shown  # the same run on a terminal shows it
+    assert stdout == "fake-a answers: q\n" and "layer 1" not in stderr and "done in" not in stderr
 
 
 def test_show_proposals_as_reasoning():
@@ -148,5 +144,96 @@ def test_show_by_id_prefix_and_as_json():
 
 
 def test_show_with_nothing_logged():
+    assert run_llm("-m", "fake-a", "not a MoA run").exit_code == 0
     result = run_llm("moa", "show")
+    assert result.exit_code == 1 and result.stderr == "Error: No MoA runs logged yet\n"
+    assert run_llm("moa", "runs").stdout == "No MoA runs logged yet.\n"
+
+
+def edit_latest_record(user_path, change):
+    "Apply ``change`` to the latest turn's run record in logs.db, as a hand edit would."
+    conn = sqlite3.connect(user_path / "logs.db")
+    with conn:
+        turn_id, response_json = conn.execute(
+            "select id, response_json from turns order by id desc limit 1"
+        ).fetchone()
+        data = json.loads(response_json)
+        change(data["moa"])
+        text = json.dumps(data).replace('"INFINITY"', "1e400")
+        conn.execute("update turns set response_json = ? where id = ?", [text, turn_id])
+    conn.close()
+    return turn_id
+
+
+def test_runs_count_must_not_be_negative():
+    for prompt in ("one", "two", "three"):
+        moa("-o", "proposers", "fake-a", prompt)
+    result = run_llm("moa", "runs", "-n", "-1")
+    assert (
+        result.exit_code == 2
+        and "Invalid value for '-n' / '--count': -1 is not in the range x>=0" in result.stderr
+    )
+    assert len(json.loads(run_llm("moa", "runs", "-n", "0", "--json").stdout)) == 3
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("hello, not a database\n" * 200)
+    for command in (["runs"], ["show"]):
+        result = run_llm("moa", *command, "-d", str(other))
+        assert result.exit_code == 1
+        assert (
+            result.stderr == f"Error: {other}: file is not a database\n"
+        )  # what sqlite tells llm logs
+
+
+def test_an_ambiguous_prefix_says_so():
+    moa("-o", "proposers", "fake-a", "first")
+    moa("-o", "proposers", "fake-b", "second")
+    first, second = (run["id"] for run in json.loads(run_llm("moa", "runs", "--json").stdout))
+    common = next(n for n in range(len(first)) if first[n] != second[n])
+    result = run_llm("moa", "show", first[:common])
     assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {first[:common]!r} is ambiguous: it matches 2 runs; give more of the id\n"
+    )
+
+
+def test_a_call_without_an_end_is_drawn_as_unfinished(user_path):
+    moa("-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-c", "q")
+
+    def abandoned(record):
+        call = record["proposer_layers"][0]["proposers"][1]
+        call.update(status="cancelled", started_ms=0)
+        del call["ended_ms"]
+
+    edit_latest_record(user_path, abandoned)
+    timeline = run_llm("moa", "show").stdout.split("## Timeline\n\n")[1].splitlines()
+    (line,) = [line for line in timeline if line.startswith("L1 fake-b")]
+    assert line.endswith("0.00–? (no end recorded) cancelled")
+    assert "░" in line and "█" not in line
+    (done,) = [line for line in timeline if line.startswith("L1 fake-a")]
+    assert "█" in done and "░" not in done
+
+
+def test_runs_that_asked_no_proposer_in_the_last_layer():
+    cascade = ["-o", "proposers", "fake-a,fake-a,fake-b", "-o", "cascade", "2", "-o", "layers", "3"]
+    moa(*cascade, "q")  # the first two agree: layer 2 never runs
+    table = run_llm("moa", "runs").stdout.splitlines()
+    assert "2/2 ok" in table[1] and "0/0" not in table[1]
+    tools = ["-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-tooler"]
+    moa(*tools, "-T", "llm_version", "what version?")  # the second turn: the aggregator alone
+    table = run_llm("moa", "runs").stdout.splitlines()
+    assert table[1].split()[4:6] == ["-", "fake-tooler"]  # no proposer asked: '-'
+    assert "2/2 ok" in table[2]
+
+
+def test_show_json_has_no_infinity(user_path):
+    moa("-o", "proposers", "fake-a", "q")
+    edit_latest_record(
+        user_path, lambda record: record["aggregator"].update(options={"temperature": "INFINITY"})
+    )
+    result = run_llm("moa", "show", "--json")
+    assert result.exit_code == 0 and "Infinity" not in result.stdout
+    shown = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(name))
+    assert shown["moa"]["aggregator"]["options"]["temperature"] is None

@@ -59,6 +59,29 @@ def _error(message: str) -> PydanticCustomError:
     return PydanticCustomError("moa_option", "{message}", {"message": message})
 
 
+class OptionsConflict(Exception):
+    """Two options that do not fit together on ``llm prompt``, one of them not
+    typed with -o (a saved default, a preset): llm shows it as one line. Not a
+    ValueError, which pydantic would wrap in its many-line form."""
+
+
+def _refusal(name: str, value: Any, partner: str, data: dict, problem: str) -> Exception:
+    """The error for ``name`` not fitting ``partner``. llm validates the -o
+    options alone, then again merged with the saved defaults: a conflict only
+    the merge shows names both options and where to look."""
+    from .. import host
+
+    params = host.cli_params()
+    typed = set(dict(params.get("options") or ())) if params and "prompt" in params else None
+    if typed is None or data.get(partner) is None or {name, partner} <= typed:
+        return _error(problem)
+    return OptionsConflict(
+        f"Options {name} {_show(value)} and {partner} {_show(data[partner])} do not fit "
+        f"together ({problem}); one of them is not from -o but a preset's or a saved default "
+        "(`llm models options list`)"
+    )
+
+
 def _show(value: Any) -> str:
     return shorten(repr(value), 60)
 
@@ -214,23 +237,51 @@ class MoaOptions(llm.Options):
         count = len(_expand(data["proposers"])) if data.get("proposers") else DEFAULT_SAMPLES
         if name == "aggregate" and value not in STRATEGIES:
             raise _error(f"unknown strategy {_show(value)}; allowed: {', '.join(STRATEGIES)}")
-        if name == "aggregate" and value == "vote" and count < 2:
-            raise _error(f"vote needs at least 2 proposers, got {count}")
-        if name == "cascade" and value >= count:
-            raise _error(
-                f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)"
-            )
-        if name in ("window", "min_proposers", "wait") and value > count:
-            raise _error(f"{value} is more than the {count} proposers")
-        if name == "window" and (data.get("aggregate") or "synthesize") != "synthesize":
-            raise _error(f"works with aggregate synthesize only, not {data['aggregate']!r}")
-        if name == "min_proposers" and data.get("cascade") and value > data["cascade"]:
-            raise _error(
-                f"{value} is more than cascade ({data['cascade']}): its first proposers may answer alone"
-            )
         quorum = data.get("min_proposers") or 1
-        if name == "wait" and value < quorum:
-            raise _error(f"{value} is less than min_proposers ({quorum})")
+        problem, partner = next(
+            (
+                (problem, partner)
+                for wrong, problem, partner in (
+                    (
+                        name == "aggregate" and value == "vote" and count < 2,
+                        f"vote needs at least 2 proposers, got {count}",
+                        "proposers",
+                    ),
+                    (
+                        name == "cascade" and value >= count,
+                        f"{value} is not below the {count} proposers (cascade asks the rest "
+                        "when the first disagree)",
+                        "proposers",
+                    ),
+                    (
+                        name in ("window", "min_proposers", "wait") and value > count,
+                        f"{value} is more than the {count} proposers",
+                        "proposers",
+                    ),
+                    (
+                        name == "window"
+                        and (data.get("aggregate") or "synthesize") != "synthesize",
+                        f"works with aggregate synthesize only, not {data.get('aggregate')!r}",
+                        "aggregate",
+                    ),
+                    (
+                        name == "min_proposers" and data.get("cascade") and value > data["cascade"],
+                        f"{value} is more than cascade ({data.get('cascade')}): its first "
+                        "proposers may answer alone",
+                        "cascade",
+                    ),
+                    (
+                        name == "wait" and value < quorum,
+                        f"{value} is less than min_proposers ({quorum})",
+                        "min_proposers",
+                    ),
+                )
+                if wrong
+            ),
+            (None, None),
+        )
+        if problem:
+            raise _refusal(name, value, partner, data, problem)
         return value
 
     @field_validator(

@@ -62,9 +62,10 @@ def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
         raise MoaError(f"{path}: cannot be read, a file stands where a folder should be")
     except OSError as ex:
         raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MoaError(f"{path}: cannot be read, not a regular file")
     with os.fdopen(fd, "rb") as fp:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MoaError(f"{path}: cannot be read, not a regular file")
         data = fp.read(limit + 1)
     if len(data) > limit:
         raise MoaError(f"{path}: cannot be read, larger than {limit / 2**20:g} MB")
