@@ -225,6 +225,18 @@ def test_damaged_unfinished_files_are_skipped_in_one_line(user_path, content, pr
     assert run_llm("moa", "unfinished", good).exit_code == 0
 
 
+def test_an_ambiguous_unfinished_prefix_says_so():
+    first, second = unfinished_run(), unfinished_run()
+    common = next(n for n in range(len(first)) if first[n] != second[n])
+    result = run_llm("moa", "unfinished", first[:common])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {first[:common]!r} is ambiguous: it matches 2 unfinished runs; give more of the id\n"
+    )
+    shown = run_llm("moa", "unfinished", second)
+    assert shown.stdout.startswith(f"# {second}  ") and "## Proposal 1: fake-a" in shown.stdout
+
+
 def test_an_unfinished_run_with_odd_proposals_is_named_in_one_line(user_path):
     folder = user_path / "moa" / "unfinished"
     folder.mkdir(parents=True)
