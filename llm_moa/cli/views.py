@@ -364,12 +364,8 @@ def unfinished_text(entry: Any) -> str:
         "## Prompt",
         "",
         entry.prompt,
-        "",
-        "## Error",
-        "",
-        entry.error,
-        "",
     ]
+    lines += ["", "## Error", "", entry.error, ""]
     for number, proposal in enumerate(entry.run.answered_proposals(), 1):
         lines += [f"## Proposal {number}: {proposal.model}", "", proposal.text, ""]
     return text.visible("\n".join(lines))  # answers and errors come from models

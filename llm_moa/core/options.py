@@ -238,50 +238,27 @@ class MoaOptions(llm.Options):
         if name == "aggregate" and value not in STRATEGIES:
             raise _error(f"unknown strategy {_show(value)}; allowed: {', '.join(STRATEGIES)}")
         quorum = data.get("min_proposers") or 1
-        problem, partner = next(
-            (
-                (problem, partner)
-                for wrong, problem, partner in (
-                    (
-                        name == "aggregate" and value == "vote" and count < 2,
-                        f"vote needs at least 2 proposers, got {count}",
-                        "proposers",
-                    ),
-                    (
-                        name == "cascade" and value >= count,
-                        f"{value} is not below the {count} proposers (cascade asks the rest "
-                        "when the first disagree)",
-                        "proposers",
-                    ),
-                    (
-                        name in ("window", "min_proposers", "wait") and value > count,
-                        f"{value} is more than the {count} proposers",
-                        "proposers",
-                    ),
-                    (
-                        name == "window"
-                        and (data.get("aggregate") or "synthesize") != "synthesize",
-                        f"works with aggregate synthesize only, not {data.get('aggregate')!r}",
-                        "aggregate",
-                    ),
-                    (
-                        name == "min_proposers" and data.get("cascade") and value > data["cascade"],
-                        f"{value} is more than cascade ({data.get('cascade')}): its first "
-                        "proposers may answer alone",
-                        "cascade",
-                    ),
-                    (
-                        name == "wait" and value < quorum,
-                        f"{value} is less than min_proposers ({quorum})",
-                        "min_proposers",
-                    ),
-                )
-                if wrong
-            ),
-            (None, None),
-        )
-        if problem:
-            raise _refusal(name, value, partner, data, problem)
+        if name == "aggregate" and value == "vote" and count < 2:
+            raise _refusal(
+                name, value, "proposers", data, f"vote needs at least 2 proposers, got {count}"
+            )
+        if name == "cascade" and value >= count:
+            why = f"{value} is not below the {count} proposers (cascade asks the rest when the first disagree)"
+            raise _refusal(name, value, "proposers", data, why)
+        if name in ("window", "min_proposers", "wait") and value > count:
+            raise _refusal(
+                name, value, "proposers", data, f"{value} is more than the {count} proposers"
+            )
+        if name == "window" and (data.get("aggregate") or "synthesize") != "synthesize":
+            why = f"works with aggregate synthesize only, not {data['aggregate']!r}"
+            raise _refusal(name, value, "aggregate", data, why)
+        if name == "min_proposers" and data.get("cascade") and value > data["cascade"]:
+            why = f"{value} is more than cascade ({data['cascade']}): its first proposers may answer alone"
+            raise _refusal(name, value, "cascade", data, why)
+        if name == "wait" and value < quorum:
+            raise _refusal(
+                name, value, "min_proposers", data, f"{value} is less than min_proposers ({quorum})"
+            )
         return value
 
     @field_validator(

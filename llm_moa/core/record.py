@@ -203,18 +203,14 @@ def calls_of(record: dict) -> list[tuple[str, dict]]:
 
 # --- the record as it is read back ------------------------------------------
 
-_SAID = {  # pydantic's error types, as a line about a hand-edited file says them
+_SAID = {  # pydantic's error types (their first word), as a line about a hand-edited file says them
     "missing": "is missing",
-    "string_type": "is not text",
-    "dict_type": "is not a JSON object",
-    "model_type": "is not a JSON object",
-    "model_attributes_type": "is not a JSON object",
-    "list_type": "is not a list",
-    "int_type": "is not a whole number",
-    "int_parsing": "is not a whole number",
-    "int_from_float": "is not a whole number",
-    "bool_type": "is not true or false",
-    "bool_parsing": "is not true or false",
+    "string": "is not text",
+    "dict": "is not a JSON object",
+    "model": "is not a JSON object",
+    "list": "is not a list",
+    "int": "is not a whole number",
+    "bool": "is not true or false",
 }
 
 
@@ -232,7 +228,12 @@ def parse(model: type[BaseModel], data: Any, line: Callable[[str], str]) -> Any:
             for part in error["loc"]
             if not (isinstance(part, str) and (part[:1].isupper() or "[" in part))
         )
-        said = _SAID.get(error["type"])
+        kind = error["type"]
+        said = (
+            _SAID.get(kind.split("_")[0])
+            if kind.endswith(("missing", "_type", "_parsing", "_float"))
+            else None
+        )
         problem = f"{at} {said}" if said else f"{at}: {error['msg']}" if at else error["msg"]
         raise MoaError(line(problem.strip())) from None
 
