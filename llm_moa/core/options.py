@@ -9,6 +9,7 @@ the defaults filled in, the one object the planner and the engine read.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import field, make_dataclass
 from typing import Any, Literal
 
@@ -60,25 +61,28 @@ def _error(message: str) -> PydanticCustomError:
 
 
 class OptionsConflict(Exception):
-    """Two options that do not fit together on ``llm prompt``, one of them not
-    typed with -o (a saved default, a preset): llm shows it as one line. Not a
-    ValueError, which pydantic would wrap in its many-line form."""
+    """Two options that do not fit together on ``llm prompt``, one of them a
+    saved default: llm shows it as one line. Not a ValueError, which pydantic
+    would wrap in its many-line form."""
+
+
+_OURS: ContextVar[bool] = ContextVar("moa_validating", default=False)  # inside validate()
 
 
 def _refusal(name: str, value: Any, partner: str, data: dict, problem: str) -> Exception:
-    """The error for ``name`` not fitting ``partner``. llm validates the -o
-    options alone, then again merged with the saved defaults: a conflict only
-    the merge shows names both options and where to look."""
+    """The error for ``name`` not fitting ``partner``. `llm prompt` validates
+    the -o options alone, then again merged with the saved defaults, and shows
+    that second error in pydantic's raw form: a conflict only the merge finds
+    is one line naming both options instead."""
     from .. import host
 
     params = host.cli_params()
     typed = set(dict(params.get("options") or ())) if params and "prompt" in params else None
-    if typed is None or data.get(partner) is None or {name, partner} <= typed:
+    if _OURS.get() or typed is None or data.get(partner) is None or {name, partner} <= typed:
         return _error(problem)
     return OptionsConflict(
         f"Options {name} {_show(value)} and {partner} {_show(data[partner])} do not fit "
-        f"together ({problem}); one of them is not from -o but a preset's or a saved default "
-        "(`llm models options list`)"
+        f"together ({problem}); one of them is a saved default (`llm models options list`)"
     )
 
 
@@ -438,8 +442,11 @@ def config_from(options: dict[str, Any] | MoaOptions) -> Config:
 
 def validate(options: dict[str, Any]) -> MoaOptions:
     "MoaOptions from raw values; errors as one line (llm renders -o errors itself)."
+    token = _OURS.set(True)
     try:
         return MoaOptions(**options)
     except ValidationError as ex:
         error = ex.errors()[0]  # always about one option
         raise MoaError(f"{', '.join(str(part) for part in error['loc'])}: {error['msg']}") from None
+    finally:
+        _OURS.reset(token)
