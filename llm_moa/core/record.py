@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import MoaError
+from ..errors import parse
 from ..text import shorten, visible
 from .redact import known_secrets, safe_options, scrub
 
@@ -203,41 +202,6 @@ def calls_of(record: dict) -> list[tuple[str, dict]]:
 
 # --- the record as it is read back ------------------------------------------
 
-_SAID = {  # pydantic's error types (their first word), as a line about a hand-edited file says them
-    "missing": "is missing",
-    "string": "is not text",
-    "dict": "is not a JSON object",
-    "model": "is not a JSON object",
-    "list": "is not a list",
-    "int": "is not a whole number",
-    "bool": "is not true or false",
-}
-
-
-def parse(model: type[BaseModel], data: Any, line: Callable[[str], str]) -> Any:
-    """``data`` as ``model``, or a ``MoaError`` of one line: ``line`` given what
-    is wrong, such as 'proposer_layers.0.proposers.1.status is missing'."""
-    try:
-        return model.model_validate(data)
-    except RecursionError:
-        raise MoaError(line("nested too deeply")) from None
-    except ValidationError as ex:
-        error = ex.errors()[0]
-        at = ".".join(  # without the names of union members pydantic puts in the path
-            str(part)
-            for part in error["loc"]
-            if not (isinstance(part, str) and (part[:1].isupper() or "[" in part))
-        )
-        kind = error["type"]
-        said = (
-            _SAID.get(kind.split("_")[0])
-            if kind.endswith(("missing", "_type", "_parsing", "_float"))
-            else None
-        )
-        problem = f"{at} {said}" if said else f"{at}: {error['msg']}" if at else error["msg"]
-        raise MoaError(line(problem.strip())) from None
-
-
 MAX_MS = 10**12  # about 30 years: a longer time was edited in by hand
 Ms = Annotated[int, Field(ge=0, le=MAX_MS)]
 Count = Annotated[int, Field(ge=0, le=10**12)]
@@ -246,7 +210,9 @@ Count = Annotated[int, Field(ge=0, le=10**12)]
 class _Stored(BaseModel):
     "Fields a newer version adds are kept, not refused; a missing optional field has its default."
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow", defer_build=True
+    )  # built when first read: runs never pay
 
 
 class StoredToolCall(_Stored):
@@ -344,7 +310,7 @@ class StoredRun(_Stored):
     aggregator: StoredCall | None = None
     aggregator_attempts: list[StoredCall] | None = None
     tools: StoredTools | None = None
-    decision: StoredDecision = StoredDecision()
+    decision: StoredDecision = Field(default_factory=StoredDecision)
 
     @classmethod
     def parse(cls, data: Any, where: str = "run record") -> StoredRun:

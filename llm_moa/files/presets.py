@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..core.record import parse
-from ..errors import MoaError
+from ..errors import MoaError, parse
 from .storage import moa_dir, read_json, update_json
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,47}")
@@ -26,7 +25,7 @@ RESERVED = {"default", "local"}
 class Preset(BaseModel):
     "One entry of presets.json."
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built when a preset is read
 
     options: dict[str, Any] = {}
     saved: str | None = None

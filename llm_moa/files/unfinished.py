@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.record import StoredRun, parse
-from ..errors import MoaError
+from ..core.record import StoredRun
+from ..errors import MoaError, parse
 from ..host import logs_on
 from ..text import count
 from .storage import moa_dir, read_json, write_json_atomically
@@ -23,14 +23,14 @@ from .storage import moa_dir, read_json, write_json_atomically
 class Unfinished(BaseModel):
     "One unfinished run's file: what was asked, why it failed, and the run record so far."
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: Annotated[str, Field(min_length=1)]
     datetime_utc: str = ""
     model: str = ""
     prompt: str = ""
     error: str = ""
-    run: StoredRun = StoredRun()
+    run: StoredRun = Field(default_factory=StoredRun)
 
 
 def save(run_id: str, model_id: str, request_text: str, error: str, run: dict) -> Path | None:
