@@ -1,9 +1,9 @@
 """What a run did: one ``Call`` per model call, and the ``Run`` stored in ``turns.response_json``.
 
 The record is written here (``Run.to_json``) and read back here: ``StoredRun``
-is that JSON as a typed model, parsed once by every reader (``llm moa show``,
-unfinished runs, tool turns, prices), so a record edited out of shape is one
-error naming what is wrong, never a crash deep inside a view. Nothing secret is
+is that JSON as a typed model, for every reader to parse once (``llm moa show``
+and ``runs``, unfinished runs; ``StoredRun.parse``), so a record edited out of
+shape is one error naming what is wrong, never a crash deep inside a view. Nothing secret is
 recorded (``redact.py``).
 """
 
@@ -208,11 +208,10 @@ Count = Annotated[int, Field(ge=0, le=10**12)]
 
 
 class _Stored(BaseModel):
-    "Fields a newer version adds are kept, not refused; a missing optional field has its default."
+    """Fields a newer version adds are kept, not refused; a missing optional
+    field has its default. Built when first read, so a run never pays for it."""
 
-    model_config = ConfigDict(
-        extra="allow", defer_build=True
-    )  # built when first read: runs never pay
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class StoredToolCall(_Stored):
