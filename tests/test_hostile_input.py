@@ -5,6 +5,7 @@ import json
 
 import llm
 import pydantic
+import pytest
 from conftest import run_llm, turns
 from fake_models import read_calls
 from hypothesis import HealthCheck, event, given, settings
@@ -184,3 +185,29 @@ def test_views_never_crash_on_a_damaged_run_record(data, user_path):
             assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, (
                 result.stderr
             )
+
+
+# --- hostile model answers ------------------------------------------------------
+
+LONE_SURROGATE = "half a pair: \ud800"
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"aggregate": "select", "aggregator_options": {"text": "CHOICE: 1"}}]
+)
+def test_a_lone_surrogate_in_an_answer_never_crashes_a_run(options):
+    "Hashing answers (for the reference tag and the select shuffle) takes any text."
+    proposers = [
+        {"model": "fake-a", "options": {"text": LONE_SURROGATE}},
+        {"model": "fake-b", "options": {"text": "fine"}},
+    ]
+    model = llm.get_model("moa-default")
+    response = model.prompt("q", proposers=proposers, aggregator="fake-c", **options)
+    text = response.text()
+    aggregator = [c for c in read_calls() if c["model"] == "fake-c"][0]
+    if options:
+        assert text in (LONE_SURROGATE, "fine")
+        assert response.json()["moa"]["decision"]["fallback"] is False
+    else:
+        assert text == "fake-c answers: q"
+        assert LONE_SURROGATE in aggregator["system"]  # the answer went on as it was

@@ -304,8 +304,9 @@ def describe_decision(decision: dict) -> str:
     lines = [f"{decision.get('strategy')}: {decision.get('reason') or ''}".rstrip(": ")]
     try:
         if (decision.get("cascade") or {}).get("escalated"):
+            why = decision["cascade"].get("why") or "disagreed"  # before 'why' was recorded
             lines.append(
-                f"cascade: the first {decision['cascade']['first']} proposers disagreed, so all were asked"
+                f"cascade: the first {decision['cascade']['first']} proposers {why}, so all were asked"
             )
         for entry in decision.get("votes") or []:
             numbers = ", ".join(map(str, entry["proposers"]))

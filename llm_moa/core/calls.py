@@ -48,9 +48,30 @@ class Clock:
         return moment - self.start
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """When a group of calls is over before all have finished, and whether it
+    failed: the one place a quorum is judged. The group stops once ``wait``
+    calls succeeded, or once ``need`` successes are out of reach."""
+
+    need: int = 1
+    wait: int | None = None
+
+    def over(self, succeeded: int, pending: int) -> bool:
+        return (self.wait is not None and succeeded >= self.wait) or succeeded + pending < self.need
+
+    def missed(self, calls: list[Call]) -> bool:
+        return sum(call.ok for call in calls) < self.need
+
+    def after(self, succeeded: int) -> Quorum:
+        "What the rest of the group must still bring once ``succeeded`` of it succeeded."
+        return Quorum(max(1, self.need - succeeded), self.wait and max(1, self.wait - succeeded))
+
+
 def run_calls(
     calls: list[Call],
     config: Config,
+    quorum: Quorum = Quorum(),
     *,
     clock: Clock,
     stream: bool = True,
@@ -58,16 +79,13 @@ def run_calls(
 ) -> Iterator[tuple[str, str]]:
     """Run ``calls`` concurrently; yield ``(event_type, chunk)`` of streamed ones.
 
-    Proposer calls return once all have finished, or ``config.wait`` of them
-    succeeded, or ``config.min_proposers`` successes are out of reach. Calls
+    They return once all have finished, or the ``quorum`` says the group is
+    over (the proposers': ``wait`` and ``min_proposers``). Calls
     still going are abandoned (recorded as skipped); on any exception,
     including KeyboardInterrupt, they are recorded as cancelled. ``stream``
     false makes every call non-streamed (``llm --no-stream``), which is how
     many servers report usage.
     """
-    proposers = calls[0].role == "proposer"
-    wait = config.wait if proposers else None
-    quorum = config.min_proposers if proposers else 1
     events: queue.SimpleQueue = queue.SimpleQueue()
     waiting = list(calls)
     running: list[Call] = []
@@ -88,9 +106,7 @@ def run_calls(
                 # thread to be scheduled (1 ms a call on a busy machine), and like a
                 # daemon it never keeps the process alive.
                 _thread.start_new_thread(_work, (call, events, config.retries, stream))
-            if wait is not None and succeeded >= wait:
-                break
-            if succeeded + len(running) + len(waiting) < quorum:
+            if quorum.over(succeeded, len(running) + len(waiting)):
                 break
             try:
                 call, kind, payload, moment = events.get(timeout=_wait_time(running))
