@@ -83,9 +83,8 @@ def make_plan(config: Config, prompt: Any, earlier: tuple[list[str], str] | None
             )
     record, given = fit_tools(config, aggregators, request, earlier)
     checked: set[int] = set()
-    for (
-        member
-    ) in members:  # a missing key is found before anything is paid for, with llm's own hint
+    # a missing key is found before anything is paid for, with llm's own hint
+    for member in members:
         try:
             if id(member.model) not in checked:
                 member.model.get_key()

@@ -88,7 +88,7 @@ class Request:
 
     text: str
     system: str = ""
-    history: tuple[Any, ...] = ()  # prior turns as text-only llm.parts.Message
+    history: tuple[Any, ...] = ()  # prior turns as llm.parts.Message, text only but with tools
     attachments: tuple[Any, ...] = ()
     tools: tuple[Any, ...] = ()  # llm.Tool, for the aggregator only
     tool_results: tuple[Any, ...] = ()  # this turn's llm.ToolResult
@@ -140,49 +140,35 @@ def split_prompt(prompt: Any) -> Turn:
 def requests_from_prompt(prompt: Any, tools: list) -> tuple[Request, Request]:
     """What the aggregator and what the proposers are asked (the same without tools).
 
-    The assistant turns of the history are the MoA's final answers; reasoning
-    parts, such as shown proposals, are dropped. With tools or tool results
-    (``-T``, see adapter/tools.py) the aggregator gets the real tools, calls
-    and results; the proposers are told about the tools and read the calls
-    and results as text."""
+    The assistant turns of the history are the MoA's final answers. With tools
+    or tool results (``-T``, see adapter/tools.py) the aggregator gets the real
+    tools, calls and results; the proposers are told about the tools, and read
+    the calls and results as text, as everyone does without tools."""
     turn = split_prompt(prompt)
-    asked = Request(
-        text=turn.question, system=turn.system, attachments=tuple(prompt.attachments or ())
-    )
-    if not tools and not turn.tool_results:
-        request = replace(asked, history=tuple(_text_history(turn.earlier)))
-        return request, request
     calls = _calls_by_id(turn.earlier)
     results = "\n\n".join(_result_text(result, calls) for result in turn.tool_results)
+    proposers = Request(
+        text=_join(RESULTS_TURN.format(results=results), turn.question)
+        if results
+        else turn.question,
+        system=_join(turn.system, PROPOSER_NOTE.format(tools=tools_text(tools)) if tools else ""),
+        history=tuple(_history(turn.earlier, as_text=True)),
+        attachments=tuple(prompt.attachments or ()),
+    )
+    if not tools and not results:
+        return proposers, proposers
     aggregator = replace(
-        asked,
-        system=_join(asked.system, AGGREGATOR_NOTE) if tools else asked.system,
-        history=tuple(_tool_history(turn.earlier, as_text=False)),
+        proposers,
+        text=turn.question,
+        system=_join(turn.system, AGGREGATOR_NOTE if tools else ""),
+        history=tuple(_history(turn.earlier, as_text=False)),
         tools=tuple(tools),
         tool_results=tuple(turn.tool_results),  # llm adds them to the messages
-    )
-    proposers = replace(
-        asked,
-        text=_join(RESULTS_TURN.format(results=results), asked.text) if results else asked.text,
-        system=_join(asked.system, PROPOSER_NOTE.format(tools=tools_text(tools)))
-        if tools
-        else asked.system,
-        history=tuple(_tool_history(turn.earlier, as_text=True)),
     )
     return aggregator, proposers
 
 
-def _text_history(messages: list) -> Iterator[Any]:
-    "The user and assistant turns, as text only."
-    from llm.parts import Message, TextPart
-
-    for message in messages:
-        text = text_of(message)
-        if message.role in ("user", "assistant") and text:
-            yield Message(role=message.role, parts=[TextPart(text=text)])
-
-
-def _tool_history(messages: list, as_text: bool) -> Iterator[Any]:
+def _history(messages: list, as_text: bool) -> Iterator[Any]:
     """The history without reasoning parts (which may be proposals): for the
     aggregator its text, tool calls and tool results; for the proposers, who
     get no tools, all of it written out as text."""
