@@ -36,6 +36,9 @@ FINAL_MESSAGE = re.compile(
 )
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Stopped(Exception):
     "The run was stopped from outside (async cancellation)."
 
@@ -123,12 +126,13 @@ def run_calls(
             elif kind in ("text", "reasoning"):
                 if call.first_token is None:
                     call.first_token = clock.since(moment)
-                yield kind, payload
+                yield kind, encodable(payload)
             else:
                 running.remove(call)
                 call.ended = clock.since(moment)
                 if kind == "done":
-                    for name, value in {**payload, "status": OK, "error": None}.items():
+                    answer = {**payload, "text": encodable(payload["text"])}
+                    for name, value in {**answer, "status": OK, "error": None}.items():
                         setattr(call, name, value)
                     succeeded += 1
                 else:
@@ -143,6 +147,12 @@ def run_calls(
             call.status = leftover
             if call.started is not None:
                 call.ended = now
+
+
+def encodable(text: str) -> str:
+    """Model text as every encoder takes it: a lone surrogate (a plugin's
+    decoding gone wrong) becomes U+FFFD, so no later step, print or log fails."""
+    return SURROGATE.sub("\ufffd", text)
 
 
 def _wait_time(running: list[Call]) -> float:
