@@ -410,11 +410,15 @@ def test_a_strategy_that_outputs_a_proposal_is_refused_with_tools(args, name, fi
 
 def test_a_cascade_that_agrees_still_lets_the_aggregator_call_the_tools(user_path):
     proposers = json.dumps([{"model": "fake-a", "options": {"text": ADVICE}}] * 3)
-    result = moa("-o", "proposers", proposers, "-o", "cascade", "2", "-T", "llm_version", "q")
+    result = moa(
+        "-o", "proposers", proposers, "-o", "cascade", "2", "-o", "layers", "3",
+        "-T", "llm_version", "q",
+    )  # fmt: skip
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
-    assert len(by_model("fake-a")) == 2  # the third proposer was never asked
+    assert len(by_model("fake-a")) == 2  # the third proposer and layer 2 were never asked
     first, second = records(user_path)
-    assert first["calls"] == 3 and second["calls"] == 1
+    assert first["calls"] == 3 and second["calls"] == 1  # the tool round reuses layer 1's answers
+    assert second["tools"]["tool_turns"] == "aggregator"
     assert first["decision"]["cascade"] == {"first": 2, "escalated": False}
     assert first["decision"]["strategy"] == "synthesize"
     assert first["aggregator"]["tool_calls"][0]["name"] == "llm_version"

@@ -11,7 +11,7 @@ only passes tools and calls along:
 * llm then calls the MoA model again with the results (a tool-result turn).
   With ``tool_turns=aggregator`` (the default) only the aggregator continues:
   it gets the real results and again the proposals of the run that started
-  the loop, so a long tool loop costs one call per round. With
+  the loop, so a long tool loop costs one call per round (per window step). With
   ``tool_turns=all`` every round is a full run, and the proposers read the
   results as text.
 
