@@ -339,7 +339,8 @@ def synthesize(ctx: Context, candidates: list[Candidate]) -> Events:
             }
         )
         if pending and any(part.name in offered for part in call.tool_calls):
-            yield from [("text", call.text)] if call.text else []  # not streamed: not the last step
+            if call.text:  # not streamed, as it was not to be the last step
+                yield "text", call.text
             break
         if not pending:
             break
