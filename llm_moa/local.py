@@ -150,19 +150,14 @@ def completion_prompt(prompt: llm.Prompt) -> str:
     The question is ``prompt.prompt``; a trailing user message in ``prompt.messages``
     is the same question and is used only when ``prompt.prompt`` is empty.
     """
-    from .core.prompts import _text_of
+    from .core.prompts import split_prompt, text_of
 
-    messages = list(prompt.messages)
-    system, question = prompt.system or "", prompt.prompt or ""
-    if messages and messages[-1].role == "user":
-        last = messages.pop()
-        question = question or _text_of(last)
+    turn = split_prompt(prompt)
+    system, question = turn.system, turn.question
     turns = []
-    for message in messages:
-        text = _text_of(message).strip()
-        if message.role == "system":
-            system = system or text
-        elif message.role in LABELS and text:
+    for message in turn.earlier:
+        text = text_of(message).strip()
+        if message.role in LABELS and text:
             turns.append(f"{LABELS[message.role]}: {text}")
     transcript = "\n".join([*turns, f"Question: {question.strip()}", "Answer:"])
     return "\n\n".join(block for block in (system.strip(), PREAMBLE, transcript) if block)

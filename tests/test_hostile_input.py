@@ -5,7 +5,8 @@ import json
 
 import llm
 import pydantic
-from conftest import run_llm, turns
+import pytest
+from conftest import logged_json, run_llm, turns
 from fake_models import read_calls
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -184,3 +185,38 @@ def test_views_never_crash_on_a_damaged_run_record(data, user_path):
             assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, (
                 result.stderr
             )
+
+
+# --- hostile model answers ------------------------------------------------------
+
+LONE_SURROGATE = "half a pair: \ud800"
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"aggregate": "select", "aggregator_options": {"text": "CHOICE: 2"}}]
+)
+def test_a_lone_surrogate_in_an_answer_never_crashes_a_run(options):
+    "It reaches no other model, no print and no log: it is U+FFFD from the moment it arrives."
+    proposers = [
+        {"model": "fake-a", "options": {"text": LONE_SURROGATE}},
+        {"model": "fake-b", "options": {"text": "fine"}},
+    ]
+    model = llm.get_model("moa-default")
+    response = model.prompt("q", proposers=proposers, aggregator="fake-c", **options)
+    text = response.text()
+    record = response.json()["moa"]
+    assert record["proposer_layers"][0]["proposers"][0]["text"] == "half a pair: \ufffd"
+    if options:
+        assert text in ("half a pair: \ufffd", "fine") and record["decision"]["fallback"] is False
+    else:
+        assert text == "fake-c answers: q"
+        aggregator = [c for c in read_calls() if c["model"] == "fake-c"][0]
+        assert "half a pair: \ufffd" in aggregator["system"]
+
+
+def test_a_lone_surrogate_in_the_answer_is_printed_and_logged(user_path):
+    answer = json.dumps([{"model": "fake-a", "options": {"text": LONE_SURROGATE}}] * 2)
+    result = run_llm("-m", "moa-default", "-o", "proposers", answer, "-o", "aggregate", "vote", "q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "half a pair: \ufffd\n"
+    assert logged_json()[0]["response"] == "half a pair: \ufffd"

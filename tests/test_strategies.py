@@ -357,7 +357,7 @@ def test_cascade_escalates_on_disagreement_without_asking_the_first_again():
     run = record()
     assert run["calls"] == 4
     assert [c["status"] for c in run["proposer_layers"][0]["proposers"]] == ["ok"] * 3
-    assert run["decision"]["cascade"] == {"first": 2, "escalated": True}
+    assert run["decision"]["cascade"] == {"first": 2, "escalated": True, "why": "disagreed"}
     assert run["decision"]["strategy"] == "synthesize"
 
 
@@ -576,3 +576,83 @@ def test_a_preset_is_checked_with_the_options_of_the_run(user_path):
     result = run_llm("-m", "moa-voters", "-o", "proposers", "fake-a", "q")
     assert result.exit_code == 1
     assert result.stderr == "Error: aggregate: vote needs at least 2 proposers, got 1\n"
+
+
+# --- hardening: what a reply or an answer may look like -------------------------
+
+
+def test_select_a_reply_that_repeats_a_candidate_means_that_candidate():
+    "A bare number that is also a candidate's text is that candidate, not a position."
+    result = moa(
+        "-o",
+        "proposers",
+        saying("42", "43"),
+        "-o",
+        "aggregate",
+        "select",
+        "-o",
+        "aggregator_options",
+        '{"text": "43"}',
+        "q",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "43\n"
+    decision = record()["decision"]
+    assert decision["selected"] == 2 and decision["parsed"] == "same text"
+
+
+@pytest.mark.parametrize(
+    "reply, shown, choice, how",
+    [
+        ("43", ["42", "43"], 2, "same text"),
+        ("2", ["3", "1", "2"], 3, "same text"),  # the text, not the position
+        ("CHOICE: 2", ["3", "1", "2"], 2, "choice line"),
+        ("?", ["!", "Paris"], None, "unparseable"),  # a reply of nothing repeats nothing
+    ],
+)
+def test_parse_choice_a_verbatim_repetition_comes_first(reply, shown, choice, how):
+    assert parse_choice(reply, shown) == (choice, how)
+
+
+def test_vote_counts_unicode_forms_of_one_text_as_one_answer():
+    nfc, nfd = "Café", "Cafe\u0301"
+    result = moa("-o", "proposers", saying("Tea", nfd, nfc), "-o", "aggregate", "vote", "q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{nfd}\n"  # the first of the winning group, as written
+    votes = record()["decision"]["votes"]
+    assert votes[0] == {"answer": "café", "count": 2, "proposers": [2, 3]}
+
+
+def test_answers_that_normalise_to_nothing_never_agree():
+    assert same_key("?") == same_key("!") == ""
+    result = moa(
+        "-o", "proposers", saying("?", "!"), "-o", "skip_if_agree", "true", "-o", "aggregator",
+        "fake-c", "q",
+    )  # fmt: skip
+    assert result.stdout == "fake-c answers: q\n"  # the aggregator was asked
+    assert record()["decision"]["strategy"] == "synthesize"
+    result = moa("-o", "proposers", saying("?", "!", "Paris"), "-o", "aggregate", "vote", "q")
+    assert result.exit_code == 0, result.output
+    decision = record()["decision"]
+    assert [v["count"] for v in decision["votes"]] == [1, 1, 1] and decision["tie"] == [1, 2, 3]
+
+
+def test_a_cascade_says_why_it_escalated():
+    proposers = json.dumps(
+        [
+            {"model": "fake-a", "options": {"text": "same"}},
+            {"model": "fake-b", "options": {"hang": True}},
+            {"model": "fake-c", "options": {"text": "same"}},
+        ]
+    )
+    result = moa("-o", "proposers", proposers, "-o", "cascade", "2", "-o", "timeout", "0.5", "q")
+    assert result.exit_code == 0, result.output
+    assert record()["decision"]["cascade"] == {
+        "first": 2, "escalated": True, "why": "did not all answer"
+    }  # fmt: skip
+    shown = run_llm("moa", "show").output
+    assert "cascade: the first 2 proposers did not all answer, so all were asked" in shown
+    moa("-o", "proposers", "fake-a,fake-b,fake-c", "-o", "cascade", "2", "q")
+    assert record()["decision"]["cascade"]["why"] == "disagreed"
+    shown = run_llm("moa", "show").output
+    assert "cascade: the first 2 proposers disagreed, so all were asked" in shown

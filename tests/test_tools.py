@@ -382,3 +382,78 @@ def test_a_call_to_a_tool_the_aggregator_was_not_given_is_not_passed_on():
     )
     assert result.stdout == "done\n"
     assert len(by_model("fake-tooler")) == 1  # no tool call reached llm, so no tool round followed
+
+
+# --- tools under every strategy -----------------------------------------------
+
+ADVICE = "I cannot call tools; llm_version() would help."
+
+
+@pytest.mark.parametrize(
+    "args, name, fix",
+    [
+        (["-o", "aggregate", "select"], "aggregate select", "use aggregate synthesize"),
+        (["-o", "aggregate", "vote"], "aggregate vote", "use aggregate synthesize"),
+        (["-o", "skip_if_agree", "true"], "skip_if_agree", "set skip_if_agree false"),
+    ],
+)
+def test_a_strategy_that_outputs_a_proposal_is_refused_with_tools(args, name, fix, user_path):
+    "Its answer is a proposal as written, and proposers cannot call tools: never silently."
+    result = moa(*args, "-T", "llm_version", "q", ok=False)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: {name} cannot be used with tools (-T): its answer is a proposal as written, "
+        f"and only the aggregator can call tools; {fix}"
+    ]
+    assert read_calls() == [] and turns(user_path) == []
+
+
+def test_a_cascade_that_agrees_still_lets_the_aggregator_call_the_tools(user_path):
+    proposers = json.dumps([{"model": "fake-a", "options": {"text": ADVICE}}] * 3)
+    result = moa(
+        "-o", "proposers", proposers, "-o", "cascade", "2", "-o", "layers", "3",
+        "-T", "llm_version", "q",
+    )  # fmt: skip
+    assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
+    assert len(by_model("fake-a")) == 2  # the third proposer and layer 2 were never asked
+    first, second = records(user_path)
+    assert first["calls"] == 3 and second["calls"] == 1  # the tool round reuses layer 1's answers
+    assert second["tools"]["tool_turns"] == "aggregator"
+    assert first["decision"]["cascade"] == {"first": 2, "escalated": False}
+    assert first["decision"]["strategy"] == "synthesize"
+    assert first["aggregator"]["tool_calls"][0]["name"] == "llm_version"
+
+
+def test_a_window_step_that_calls_a_tool_passes_the_call_on(user_path):
+    proposers = json.dumps([{"model": "fake-a", "options": {"text": f"p{n}"}} for n in (1, 2, 3)])
+    result = moa("-o", "proposers", proposers, "-o", "window", "2", "-T", "llm_version", "q")
+    assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
+    first, second = records(user_path)
+    # step 1 asked for the tool: its call went to llm and ended that turn's synthesis
+    assert first["calls"] == 4 and first["aggregator"]["tool_calls"][0]["name"] == "llm_version"
+    assert [s["references"] for s in first["decision"]["windows"]] == [["proposer 1", "proposer 2"]]
+    assert first["decision"]["aggregate"] == second["decision"]["aggregate"] == "synthesize"
+    # the tool round runs the window again, every step with the results
+    assert second["calls"] == 2 and len(second["decision"]["windows"]) == 2
+    tool_rounds = by_model("fake-tooler")[1:]
+    assert [len(call["tool_results"]) for call in tool_rounds] == [1, 1]
+    assert "synthesis 1" not in json.dumps(first["decision"])
+
+
+def test_two_panels_in_one_command_are_refused(user_path):
+    run_llm("moa", "save", "research", "-o", "proposers", "fake-b,fake-c")
+    result = run_llm("-m", "fake-tooler", "-T", "MoA", "-T", 'MoA("research")', "q")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: MoA(...) given twice; a model can reach only one panel (its tool is MoA_ask)"
+    )
+    assert read_calls() == [] and turns(user_path) == []
+
+
+def test_a_prompt_given_only_as_messages_is_asked():
+    "With no prompt text, the trailing user message is the question (as for the offline model)."
+    response = llm.get_model("moa-default").prompt(
+        messages=[llm.user("What is up?")], proposers="fake-a,fake-b", aggregator="fake-c"
+    )
+    assert response.text() == "fake-c answers: What is up?"
+    assert [call["prompt"] for call in read_calls()] == ["What is up?"] * 3

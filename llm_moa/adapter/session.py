@@ -20,7 +20,7 @@ from ..core.plan import make_plan
 from ..core.record import Run, describe_error, missing_summary
 from ..errors import MoaRunError
 from ..text import visible
-from .tools import fit_tools, pass_on
+from .tools import earlier_proposals, pass_on
 
 
 class Session:
@@ -34,9 +34,9 @@ class Session:
         options = validate(effective_options(moa, prompt, conversation))
         prompt.options = options  # what llm logs is what ran, and what llm -c continues
         self.config = config_from(options)
-        self.plan = make_plan(self.config, prompt)
+        self.plan = make_plan(self.config, prompt, earlier_proposals(conversation, moa.model_id))
         self.run = Run(moa.model_id, self.config.layers)
-        self.run.tools = fit_tools(self.plan, prompt, conversation, moa.model_id)
+        self.run.tools = self.plan.tools
         self.response = response
         self.stream = stream
         self.done = False

@@ -11,9 +11,14 @@ only passes tools and calls along:
 * llm then calls the MoA model again with the results (a tool-result turn).
   With ``tool_turns=aggregator`` (the default) only the aggregator continues:
   it gets the real results and again the proposals of the run that started
-  the loop, so a long tool loop costs one call per round. With
+  the loop, so a long tool loop costs one call per round (per window step). With
   ``tool_turns=all`` every round is a full run, and the proposers read the
   results as text.
+
+What each member is asked is built in core/prompts.py (``requests_from_prompt``)
+and checked in core/plan.py (``fit_tools``); this module reads the proposals
+a tool round reuses from the conversation in memory, and passes the
+aggregator's tool calls on.
 
 The ``MoA`` toolbox lets any tool-using model consult a MoA model. It is
 registered on every llm command, so this module imports nothing heavy.
@@ -23,14 +28,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import llm
-
-from ..core.prompts import AGGREGATOR_NOTE, PROPOSER_NOTE, RESULTS_TURN
-
-PANEL_TOOL = "MoA_ask"  # the MoA toolbox's one tool, which a MoA run never offers its members
 
 
 class MoA(llm.Toolbox):
@@ -39,8 +39,17 @@ class MoA(llm.Toolbox):
     alone consults moa-default."""
 
     def __init__(self, preset: str = "default"):
+        import click
+
         if not isinstance(preset, str) or len(preset.split()) != 1:
             raise _refusal(f"MoA(...) takes a preset name such as 'research', got {preset!r}")
+        context = click.get_current_context(silent=True)
+        if context is not None:  # the tool is MoA_ask whatever the preset: a second is unreachable
+            if context.meta.get("llm_moa.panel"):
+                raise _refusal(
+                    "MoA(...) given twice; a model can reach only one panel (its tool is MoA_ask)"
+                )
+            context.meta["llm_moa.panel"] = True
         preset = preset.strip()
         self._model_id = preset if preset.startswith("moa-") else f"moa-{preset}"
         self._model()  # an unknown preset is refused before any call
@@ -78,59 +87,7 @@ def _refusal(message: str) -> Exception:
     )
 
 
-# --- a run with tools ---------------------------------------------------------
-
-
-def fit_tools(plan: Any, prompt: Any, conversation: Any, model_id: str) -> dict | None:
-    """Fit the plan to this turn's tools and tool results; the run record's
-    ``tools`` entry, or None when the turn has neither.
-
-    Raises ``MoaError`` before any call when an aggregator cannot use tools.
-    """
-    from ..errors import MoaError
-
-    tools = [tool for tool in prompt.tools if tool.name != PANEL_TOOL]
-    history, results = _turn(prompt)
-    if not tools and not results:
-        return None
-    for member in plan.aggregators:
-        if not member.model.supports_tools:
-            raise MoaError(
-                f"aggregator {member.name} does not support tools; "
-                "choose one that does (llm models --tools)"
-            )
-    request = plan.request
-    plan.request = replace(
-        request,
-        system=_join(request.system, AGGREGATOR_NOTE) if tools else request.system,
-        history=tuple(_history(history, as_text=False)),
-        tools=tuple(tools),
-        tool_results=tuple(results),  # llm adds them to the messages
-    )
-    calls = _calls_by_id(history)
-    results_text = "\n\n".join(_result_text(result, calls) for result in results)
-    plan.proposer_request = replace(
-        request,
-        text=_join(RESULTS_TURN.format(results=results_text), request.text)
-        if results
-        else request.text,
-        system=_join(request.system, PROPOSER_NOTE.format(tools=tools_text(tools)))
-        if tools
-        else request.system,
-        history=tuple(_history(history, as_text=True)),
-    )
-    record: dict[str, Any] = {"offered": [tool.name for tool in tools]}
-    if results:
-        for member in plan.aggregators:  # attachments of results reach it inside the results
-            member.attachments = []
-        record.update(tool_results=len(results), tool_turns="all")  # a full run, unless:
-        earlier = plan.config.tool_turns == "aggregator" and earlier_proposals(
-            conversation, model_id
-        )
-        if earlier:
-            plan.given_answers, record["proposals_from"] = earlier
-            record["tool_turns"] = "aggregator"
-    return record
+# --- a tool round -------------------------------------------------------------
 
 
 def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str] | None:
@@ -143,108 +100,13 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
         record = (response.response_json or {}).get("moa") or {}
         if "proposals_from" in (record.get("tools") or {}):
             continue  # an aggregator-only turn: its proposals are an earlier run's
-        layers = record.get("proposer_layers") or []
-        answers = (
-            [call["text"] for call in layers[-1]["proposers"] if call.get("status") == "ok"]
-            if layers
-            else []
-        )
+        layers = [  # the last layer that answered (a cascade that agreed asks no later one)
+            [call["text"] for call in layer["proposers"] if call.get("status") == "ok"]
+            for layer in record.get("proposer_layers") or []
+        ]
+        answers = next((answers for answers in reversed(layers) if answers), None)
         return (answers, response.id) if answers else None
     return None
-
-
-def _turn(prompt: Any) -> tuple[list, list]:
-    """The conversation before this turn (no system message) and this turn's
-    tool results: ``prompt.tool_results`` in llm's chain; after
-    ``response.reply()`` they come only as the last message."""
-    messages = list(prompt.messages)
-    if messages and messages[0].role == "system":
-        messages = messages[1:]
-    if messages and messages[-1].role == "user":  # the prompt's own text: request.text
-        messages = messages[:-1]
-        if not prompt.tool_results:
-            return messages, []
-    if messages and messages[-1].role == "tool":
-        results = list(prompt.tool_results) or [
-            llm.ToolResult(
-                name=part.name,
-                output=part.output,
-                tool_call_id=part.tool_call_id,
-                attachments=list(part.attachments or []),
-            )
-            for part in messages[-1].parts
-            if type(part).__name__ == "ToolResultPart"
-        ]
-        return messages[:-1], results
-    return messages, list(prompt.tool_results or [])
-
-
-def _history(messages: list, as_text: bool) -> Iterator[Any]:
-    """The history without reasoning parts (which may be proposals): for the
-    aggregator its text, tool calls and tool results; for the proposers, who
-    get no tools, all of it written out as text."""
-    from llm.parts import Message, TextPart, ToolCallPart, ToolResultPart
-
-    calls = _calls_by_id(messages)
-    for message in messages:
-        parts: list = []
-        for part in message.parts:
-            if isinstance(part, TextPart) and part.text:
-                parts.append(part.text if as_text else TextPart(text=part.text))
-            elif isinstance(part, ToolCallPart) and not part.server_executed:
-                parts.append(f"[called the tool {_call_text(part)}]" if as_text else part)
-            elif isinstance(part, ToolResultPart) and not part.server_executed:
-                parts.append(_result_text(part, calls) if as_text else part)
-        if not parts or message.role not in ("user", "assistant", "tool"):
-            continue
-        if not as_text:
-            yield Message(role=message.role, parts=parts)
-        elif message.role == "tool":
-            yield Message(
-                role="user", parts=[TextPart(text="Tool results:\n\n" + "\n\n".join(parts))]
-            )
-        else:
-            yield Message(role=message.role, parts=[TextPart(text="\n\n".join(parts))])
-
-
-def _calls_by_id(messages: list) -> dict:
-    from llm.parts import ToolCallPart
-
-    return {
-        part.tool_call_id: part
-        for message in messages
-        for part in message.parts
-        if isinstance(part, ToolCallPart)
-    }
-
-
-def _call_text(call: Any) -> str:
-    return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False, default=repr)})"
-
-
-def _result_text(result: Any, calls: dict) -> str:
-    "A tool result (llm.ToolResult or a ToolResultPart) as text, headed by the call it answers."
-    call = calls.get(result.tool_call_id)
-    return f"{_call_text(call) if call else result.name} returned:\n{result.output}"
-
-
-def tools_text(tools: list) -> str:
-    "One entry per tool: its name, description and arguments."
-    lines = []
-    for tool in tools:
-        lines.append(f"- {tool.name}: {' '.join((tool.description or '(no description)').split())}")
-        properties = (tool.input_schema or {}).get("properties") or {}
-        if properties:
-            arguments = {
-                name: spec.get("type", "any") if isinstance(spec, dict) else "any"
-                for name, spec in properties.items()
-            }
-            lines.append(f"  arguments: {json.dumps(arguments)}")
-    return "\n".join(lines)
-
-
-def _join(*texts: str) -> str:
-    return "\n\n".join(text for text in texts if text)
 
 
 # --- the aggregator's tool calls ----------------------------------------------

@@ -319,8 +319,9 @@ def decision_text(decision: StoredDecision) -> str:
     "The decision as lines of text, for ``llm moa show``."
     lines = [f"{decision.strategy}: {decision.reason or ''}".rstrip(": ")]
     if decision.cascade and decision.cascade.escalated:
+        why = decision.cascade.why or "disagreed"  # before 'why' was recorded
         lines.append(
-            f"cascade: the first {decision.cascade.first} proposers disagreed, so all were asked"
+            f"cascade: the first {decision.cascade.first} proposers {why}, so all were asked"
         )
     for vote in decision.votes:
         numbers = ", ".join(map(str, vote.proposers))

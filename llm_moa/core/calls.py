@@ -36,6 +36,9 @@ FINAL_MESSAGE = re.compile(
 )
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Stopped(Exception):
     "The run was stopped from outside (async cancellation)."
 
@@ -48,9 +51,30 @@ class Clock:
         return moment - self.start
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """When a group of calls is over before all have finished, and whether it
+    failed: the one place a quorum is judged. The group stops once ``wait``
+    calls succeeded, or once ``need`` successes are out of reach."""
+
+    need: int = 1
+    wait: int | None = None
+
+    def over(self, succeeded: int, pending: int) -> bool:
+        return (self.wait is not None and succeeded >= self.wait) or succeeded + pending < self.need
+
+    def missed(self, calls: list[Call]) -> bool:
+        return sum(call.ok for call in calls) < self.need
+
+    def after(self, succeeded: int) -> Quorum:
+        "What the rest of the group must still bring once ``succeeded`` of it succeeded."
+        return Quorum(max(1, self.need - succeeded), self.wait and max(1, self.wait - succeeded))
+
+
 def run_calls(
     calls: list[Call],
     config: Config,
+    quorum: Quorum = Quorum(),
     *,
     clock: Clock,
     stream: bool = True,
@@ -58,16 +82,13 @@ def run_calls(
 ) -> Iterator[tuple[str, str]]:
     """Run ``calls`` concurrently; yield ``(event_type, chunk)`` of streamed ones.
 
-    Proposer calls return once all have finished, or ``config.wait`` of them
-    succeeded, or ``config.min_proposers`` successes are out of reach. Calls
+    They return once all have finished, or the ``quorum`` says the group is
+    over (the proposers': ``wait`` and ``min_proposers``). Calls
     still going are abandoned (recorded as skipped); on any exception,
     including KeyboardInterrupt, they are recorded as cancelled. ``stream``
     false makes every call non-streamed (``llm --no-stream``), which is how
     many servers report usage.
     """
-    proposers = calls[0].role == "proposer"
-    wait = config.wait if proposers else None
-    quorum = config.min_proposers if proposers else 1
     events: queue.SimpleQueue = queue.SimpleQueue()
     waiting = list(calls)
     running: list[Call] = []
@@ -88,9 +109,7 @@ def run_calls(
                 # thread to be scheduled (1 ms a call on a busy machine), and like a
                 # daemon it never keeps the process alive.
                 _thread.start_new_thread(_work, (call, events, config.retries, stream))
-            if wait is not None and succeeded >= wait:
-                break
-            if succeeded + len(running) + len(waiting) < quorum:
+            if quorum.over(succeeded, len(running) + len(waiting)):
                 break
             try:
                 call, kind, payload, moment = events.get(timeout=_wait_time(running))
@@ -107,12 +126,13 @@ def run_calls(
             elif kind in ("text", "reasoning"):
                 if call.first_token is None:
                     call.first_token = clock.since(moment)
-                yield kind, payload
+                yield kind, encodable(payload)
             else:
                 running.remove(call)
                 call.ended = clock.since(moment)
                 if kind == "done":
-                    for name, value in {**payload, "status": OK, "error": None}.items():
+                    answer = {**payload, "text": encodable(payload["text"])}
+                    for name, value in {**answer, "status": OK, "error": None}.items():
                         setattr(call, name, value)
                     succeeded += 1
                 else:
@@ -127,6 +147,12 @@ def run_calls(
             call.status = leftover
             if call.started is not None:
                 call.ended = now
+
+
+def encodable(text: str) -> str:
+    """Model text as every encoder takes it: a lone surrogate (a plugin's
+    decoding gone wrong) becomes U+FFFD, so no later step, print or log fails."""
+    return SURROGATE.sub("\ufffd", text)
 
 
 def _wait_time(running: list[Call]) -> float:

@@ -18,97 +18,115 @@ How the last layer's answers become one answer, the aggregation strategies:
   settled as in select, among the tied answers.
 
 Agreement can make the aggregator unnecessary: ``skip_if_agree`` here, and
-``cascade`` in the first layer. Each run records what decided
-its answer, and why, in ``run.decision``.
+``cascade`` in the first layer. With tools only the aggregator can act on
+them, so it always writes the answer (``plan.fit_tools`` refuses the
+strategies that output a proposal). Each run records what decided its answer,
+and why, in ``run.decision``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
 import threading
+import unicodedata
 from collections.abc import Generator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import MoaRunError
 from ..text import count, shorten
-from .calls import Clock, run_calls
+from .calls import Clock, Quorum, run_calls
 from .plan import Member, Plan
-from .prompts import REFINE, SELECT, SYNTHESIZE, Request, with_references
+from .prompts import REFINE, SELECT, SYNTHESIZE, Request, digest_of, with_references
 from .record import OK, SKIPPED, Call, Run
+
+Events = Iterator[tuple[str, str]]
+Candidate = tuple[int, str]  # (proposer number, its answer)
+
+
+@dataclass
+class Context:
+    "What every step of one run shares."
+
+    plan: Plan
+    run: Run
+    clock: Clock
+    stream: bool = True
+    stop: threading.Event | None = None
+    agreed: bool = False  # a cascade's first proposers agree: nobody else is asked
+
+    def run_calls(self, calls: list[Call], quorum: Quorum) -> Events:
+        config = self.plan.config
+        return run_calls(
+            calls, config, quorum, clock=self.clock, stream=self.stream, stop=self.stop
+        )
 
 
 def mixture_of_agents(
     plan: Plan, run: Run, *, clock: Clock, stream: bool = True, stop: threading.Event | None = None
-) -> Iterator[tuple[str, str]]:
+) -> Events:
     "Yield the final answer as ``(event_type, chunk)`` pairs."
-    config = plan.config
-    if plan.given_answers is not None:  # a tool-result turn that only the aggregator continues
-        given = list(enumerate(plan.given_answers, 1))
-        yield from synthesize(plan, run, given, clock=clock, stream=stream, stop=stop)
-        return
-    asked = plan.proposer_request or plan.request  # with tools: the proposers are told about them
-    answers: list[str] = []
-    calls: list[Call] = []
-    for layer in range(1, config.layers):
-        request = asked if layer == 1 else with_references(asked, answers, REFINE)
-        first = (
-            config.cascade if layer == 1 else None
-        )  # cascade: the rest are asked only when the first disagree
-        calls = _propose(plan, run, layer, request, 0, first, clock, stream, stop)
-        if first:
-            if cascade_agreed(plan, run, calls):
-                yield from _as_reasoning(layer, calls) if config.show_proposals else ()
-                yield "text", calls[0].text
-                return
-            calls += _propose(plan, run, layer, request, first, None, clock, stream, stop)
-        answers = [call.text for call in calls if call.ok]
-        _check_quorum(layer, calls, config.min_proposers)
-        if config.show_proposals:
+    ctx = Context(plan, run, clock, stream, stop)
+    run.decision["aggregate"] = plan.config.aggregate  # always there, whatever decides
+    if plan.given_answers is not None:  # a tool round that only the aggregator continues
+        answers = list(enumerate(plan.given_answers, 1))
+    else:
+        answers = yield from proposer_layers(ctx)
+    yield from decide(ctx, answers)
+
+
+def proposer_layers(ctx: Context) -> Generator[tuple[str, str], None, list[Candidate]]:
+    """Layers 1..L-1: every proposer answers the request, from layer 2 on with
+    the previous layer's answers as references. Returns the last layer's answers."""
+    plan = ctx.plan
+    answers: list[Candidate] = []
+    for layer in range(1, plan.config.layers):
+        request = plan.proposer_request
+        if layer > 1:
+            request = with_references(request, [text for _, text in answers], REFINE)
+        calls = propose(ctx, layer, request)
+        answers = [(call.index + 1, call.text) for call in calls if call.ok]
+        if plan.config.show_proposals:
             yield from _as_reasoning(layer, calls)
-    yield from decide(plan, run, calls, clock=clock, stream=stream, stop=stop)
+        if ctx.agreed:
+            break  # the rest, and any later layer, are not asked
+    return answers
 
 
-def _propose(
-    plan: Plan,
-    run: Run,
-    layer: int,
-    request: Request,
-    start: int,
-    end: int | None,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
+def propose(ctx: Context, layer: int, request: Request) -> list[Call]:
+    """The proposers answer the request; too few answers end the run. A
+    cascade (layer 1) first hears from all of its first proposers; the rest,
+    asked only when those do not agree, share the layer's quorum and wait
+    with the answers already in."""
+    config = ctx.plan.config
+    quorum = Quorum(config.min_proposers, config.wait)
+    first = config.cascade if layer == 1 else None
+    calls = _ask(ctx, layer, request, 0, first, Quorum() if first else quorum)
+    if first:
+        if cascade_agreed(ctx, calls):
+            return calls
+        calls += _ask(ctx, layer, request, first, None, quorum.after(sum(c.ok for c in calls)))
+    if quorum.missed(calls):
+        raise MoaRunError(_quorum_message(layer, calls, quorum.need))
+    return calls
+
+
+def _ask(
+    ctx: Context, layer: int, request: Request, start: int, end: int | None, quorum: Quorum
 ) -> list[Call]:
-    """Proposers start..end-1 answer the request. An ``end`` marks a cascade's
-    first stage, which hears from all of its proposers; the rest of the layer
-    then share its quorum and wait with the answers already in."""
-    config = plan.config
-    answered = sum(call.ok for call in run.layer_calls(layer))
-    if end is not None:
-        config = replace(config, wait=None, min_proposers=1)
-    elif answered:
-        config = replace(
-            config,
-            wait=config.wait and max(1, config.wait - answered),
-            min_proposers=max(1, config.min_proposers - answered),
-        )
-    calls = [
-        make_call(plan, run, m, layer, i, request)
-        for i, m in enumerate(plan.proposers[start:end], start)
-    ]
-    for _ in run_calls(calls, config, clock=clock, stream=stream, stop=stop):
+    "Proposers start..end-1 answer the request."
+    members = ctx.plan.proposers[start:end]
+    schema = ctx.plan.schema
+    calls = [make_call(ctx, m, layer, i, request, schema) for i, m in enumerate(members, start)]
+    for _ in ctx.run_calls(calls, quorum):
         pass
     return calls
 
 
-def _check_quorum(layer: int, calls: list[Call], quorum: int) -> None:
+def _quorum_message(layer: int, calls: list[Call], quorum: int) -> str:
     succeeded = sum(call.ok for call in calls)
-    if succeeded >= quorum:
-        return
     failed = [call for call in calls if call.status not in (OK, SKIPPED)]
     stopped = len(calls) - succeeded - len(failed)
     if succeeded == 0 and not stopped:
@@ -121,7 +139,7 @@ def _check_quorum(layer: int, calls: list[Call], quorum: int) -> None:
     message = failure_message(head, failed)
     if stopped:
         message += f"\n  ({count(stopped, 'other call')} stopped once the quorum was out of reach)"
-    raise MoaRunError(message)
+    return message
 
 
 def _as_reasoning(layer: int, calls: list[Call]) -> Iterator[tuple[str, str]]:
@@ -133,39 +151,31 @@ def _as_reasoning(layer: int, calls: list[Call]) -> Iterator[tuple[str, str]]:
             )
 
 
-Events = Iterator[tuple[str, str]]
-Candidate = tuple[int, str]  # (proposer number, its answer)
 FINAL_PUNCTUATION = ".!?;:,…。！？"
 KEY_LIMIT = 200  # characters of a normalised answer kept in the record
 
 
-def decide(
-    plan: Plan,
-    run: Run,
-    calls: list[Call],
-    *,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
-) -> Events:
-    "The answer from the last layer's calls, by the configured strategy."
-    config = plan.config
-    candidates = [(call.index + 1, call.text) for call in calls if call.ok]
-    run.decision["aggregate"] = config.aggregate
-    if (
-        config.skip_if_agree
-        and len(candidates) > 1
-        and alike([text for _, text in candidates], plan.schema)
-    ):
+def decide(ctx: Context, candidates: list[Candidate]) -> Events:
+    "The answer from the last layer's answers, by the configured strategy."
+    plan, run = ctx.plan, ctx.run
+    texts = [text for _, text in candidates]
+    if ctx.agreed and not plan.request.tools:  # with tools, only the aggregator can act on them
+        run.decision.update(
+            strategy="cascade",
+            reason=f"the first {len(candidates)} of {len(plan.proposers)} proposers agree; "
+            "the rest were not asked",
+        )
+        yield "text", texts[0]
+    elif plan.config.skip_if_agree and len(candidates) > 1 and alike(texts, plan.schema):
         run.decision.update(
             strategy="agreement",
             agreement=[n for n, _ in candidates],
             reason=f"all {len(candidates)} answers agree; no aggregator call",
         )
-        yield "text", candidates[0][1]
+        yield "text", texts[0]
     else:
-        strategy = {"vote": vote, "select": select, "synthesize": synthesize}[config.aggregate]
-        yield from strategy(plan, run, candidates, clock=clock, stream=stream, stop=stop)
+        strategy = {"vote": vote, "select": select, "synthesize": synthesize}[plan.config.aggregate]
+        yield from strategy(ctx, candidates)
 
 
 # --- when are two answers the same? -------------------------------------------
@@ -174,7 +184,10 @@ def decide(
 def same_key(text: str, schema: dict | None = None) -> str:
     """What two answers must share to count as the same: the text with case,
     spacing and final punctuation ignored; with a schema, the parsed JSON
-    written canonically (an answer that does not parse falls back to its text)."""
+    written canonically (an answer that does not parse falls back to its text).
+    Unicode forms are normalised first (NFC): a text typed precomposed or
+    decomposed is one text. NFKC would also make ``x²`` and ``x2`` one answer."""
+    text = unicodedata.normalize("NFC", text)
     if schema:
         try:
             return json.dumps(
@@ -182,56 +195,51 @@ def same_key(text: str, schema: dict | None = None) -> str:
             )
         except (ValueError, RecursionError):
             pass
-    return " ".join(text.casefold().split()).rstrip(FINAL_PUNCTUATION + " ")
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+    return " ".join(folded.split()).rstrip(FINAL_PUNCTUATION + " ")
 
 
 def alike(texts: list[str], schema: dict | None) -> bool:
-    return len({same_key(text, schema) for text in texts}) == 1
+    "Whether all texts are the same answer; answers of nothing (``?``, ``!``) never agree."
+    keys = {same_key(text, schema) for text in texts}
+    return len(keys) == 1 and "" not in keys
 
 
-def cascade_agreed(plan: Plan, run: Run, calls: list[Call]) -> bool:
+def cascade_agreed(ctx: Context, calls: list[Call]) -> bool:
     "Whether the cascade's first proposers all answered alike (recorded either way)."
-    agreed = all(call.ok for call in calls) and alike([call.text for call in calls], plan.schema)
-    run.decision.update(
-        aggregate=plan.config.aggregate, cascade={"first": len(calls), "escalated": not agreed}
-    )
-    if agreed:
-        run.decision.update(
-            strategy="cascade",
-            agreement=[call.index + 1 for call in calls],
-            reason=f"the first {len(calls)} of {len(plan.proposers)} proposers agree; "
-            "the rest were not asked",
-        )
-    return agreed
+    answered = all(call.ok for call in calls)
+    ctx.agreed = answered and alike([call.text for call in calls], ctx.plan.schema)
+    cascade: dict[str, Any] = {"first": len(calls), "escalated": not ctx.agreed}
+    if ctx.agreed:
+        ctx.run.decision["agreement"] = [call.index + 1 for call in calls]
+    else:
+        cascade["why"] = "disagreed" if answered else "did not all answer"
+    ctx.run.decision["cascade"] = cascade
+    return ctx.agreed
 
 
-def vote(
-    plan: Plan,
-    run: Run,
-    candidates: list[Candidate],
-    *,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
-) -> Events:
+def vote(ctx: Context, candidates: list[Candidate]) -> Events:
     "The most common answer, verbatim as its first proposer wrote it; a tie goes to select."
-    groups: dict[str, list[Candidate]] = {}
-    for candidate in candidates:
-        groups.setdefault(same_key(candidate[1], plan.schema), []).append(candidate)
-    ranked = sorted(
-        groups.items(), key=lambda item: -len(item[1])
-    )  # stable: the first answered first
-    run.decision["votes"] = [
-        {"answer": shorten(key, KEY_LIMIT), "count": len(group), "proposers": [n for n, _ in group]}
-        for key, group in ranked
+    schema = ctx.plan.schema
+    groups: dict[str | int, list[Candidate]] = {}
+    for candidate in candidates:  # an answer of nothing is a group of its own
+        groups.setdefault(same_key(candidate[1], schema) or candidate[0], []).append(candidate)
+    ranked = sorted(groups.values(), key=lambda group: -len(group))  # stable: first answered first
+    ctx.run.decision["votes"] = [
+        {
+            "answer": shorten(same_key(group[0][1], schema), KEY_LIMIT),
+            "count": len(group),
+            "proposers": [n for n, _ in group],
+        }
+        for group in ranked
     ]
-    most = len(ranked[0][1])
-    leaders = [group[0] for _, group in ranked if len(group) == most]
+    most = len(ranked[0])
+    leaders = [group[0] for group in ranked if len(group) == most]
     if len(leaders) > 1:
-        run.decision["tie"] = [n for n, _ in leaders]
-        yield from select(plan, run, leaders, clock=clock, stream=stream, stop=stop)
+        ctx.run.decision["tie"] = [n for n, _ in leaders]
+        yield from select(ctx, leaders)
         return
-    run.decision.update(
+    ctx.run.decision.update(
         strategy="vote",
         winner=leaders[0][0],
         reason=f"{most} of {count(len(candidates), 'answer')} agree",
@@ -257,33 +265,22 @@ _CHOICES = (  # how a reply may name its choice, most explicit first; the last m
 )  # at most 6 digits: int() refuses numbers of thousands of digits, and a reply may hold one
 
 
-def select(
-    plan: Plan,
-    run: Run,
-    candidates: list[Candidate],
-    *,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
-) -> Events:
+def select(ctx: Context, candidates: list[Candidate]) -> Events:
     "The candidate the aggregator picks, output verbatim; unparseable: the first one shown."
-    digest = hashlib.sha256("\0".join(text for _, text in candidates).encode()).digest()
     shown = list(candidates)
-    random.Random(digest).shuffle(shown)  # an order fixed by the answers (see above)
-    # the judge only picks: it gets no tools, so it cannot act instead of choosing
-    request = replace(with_references(plan.request, [text for _, text in shown], SELECT), tools=())
-    judge = replace(plan, schema=None)  # its reply is a choice, not the answer: no --schema for it
-    call = yield from ask_aggregator(
-        judge, run, request, clock=clock, stream=stream, stop=stop, show=False
-    )
-    choice, parsed = parse_choice(call.text, [text for _, text in shown], plan.schema)
+    random.Random(digest_of([text for _, text in shown]).digest()).shuffle(shown)  # see above
+    # the judge only picks: it gets no tools, so it cannot act instead of choosing,
+    # and no --schema, as its reply is a choice, not the answer
+    request = with_references(ctx.plan.request, [text for _, text in shown], SELECT)
+    call = yield from ask_aggregator(ctx, replace(request, tools=()), schema=None, show=False)
+    choice, parsed = parse_choice(call.text, [text for _, text in shown], ctx.plan.schema)
     picked = shown[(choice or 1) - 1]
     how = (
         f"the aggregator chose candidate {choice} ({parsed})"
         if choice
         else "the aggregator's choice could not be read; fell back to the first candidate shown"
     )
-    run.decision.update(
+    ctx.run.decision.update(
         strategy="select",
         shown_order=[n for n, _ in shown],
         choice=choice,
@@ -298,45 +295,42 @@ def select(
 def parse_choice(
     reply: str, shown: list[str], schema: dict | None = None
 ) -> tuple[int | None, str]:
-    """The 1-based number of the chosen candidate and how it was read:
-    "CHOICE: n", "[[n]]", "Answer n", a last line that is a bare number, or a
-    reply that repeats exactly one candidate. ``(None, "unparseable")`` else."""
+    """The 1-based number of the chosen candidate and how it was read. A reply
+    that repeats exactly one candidate means that candidate, whatever it looks
+    like (a reply ``43`` among ``42`` and ``43`` is the second, not a number out
+    of range); else, most explicit first: "CHOICE: n", "[[n]]", "Answer n", or
+    a last line that is a bare number. ``(None, "unparseable")`` else."""
+    keys = [same_key(text, schema) for text in shown]
+    said = same_key(reply, schema)
+    if said and keys.count(said) == 1:
+        return keys.index(said) + 1, "same text"
     lines = "\n".join(reply.splitlines())  # every kind of line break as "\n", for the last pattern
     for how, pattern in _CHOICES:
         found = pattern.findall(lines)
         if found:
             number = int(found[-1])
             return (number, how) if 1 <= number <= len(shown) else (None, "out of range")
-    keys = [same_key(text, schema) for text in shown]
-    if keys.count(same_key(reply, schema)) == 1:
-        return keys.index(same_key(reply, schema)) + 1, "same text"
     return None, "unparseable"
 
 
-def synthesize(
-    plan: Plan,
-    run: Run,
-    candidates: list[Candidate],
-    *,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
-) -> Events:
+# --- synthesize ----------------------------------------------------------------
+
+
+def synthesize(ctx: Context, candidates: list[Candidate]) -> Events:
     """The aggregator writes the answer. With a window, step 1 reads the first
     N answers and each next step its running synthesis plus the next N-1;
-    only the last step streams."""
-    config = plan.config
-    size = config.window or len(candidates)
+    only the last step streams. A step that calls tools ends the turn there:
+    llm runs them, and the tool round starts the window over with the results."""
+    plan = ctx.plan
+    size = plan.config.window or len(candidates)
     pending = [(f"proposer {n}", text) for n, text in candidates]
     references, pending = pending[:size], pending[size:]
+    offered = {tool.name for tool in plan.request.tools}
     steps: list[dict] = []
     while True:
-        request = with_references(
-            plan.request, [text for _, text in references], config.aggregator_system or SYNTHESIZE
-        )
-        call = yield from ask_aggregator(
-            plan, run, request, clock=clock, stream=stream, stop=stop, show=not pending
-        )
+        instruction = plan.config.aggregator_system or SYNTHESIZE
+        request = with_references(plan.request, [text for _, text in references], instruction)
+        call = yield from ask_aggregator(ctx, request, schema=plan.schema, show=not pending)
         steps.append(
             {
                 "step": len(steps) + 1,
@@ -344,6 +338,10 @@ def synthesize(
                 "model": call.member.model_id,
             }
         )
+        if pending and any(part.name in offered for part in call.tool_calls):
+            if call.text:  # not streamed, as it was not to be the last step
+                yield "text", call.text
+            break
         if not pending:
             break
         references, pending = (
@@ -353,57 +351,51 @@ def synthesize(
     facts: dict[str, Any] = {
         "reason": f"the aggregator synthesised {count(len(candidates), 'answer')}"
     }
-    if config.window:
-        facts.update(
-            windows=steps, aggregator_calls=sum(c.attempts > 0 for c in run.aggregator_calls)
-        )
-        facts["reason"] += f" in {count(len(steps), 'step')} of at most {config.window}"
-    run.decision.update(strategy="synthesize", **facts)
+    if plan.config.window:
+        made = sum(c.attempts > 0 for c in ctx.run.aggregator_calls)
+        facts.update(windows=steps, aggregator_calls=made)
+        facts["reason"] += f" in {count(len(steps), 'step')} of at most {plan.config.window}"
+        if pending:
+            facts["reason"] += f"; step {len(steps)} called tools, and the tool round starts over"
+    ctx.run.decision.update(strategy="synthesize", **facts)
 
 
 # --- calling the aggregator ----------------------------------------------------
 
 
 def ask_aggregator(
-    plan: Plan,
-    run: Run,
-    request: Request,
-    *,
-    clock: Clock,
-    stream: bool,
-    stop: threading.Event | None,
-    show: bool = True,
+    ctx: Context, request: Request, *, schema: dict | None, show: bool = True
 ) -> Generator[tuple[str, str], None, Call]:
     "Try each aggregator in turn until one answers; its chunks are passed on when ``show``."
-    layer = plan.config.layers
+    plan, layer = ctx.plan, ctx.plan.config.layers
     tried = []
     for index, member in enumerate(plan.aggregators):
-        call = make_call(plan, run, member, layer, index, request, stream=show)
+        call = make_call(ctx, member, layer, index, request, schema, stream=show)
         tried.append(call)
-        yield from run_calls([call], plan.config, clock=clock, stream=stream, stop=stop)
+        yield from ctx.run_calls([call], Quorum())
         if call.ok:
             return call
         if call.first_token is not None:
             break  # failed after part of its answer was shown
-    answered = count(sum(c.ok for c in run.layer_calls(layer - 1)), "proposal")
+    answered = count(sum(c.ok for c in ctx.run.layer_calls(layer - 1)), "proposal")
     raise MoaRunError(
         failure_message(f"The aggregator failed after {answered} had been answered", tried)
     )
 
 
 def make_call(
-    plan: Plan,
-    run: Run,
+    ctx: Context,
     member: Member,
     layer: int,
     index: int,
     request: Request,
+    schema: dict | None,
     stream: bool = False,
 ) -> Call:
     "A call, recorded in the run; ``--schema`` goes to the models that support it."
-    schema = plan.schema if member.model.supports_schema else None
+    schema = schema if member.model.supports_schema else None
     call = Call(member, request, layer, index, schema=schema, stream=stream)
-    run.calls.append(call)
+    ctx.run.calls.append(call)
     return call
 
 

@@ -23,7 +23,7 @@ from .. import host
 from ..errors import MoaError
 from ..text import shorten
 from .options import DEFAULT_SAMPLES, Config
-from .prompts import Request, request_from_prompt
+from .prompts import PANEL_TOOL, Request, requests_from_prompt
 
 
 @dataclass
@@ -45,16 +45,21 @@ class Member:
 @dataclass
 class Plan:
     config: Config
-    request: Request
+    request: Request  # what the aggregator is asked
+    proposer_request: Request  # what the proposers are asked: otherwise with tools
     proposers: list[Member]
     aggregators: list[Member]
     schema: dict | None = None
-    proposer_request: Request | None = None  # when the proposers are asked otherwise (tools)
+    tools: dict | None = None  # the run record's ``tools`` entry, when the turn has tools
     given_answers: list[str] | None = None  # known answers to aggregate: no proposer runs
 
 
-def make_plan(config: Config, prompt: Any) -> Plan:
-    request = request_from_prompt(prompt)
+def make_plan(config: Config, prompt: Any, earlier: tuple[list[str], str] | None = None) -> Plan:
+    """Everything a run needs, checked before the first call. ``earlier``:
+    the proposals of this tool loop's latest full run and that run's id (from
+    the conversation in memory), which a tool round reuses."""
+    tools = [tool for tool in prompt.tools if tool.name != PANEL_TOOL]
+    request, proposer_request = requests_from_prompt(prompt, tools)
     proposers, aggregators = resolve_members(config)
     members = proposers + aggregators
     for attachment in request.attachments:  # each model gets the attachments it accepts
@@ -76,17 +81,52 @@ def make_plan(config: Config, prompt: Any) -> Plan:
                 f"aggregator {member.name} does not support --schema; "
                 "choose a schema-capable aggregator (llm models --schemas)"
             )
+    record, given = fit_tools(config, aggregators, request, earlier)
     checked: set[int] = set()
-    for (
-        member
-    ) in members:  # a missing key is found before anything is paid for, with llm's own hint
+    # a missing key is found before anything is paid for, with llm's own hint
+    for member in members:
         try:
             if id(member.model) not in checked:
                 member.model.get_key()
         except llm.NeedsKeyException as ex:
             raise MoaError(f"{member.role} {member.name}: {ex}") from None
         checked.add(id(member.model))
-    return Plan(config, request, proposers, aggregators, schema)
+    return Plan(config, request, proposer_request, proposers, aggregators, schema, record, given)
+
+
+def fit_tools(
+    config: Config, aggregators: list[Member], request: Request, earlier: Any
+) -> tuple[dict | None, list[str] | None]:
+    """The run record's ``tools`` entry and, on a tool round that only the
+    aggregator continues, the proposals it reuses. Refuses before any call
+    what cannot act on the tools: a strategy whose answer is a proposal as
+    written (proposers cannot call tools), an aggregator without tool support."""
+    if not request.tools and not request.tool_results:
+        return None, None
+    if config.aggregate != "synthesize" or config.skip_if_agree:
+        synthesizes = config.aggregate == "synthesize"
+        name = "skip_if_agree" if synthesizes else f"aggregate {config.aggregate}"
+        fix = "set skip_if_agree false" if synthesizes else "use aggregate synthesize"
+        raise MoaError(
+            f"{name} cannot be used with tools (-T): its answer is a proposal as written, "
+            f"and only the aggregator can call tools; {fix}"
+        )
+    for member in aggregators:
+        if not member.model.supports_tools:
+            raise MoaError(
+                f"aggregator {member.name} does not support tools; "
+                "choose one that does (llm models --tools)"
+            )
+    record: dict[str, Any] = {"offered": [tool.name for tool in request.tools]}
+    if not request.tool_results:
+        return record, None
+    for member in aggregators:  # attachments of results reach it inside the results
+        member.attachments = []
+    record.update(tool_results=len(request.tool_results), tool_turns="all")  # a full run, unless:
+    if config.tool_turns == "aggregator" and earlier:
+        record.update(tool_turns="aggregator", proposals_from=earlier[1])
+        return record, earlier[0]
+    return record, None
 
 
 def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:

@@ -279,6 +279,7 @@ class StoredWindow(_Stored):
 class StoredCascade(_Stored):
     first: Count
     escalated: bool
+    why: str | None = None
 
 
 class StoredDecision(_Stored):
