@@ -20,7 +20,8 @@ import json
 import sys
 from math import comb
 
-from llm_moa.eval.run import grade, read_rows, wilson
+from llm_moa.eval.inputs import read_rows
+from llm_moa.eval.report import grade, wilson
 
 
 def sign_test(plus: int, minus: int) -> float:
