@@ -221,7 +221,8 @@ def to_table(summary: dict) -> str:
     if not_asked:  # model names come from the results file: shown safe
         lines.append(
             visible(
-                f"\nNot asked yet (the eval stopped before them): {'; '.join(not_asked)} prompts. "
+                f"\nNot asked{' or judged' if summary['mode'] == 'judged' else ''} yet "
+                f"(the eval stopped before them): {'; '.join(not_asked)} prompts. "
                 "Each model's figures are over the prompts it was asked."
             )
         )
