@@ -170,6 +170,16 @@ def test_a_results_line_that_cannot_be_true_is_unreadable(tmp_path, change):
     assert entry["mean_latency_s"] >= 0 and entry["mean_calls"] == 1
 
 
+def test_an_answer_of_any_text_is_kept(tmp_path, user_path):
+    (user_path / "model_options.json").write_text('{"fake-a": {"text": "odd \\ud800 text"}}')
+    source = write_rows(tmp_path / "q.jsonl", count=1)
+    args = [str(source), "-m", "fake-a", "--grade", "contains"]
+    for _ in range(2):
+        result = evaluate(*args, "--json")
+        assert result.stderr == "" and json.loads(result.stdout)["candidates"][0]["answered"] == 1
+    assert len(read_calls()) == 1  # read back, not made again
+
+
 # --- files the eval cannot use: refused before any call ----------------------------
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ..errors import MoaError
 from ..files.storage import locked
@@ -125,9 +125,9 @@ class Results:
         self.records: dict[tuple, Answer | Judgement] = {}
         self.skipped = 0
         for line in filter(bytes.strip, (read_regular(path) or b"").splitlines()):
-            try:
-                record = _RECORD.validate_json(line)
-            except ValidationError:  # torn, not UTF-8, nested too deeply, or not true
+            try:  # json.loads: a model's text may hold a lone surrogate, escaped as \ud800
+                record = _RECORD.validate_python(json.loads(line))
+            except (ValueError, RecursionError):  # torn, not UTF-8, too deep, not true
                 self.skipped += 1
                 continue
             self._index(record)

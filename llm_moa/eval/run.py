@@ -279,29 +279,27 @@ def _call(ev: Eval, model_id: str, prompt: str, system: str | None) -> tuple[str
     model objects need not be thread-safe. The reply's text (None when it
     failed), the response, and the record's fields: the calls it billed, to be
     priced in the report and counted by the budget, and the error."""
-    response = None
+    response, made = None, {}
     try:
         model = host.get_model(model_id)
         options = {**ev.options.get(model_id, {})}
         if getattr(model, "is_moa", False):
             options["progress"] = False
         response = model.prompt(prompt, system=system, **options)
-        return response.text(), response, {"billed": _billed(response, model_id)}
+        text = response.text()
     except Exception as ex:  # noqa: BLE001 - kept for the report, and made again on the next run
-        return (
-            None,
-            response,
-            {"billed": _billed(response, model_id, True), "error": describe_error(ex)},
-        )
+        text, made["error"] = None, describe_error(ex)
+    made["billed"] = _billed(response, model_id, failed=text is None)
+    return text, response, made
 
 
-def _billed(response: Any, model_id: str, failed: bool = False) -> list[dict]:
+def _billed(response: Any, model_id: str, failed: bool) -> list[dict]:
     """Every call an answer paid for, whatever became of it: a failed MoA run's
     response still has its record and usage (the session sets them as the run
     ends). A failed plain call that reported no usage counts as none."""
-    if response is None:
-        return []
-    data, tokens = response.response_json, (response.input_tokens, response.output_tokens)
+    data, tokens = getattr(response, "response_json", None), (None, None)
+    if response is not None:
+        tokens = (response.input_tokens, response.output_tokens)
     if failed and tokens == (None, None) and not (isinstance(data, dict) and "moa" in data):
         return []
     return prices.billed_calls(data, model_id, *tokens)
