@@ -261,3 +261,16 @@ def test_an_interrupted_eval_keeps_every_paid_answer_and_proposal(tmp_path, user
     again = evaluate(str(source), "-m", "fake-plain", "--grade", "contains", "--json")
     assert json.loads(again.stdout)["candidates"][0]["answered"] == 1
     assert len(read_calls()) == calls  # not paid again
+
+
+def test_moa_answers_draw_no_progress_block_of_their_own(tmp_path, user_path):
+    from conftest import run_with_terminal_stderr
+
+    for key, value in (("progress", "true"), ("proposer_options", '{"delay": 0.5}')):
+        assert run_llm("models", "options", "set", "moa-default", key, value).exit_code == 0
+    source = write_rows(tmp_path / "q.jsonl", count=1)
+    args = ["moa", "eval", str(source), "-m", "moa-default", "--grade", "contains"]
+    stdout, stderr = run_with_terminal_stderr(user_path, *args)
+    assert "answers  [" in stderr and "]  1/1" in stderr  # the eval's own bar
+    assert "layer 1" not in stderr and "running" not in stderr  # and nothing else
+    assert stdout.startswith("model ")

@@ -257,6 +257,8 @@ class _Running:
         import click
 
         context = click.Context(self.parent.command, parent=self.parent)
+        # as if typed (host.explicit_options): the eval's bar, not one block per MoA answer
+        context.params["options"] = [("progress", "false")]
         with self.lock:
             self.contexts.add(context)
         try:
