@@ -2,10 +2,9 @@
 
     python benchmarks/strategies_table.py PROMPTS.jsonl RESULTS.eval.jsonl[,MORE.eval.jsonl] MODEL...
 
-Unlike `llm moa eval`'s own report, which counts a prompt a model has not
-answered yet as wrong, this scores every model on the prompts that *all* the
-given models answered, so an eval stopped part-way still compares like with
-like. Several results files may be given, comma-separated; for the same model
+Unlike `llm moa eval`'s own report, which scores each model on the prompts
+it was asked, this scores every model on the prompts that *all* the given
+models answered, so an eval stopped part-way still compares like with like. Several results files may be given, comma-separated; for the same model
 and prompt the later file wins. Grading is `--grade contains`.
 
 Each model after the first is also compared with the first on the same
@@ -20,7 +19,8 @@ import json
 import sys
 from math import comb
 
-from llm_moa.eval.run import grade, read_rows, wilson
+from llm_moa.eval.inputs import read_rows
+from llm_moa.eval.report import grade, wilson
 
 
 def sign_test(plus: int, minus: int) -> float:

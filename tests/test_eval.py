@@ -6,7 +6,8 @@ import pytest
 from conftest import run_llm
 from fake_models import quiz_is_right, read_calls
 
-from llm_moa.eval.run import parse_verdict, wilson
+from llm_moa.eval.judge import parse_verdict
+from llm_moa.eval.report import wilson
 
 
 def write_quiz(path, count=20):
@@ -68,7 +69,7 @@ def test_wilson_interval():
     ],
 )
 def test_grading(kind, answer, response, right):
-    from llm_moa.eval.run import grade
+    from llm_moa.eval.report import grade
 
     assert grade(kind, response, answer) is right
 
@@ -317,7 +318,7 @@ def test_progress_bar_on_a_terminal(tmp_path, user_path):
         "--grade",
         "contains",
     )
-    assert "answers    [" in stderr and "] 3/3" in stderr
+    assert "answers  [" in stderr and "]  3/3" in stderr
     assert stdout.startswith("model ")
 
 
@@ -341,7 +342,7 @@ def test_an_answer_appended_after_a_torn_line_is_kept(tmp_path):
 
 
 def test_unreadable_results_lines_are_skipped_and_counted(tmp_path):
-    from llm_moa.eval.run import Row
+    from llm_moa.eval.inputs import Row
 
     (tmp_path / "p.jsonl").write_text('{"prompt": "one"}\n')
     key = Row(1, "one").key

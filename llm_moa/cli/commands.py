@@ -197,90 +197,11 @@ def unfinished(run_id: str | None, json_: bool) -> None:
 
 
 def _add_commands(moa: click.Group) -> None:
-    @moa.command(name="eval")
-    @click.argument("source", metavar="PROMPTS")
-    @click.option(
-        "models",
-        "-m",
-        "--model",
-        multiple=True,
-        required=True,
-        help="A model to evaluate (repeatable): a MoA model, a preset or any llm model",
-    )
-    @click.option(
-        "--judge", help="Judge model: compares each candidate with the baseline, both ways round"
-    )
-    @click.option(
-        "--baseline",
-        help="The model candidates are judged against (default: the first "
-        "-m that is not a MoA model)",
-    )
-    @click.option(
-        "--grade",
-        type=click.Choice(["exact", "contains", "regex"]),
-        help="Compare answers with each row's 'answer' instead of judging",
-    )
-    @click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the first N prompts")
-    @click.option(
-        "--concurrency",
-        type=click.IntRange(1, 64),
-        default=4,
-        show_default=True,
-        help="Answers or judgements in flight at once",
-    )
-    @click.option(
-        "--out",
-        type=click.Path(dir_okay=False),
-        help="Results file (default: PROMPTS.eval.jsonl next to the input)",
-    )
-    @click.option("json_", "--json", is_flag=True, help="Output the report as JSON")
-    @click.option("csv_", "--csv", is_flag=True, help="Output the report as CSV")
-    @click.option(
-        "--max-cost",
-        metavar="DOLLARS",
-        help="Start no new call once this run's calls cost this "
-        "much (every model must be priced: llm moa prices)",
-    )
-    def eval_command(
-        source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost
-    ):
-        """Does a combo beat a single model on your prompts, and at what cost?
+    "The commands that live in modules of their own."
+    from ..prices import prices_group  # (moves to cli/prices.py)
+    from .eval import eval_command
 
-        PROMPTS is a JSONL or CSV file (or - for stdin) with a 'prompt' per row,
-        and optionally 'system' and 'answer'. Every model answers every prompt;
-        answers and judgements are saved to a results file as they arrive, so
-        running the same command again resumes without paying twice.
-
-        \b
-            llm moa eval prompts.jsonl -m moa-research -m gpt-4o --judge claude-3-opus
-            llm moa eval math.jsonl -m moa-default -m gpt-4o-mini --grade exact
-        """
-        from ..eval import run as evaluate
-        from ..text import count
-
-        ev = evaluate.plan(
-            source, models, judge, baseline, grade, limit, concurrency, out, max_cost, _warn
-        )
-        if ev.results.skipped:
-            click.echo(
-                f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}",
-                err=True,
-            )
-        evaluate.run(ev, progress=_eval_progress())
-        summary = evaluate.report(ev)
-        if json_:
-            click.echo(json.dumps(summary, indent=2))
-        elif csv_:
-            click.echo(evaluate.to_csv(summary), nl=False)
-        else:
-            click.echo(evaluate.to_table(summary))
-            click.echo(f"\n{evaluate.text_chart(summary)}")
-            click.echo(f"\nResults saved in {summary['results_file']}")
-        if ev.not_started:
-            click.echo(evaluate.cap_reached(ev), err=True)
-
-    from ..prices import prices_group
-
+    moa.add_command(eval_command)
     moa.add_command(prices_group())
 
 
@@ -303,22 +224,6 @@ def _finite(data: Any) -> Any:
 
 def _warn(message: str) -> None:
     click.echo(visible(f"Warning: {message}", newlines=False), err=True)
-
-
-def _eval_progress():
-    "A progress bar on stderr, only when it is a terminal."
-    import sys
-
-    if not sys.stderr.isatty():
-        return None
-
-    def show(phase: str, done: int, total: int) -> None:
-        filled = int(30 * done / total)  # never called with no tasks
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\r{phase:<10} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
-        sys.stderr.flush()
-
-    return show
 
 
 def _facts(config) -> dict:

@@ -1,0 +1,127 @@
+"""The eval's prompts: JSONL or CSV rows with a ``prompt``, optional ``system`` and ``answer``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MoaError
+from ..text import shorten, visible
+
+MAX_BYTES = 256 * 2**20  # a prompts or results file larger than this is refused, not read
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    prompt: str
+    system: str | None = None
+    answer: str | None = None
+
+    @property
+    def key(self) -> str:
+        "Identifies the prompt in the results file, whatever its position."
+        return hashlib.sha256(f"{self.system or ''}\0{self.prompt}".encode()).hexdigest()[:16]
+
+
+def read_rows(source: str) -> list[Row]:
+    "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin. UTF-8, BOM or not."
+    if source == "-":
+        data, name = sys.stdin.buffer.read(MAX_BYTES + 1), "stdin"
+        if len(data) > MAX_BYTES:
+            raise MoaError(f"stdin: larger than {MAX_BYTES // 2**20} MiB")
+    else:
+        data, name = read_regular(Path(source)), Path(source).name
+        if data is None:
+            raise MoaError(f"No such file: {source}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as ex:
+        line = data[: ex.start].count(b"\n") + 1
+        raise MoaError(f"{name} line {line}: not UTF-8 text (save the file as UTF-8)")
+    if not text.strip():
+        raise MoaError(f"{name} has no prompts")
+    looks_csv = source.lower().endswith(".csv") or text.lstrip()[:1] not in ("{", "[")
+    rows = _csv_rows(text, name) if looks_csv else _jsonl_rows(text, name)
+    if not rows:
+        raise MoaError(f"{name} has no prompts")
+    return rows
+
+
+def read_regular(path: Path) -> bytes | None:
+    """The bytes of a regular file (None when there is none). Anything else, a
+    FIFO that would block, a device that never ends, a folder, or a file over
+    MAX_BYTES, is a one-line MoaError naming it, and nothing is read from it."""
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as ex:
+        raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+    with os.fdopen(fd, "rb") as fp:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise MoaError(f"{path}: cannot be read, it is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise MoaError(f"{path}: cannot be read, larger than {MAX_BYTES // 2**20} MiB")
+        try:
+            return fp.read(MAX_BYTES + 1)
+        except OSError as ex:
+            raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+
+
+def _jsonl_rows(text: str, name: str) -> list[Row]:
+    rows = []
+    # not splitlines: JSON strings may hold U+2028
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as ex:
+            raise MoaError(f"{name} line {number}: invalid JSON ({ex.args[0]})")
+        except RecursionError:
+            raise MoaError(f"{name} line {number}: JSON nested too deeply")
+        rows.append(_row(data, number, name))
+    return rows
+
+
+def _csv_rows(text: str, name: str) -> list[Row]:
+    # a prompt may be as long as the file
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            found = ", ".join(reader.fieldnames or [])
+            found = shorten(visible(found, newlines=False), 100) or "none"
+            raise MoaError(f"{name}: CSV needs a 'prompt' column (found: {found})")
+        return [_row(data, number, name) for number, data in enumerate(reader, 2)]
+    except csv.Error as ex:
+        raise MoaError(f"{name} line {reader.line_num}: invalid CSV ({ex})")
+
+
+def _row(data: Any, number: int, name: str) -> Row:
+    if not isinstance(data, dict):
+        raise MoaError(f"{name} line {number}: expected an object with a 'prompt'")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise MoaError(f"{name} line {number}: missing or empty 'prompt'")
+    for key in ("system", "answer"):
+        if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
+            raise MoaError(f"{name} line {number}: '{key}' must be text")
+    answer = data.get("answer")
+    system = data.get("system")
+    return Row(
+        number,
+        prompt,
+        str(system) if system else None,
+        None if answer in (None, "") else str(answer),
+    )
