@@ -11,6 +11,7 @@ and one that cannot be read counts as empty.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -81,6 +82,21 @@ def saved_model_options(model_id: str) -> dict[str, Any]:
 def stored_keys() -> list[str]:
     "The values in keys.json (`llm keys set`)."
     return [value for value in _user_json("keys.json").values() if isinstance(value, str)]
+
+
+def key_source(model: Any) -> str | None:
+    """Where llm would find the model's key, by name, never the key itself:
+    in llm's own order (keys.json, then the environment variable); None when
+    it has none. Missing keys are reported by ``model.get_key()``'s own error."""
+    needed = getattr(model, "needs_key", None)
+    if not needed:
+        return "none needed"
+    if getattr(model, "key", None):
+        return "set by its plugin"
+    if needed in _user_json("keys.json"):
+        return f"keys.json ({needed})"
+    variable = getattr(model, "key_env_var", None)
+    return f"${variable}" if variable and os.environ.get(variable) else None
 
 
 def _user_json(name: str) -> dict:
@@ -173,6 +189,24 @@ def last_options(thread_id: str, model_id: str) -> dict:
     ):  # no database yet, or a damaged row
         return {}
     return options if isinstance(options, dict) else {}
+
+
+def output_tokens(model_id: str, limit: int) -> list[int]:
+    "The output tokens of the model's newest logged turns that recorded them, newest first."
+    import sqlite3
+
+    try:
+        with closing(
+            sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)
+        ) as conn:
+            rows = conn.execute(
+                "select output_tokens from turns where model = ? and output_tokens > 0 "
+                "order by id desc limit ?",
+                [model_id, limit],
+            ).fetchall()
+    except sqlite3.Error:  # no database yet
+        return []
+    return [row[0] for row in rows if type(row[0]) is int]
 
 
 def logged_turns(

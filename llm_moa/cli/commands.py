@@ -220,8 +220,22 @@ def _add_commands(moa: click.Group) -> None:
         help="Start no new call once this run's calls cost this "
         "much (every model must be priced: llm moa prices)",
     )
+    @click.option(
+        "plan_", "--plan", is_flag=True, help="Show what the eval would call and cost; call nothing"
+    )
     def eval_command(
-        source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost
+        source,
+        models,
+        judge,
+        baseline,
+        grade,
+        limit,
+        concurrency,
+        out,
+        json_,
+        csv_,
+        max_cost,
+        plan_,
     ):
         """Does a combo beat a single model on your prompts, and at what cost?
 
@@ -245,6 +259,10 @@ def _add_commands(moa: click.Group) -> None:
                 f"Skipped {count(ev.results.skipped, 'unreadable line')} in {ev.results.path}",
                 err=True,
             )
+        if plan_:
+            from .plan import show_eval_plan
+
+            return show_eval_plan(ev, json_)
         evaluate.run(ev, progress=_eval_progress())
         summary = evaluate.report(ev)
         if json_:
@@ -261,6 +279,9 @@ def _add_commands(moa: click.Group) -> None:
     from ..prices import prices_group
 
     moa.add_command(prices_group())
+    from .plan import plan_command
+
+    moa.add_command(plan_command)
 
 
 def _echo(data: Any, json_: bool, text: str) -> None:

@@ -53,28 +53,33 @@ class Plan:
     given_answers: list[str] | None = None  # known answers to aggregate: no proposer runs
 
 
-def make_plan(config: Config, prompt: Any) -> Plan:
+def make_plan(config: Config, prompt: Any, problems: list[str] | None = None) -> Plan:
+    """The plan of a run; the first problem found raises ``MoaError``. With
+    ``problems`` (``llm moa plan``) every problem is added to it instead, and
+    a member that could not be resolved is None in the plan's lists."""
     request = request_from_prompt(prompt)
-    proposers, aggregators = resolve_members(config)
-    members = proposers + aggregators
+    proposers, aggregators = resolve_members(config, problems)
+    members = [m for m in proposers + aggregators if m is not None]
     for attachment in request.attachments:  # each model gets the attachments it accepts
         kind = attachment.resolve_type()
         takers = [m for m in members if kind in m.model.attachment_types]
         if not takers:
-            raise MoaError(f"No proposer or aggregator accepts attachments of type {kind!r}")
+            _refuse(problems, f"No proposer or aggregator accepts attachments of type {kind!r}")
         for member in takers:
             member.attachments.append(attachment)
     for member in members:
         if request.history and not member.model.supports_conversation:
-            raise MoaError(
-                f"{member.name} does not support conversations, so it cannot continue one (llm -c)"
+            _refuse(
+                problems,
+                f"{member.name} does not support conversations, so it cannot continue one (llm -c)",
             )
     schema = prompt.schema or None
     for member in aggregators if schema else []:
-        if not member.model.supports_schema:
-            raise MoaError(
+        if member is not None and not member.model.supports_schema:
+            _refuse(
+                problems,
                 f"aggregator {member.name} does not support --schema; "
-                "choose a schema-capable aggregator (llm models --schemas)"
+                "choose a schema-capable aggregator (llm models --schemas)",
             )
     checked: set[int] = set()
     for (
@@ -84,17 +89,27 @@ def make_plan(config: Config, prompt: Any) -> Plan:
             if id(member.model) not in checked:
                 member.model.get_key()
         except llm.NeedsKeyException as ex:
-            raise MoaError(f"{member.role} {member.name}: {ex}") from None
+            _refuse(problems, f"{member.role} {member.name}: {ex}")
         checked.add(id(member.model))
     return Plan(config, request, proposers, aggregators, schema)
 
 
-def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
+def _refuse(problems: list[str] | None, message: str) -> None:
+    "Raise the problem, or collect it when every problem is wanted at once."
+    if problems is None:
+        raise MoaError(message)
+    problems.append(message)
+
+
+def resolve_members(
+    config: Config, problems: list[str] | None = None
+) -> tuple[list[Member], list[Member]]:
     """Every proposer and aggregator resolved, with validated options.
 
     Each use of a name gets a model object of its own, except that a proposer
     name gets at most ``max_concurrency`` objects (no more of the run's calls
-    run at once anyway): further uses take turns with those."""
+    run at once anyway): further uses take turns with those. With
+    ``problems``, a member that fails is None and its problem is collected."""
     with host.RESOLVING:
         default = llm.get_default_model()
         known, async_only = host.models_by_name()
@@ -123,6 +138,13 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             return model
 
         def member(role: str, name: str, options: dict, limit: int | None = None) -> Member:
+            try:
+                return checked_member(role, name, options, limit)
+            except MoaError as ex:
+                _refuse(problems, str(ex))
+                return None  # type: ignore[return-value] - only when problems are collected
+
+        def checked_member(role: str, name: str, options: dict, limit: int | None) -> Member:
             objects = handed.setdefault(name, [])
             if limit and len(objects) >= limit:  # take turns with the objects handed out
                 objects.append(objects.pop(0))
@@ -149,7 +171,7 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             for name, options in config.aggregators or [(default, {})]
         ]
     locks: dict[int, threading.Lock] = {}
-    for each in proposers + aggregators:  # one lock per model object
+    for each in filter(None, proposers + aggregators):  # one lock per model object
         each.lock = locks.setdefault(id(each.model), each.lock)
     return proposers, aggregators
 
