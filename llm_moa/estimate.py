@@ -263,7 +263,10 @@ def range_text(total: dict) -> str:
     "'$0.0008 to $0.0031', or what the range lacks."
     if total["usd_high"] is None:
         return "no upper bound (a price, an output's upper bound or an answer's length is unknown)"
-    return f"{format_usd(total['usd_low'])} to {format_usd(total['usd_high'])}"
+    return (
+        f"{format_usd(total['usd_low'])} to {format_usd(total['usd_high'])} (the sure calls at "
+        "their fewest output tokens, to every call at its most)"
+    )
 
 
 def call_json(call: Planned) -> dict:

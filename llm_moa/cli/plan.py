@@ -426,9 +426,10 @@ def text_of(shown: dict) -> str:
                 if total["input_is_lower_bound"] or total["output_is_lower_bound"]
                 else ""
             )
-            + f", likely {total['text']}; range {total['range']}",
+            + f"; likely {total['text']}",
             newlines=False,
         ),
+        f"range: {total['range']}",
         "",
         "* conditional: made only in some runs, counted in the total and the high end of the range. "
         "Tokens are characters / 4; output from your own logged answers, else max_tokens (an "
