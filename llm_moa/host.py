@@ -85,18 +85,22 @@ def stored_keys() -> list[str]:
 
 
 def key_source(model: Any) -> str | None:
-    """Where llm would find the model's key, by name, never the key itself:
-    in llm's own order (keys.json, then the environment variable); None when
-    it has none. Missing keys are reported by ``model.get_key()``'s own error."""
+    """Where the model's key is found, by name, never the key itself: the
+    place ``model.get_key()`` took it from (keys.json, or the environment
+    variable); None when it finds none (its own error says how to add one)."""
     needed = getattr(model, "needs_key", None)
     if not needed:
         return "none needed"
+    try:
+        found = model.get_key()
+    except llm.NeedsKeyException:
+        return None
+    variable = getattr(model, "key_env_var", None)
     if getattr(model, "key", None):
         return "set by its plugin"
-    if needed in _user_json("keys.json"):
+    if _user_json("keys.json").get(needed) == found:
         return f"keys.json ({needed})"
-    variable = getattr(model, "key_env_var", None)
-    return f"${variable}" if variable and os.environ.get(variable) else None
+    return f"${variable}" if variable and os.environ.get(variable) == found else "found"
 
 
 def _user_json(name: str) -> dict:

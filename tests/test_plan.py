@@ -201,16 +201,34 @@ def test_bad_moa_options_are_problems_and_the_rest_is_still_planned():
     assert [c["model"] for c in shown["calls"]] == ["fake-b", "fake-a"]
 
 
-def test_keys_are_named_by_where_they_are_never_shown(monkeypatch):
+def test_keys_are_named_by_where_they_are_found_never_shown(monkeypatch, user_path):
     assert run_llm("keys", "set", "fakekey", "--value", "sk-secret-1234567890").exit_code == 0
     result = run_llm("moa", "plan", "-o", "proposers", "fake-key", "q")
     assert result.exit_code == 0, result.output
     assert "keys.json (fakekey)" in result.stdout and "sk-secret" not in result.stdout
+    (user_path / "keys.json").write_text("{}")
     monkeypatch.setenv("FAKE_API_KEY", "sk-other-1234567890")
-    run_llm("keys", "set", "fakekey", "--value", "")
     code, shown = plan("-o", "proposers", "fake-key", "q")
-    assert shown["members"][0]["key"] in ("$FAKE_API_KEY", "keys.json (fakekey)")
+    assert code == 0 and shown["members"][0]["key"] == "$FAKE_API_KEY"
     assert "sk-other" not in json.dumps(shown)
+
+
+def test_schema_attachment_and_tool_problems_are_listed_together(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("plain text")
+    code, shown = plan(
+        "-o", "proposers", "fake-a", "-o", "aggregator", "fake-plain", "--schema", "name, age int",
+        "-a", str(notes), "-T", "no_such_tool", "q",
+    )  # fmt: skip
+    assert code == 1
+    assert shown["problems"][0].startswith("Tool(s) no_such_tool not found. Available tools:")
+    assert shown["problems"][1:] == [
+        "No proposer or aggregator accepts attachments of type 'text/plain'",
+        "aggregator fake-plain does not support --schema; choose a schema-capable aggregator "
+        "(llm models --schemas)",
+    ]
+    plain = next(m for m in shown["members"] if m["model"] == "fake-plain")
+    assert plain["schema"] is False and plain["needs"]["schema"] is True
 
 
 def test_output_tokens_come_from_history_and_match_it():

@@ -299,7 +299,6 @@ def _members(plan: Any, prompt: Any) -> list[dict]:
             model.model_id,
             {
                 "model": model.model_id,
-                "roles": [],
                 "known": not isinstance(model, _Missing),
                 "key": None if isinstance(model, _Missing) else host.key_source(model),
                 "stream": model.can_stream,
@@ -312,8 +311,6 @@ def _members(plan: Any, prompt: Any) -> list[dict]:
                 },
             },
         )
-        if member.role not in entry["roles"]:
-            entry["roles"].append(member.role)
         if member.role == "aggregator":
             entry["needs"].update(
                 tools=bool(prompt.tools) or None, schema=bool(prompt.schema) or None
@@ -476,13 +473,15 @@ def eval_plan(ev: Any) -> dict:
     from ..estimate import Planned, estimated, expected_output, plan_calls, totals
 
     problems: list[str] = []
-    models, everything, final = [], [], {}
+    models, everything, final, pending = [], [], {}, set()  # pending: prompts with work left
     for model_id in ev.models:
         todo = [row for row in ev.rows if not ev.answer(model_id, row)]
+        pending.update(row.key for row in todo)
         options = ev.options.get(model_id) or {}
         model, calls = host.get_model(model_id), []
         moa = getattr(model, "is_moa", False)
         plan = _moa_plan(model, options, problems, prompt="")[0] if todo and moa else None
+        output = expected_output(model_id, options)  # a model asked directly: one call a prompt
         for row in todo:
             request = Request(row.prompt, row.system or "")
             if plan is not None:
@@ -491,15 +490,16 @@ def eval_plan(ev: Any) -> dict:
             else:
                 member = SimpleNamespace(name=model_id, model=model, model_id=model_id)
                 planned = Planned(1, "model", 0, member, request)
-                calls.append(estimated(planned, expected_output(model_id, options), ev.prices))
+                calls.append(estimated(planned, output, ev.prices))
         answers = [c for c in calls if c.role in ("model", "aggregator") and c.counted]
-        final[model_id] = answers[-1].output if answers else expected_output(model_id, options)
+        final[model_id] = answers[-1].output if answers else output
         models.append({"model": model_id, "prompts": len(todo), **totals(calls)})
         everything += calls
     judging = []
     for candidate, row, order in ev.pairs():
         if ev.judgement(candidate, row, order):
             continue
+        pending.add(row.key)
         texts = [_answer_text(ev, name, row, final) for name in (candidate, ev.baseline)]
         first, second = texts if order == "candidate-first" else texts[::-1]
         system, prompt = judge_request(row.prompt, row.system, first, second)
@@ -518,7 +518,7 @@ def eval_plan(ev: Any) -> dict:
         "problems": list(dict.fromkeys(problems)),
     }
     if ev.budget:
-        shown["cap"] = _cap(ev, shown["total"], len(ev.rows) - _rows_done(ev))
+        shown["cap"] = _cap(ev, shown["total"], len(pending))
     return shown
 
 
@@ -552,17 +552,6 @@ def _cap(ev: Any, total: dict, prompts: int) -> dict:
         "text": f"--max-cost {format_usd(cap)}: {fits}; it covers about {covers} of the "
         f"{prompts} prompts still to answer",
     }
-
-
-def _rows_done(ev: Any) -> int:
-    "Prompts with nothing left to make: every answer and every judgement."
-    pairs = ev.pairs()
-    return sum(
-        1
-        for row in ev.rows
-        if all(ev.answer(model, row) for model in ev.models)
-        and all(ev.judgement(*pair) for pair in pairs if pair[1] is row)
-    )
 
 
 def eval_plan_text(shown: dict) -> str:

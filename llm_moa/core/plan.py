@@ -141,7 +141,9 @@ def resolve_members(
             try:
                 return checked_member(role, name, options, limit)
             except MoaError as ex:
-                _refuse(problems, str(ex))
+                if problems is None:
+                    raise
+                problems.append(str(ex))
                 return None  # type: ignore[return-value] - only when problems are collected
 
         def checked_member(role: str, name: str, options: dict, limit: int | None) -> Member:
