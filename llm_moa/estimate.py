@@ -139,24 +139,26 @@ class _Reply:
 UNKNOWN = "(an answer of unknown length {})"
 
 
-def rehearse(plan: Plan, outputs: dict[str, Output], alike: bool) -> list[Any]:
+def rehearse(plan: Plan, outputs: dict[int, Output], alike: bool) -> list[Any]:
     """The calls a run of ``plan`` makes, in order (``core.record.Call``), with
     every answer alike or every answer different; answers are as long as each
-    model's expected output, or a short marked text when that is unknown."""
+    member's expected output (``outputs`` by ``id(member)``), or a short
+    marked text when that is unknown."""
     numbers = itertools.count(1)
 
-    def answer_of(model_id: str) -> Callable[[], str]:
+    def answer_of(size: int | None) -> Callable[[], str]:
         def answer() -> str:
             if alike:
                 return "the same answer"
-            n, size = next(numbers), outputs[model_id].expected
+            n = next(numbers)
             head = f"answer {n}: "
             return UNKNOWN.format(n) if size is None else head + "x" * max(0, size * 4 - len(head))
 
         return answer
 
     def stand_in(member: Member) -> Member:
-        return replace(member, model=_StandIn(member.model, answer_of(member.model_id)))
+        size = outputs[id(member)].expected
+        return replace(member, model=_StandIn(member.model, answer_of(size)))
 
     dry = replace(
         plan,
@@ -172,7 +174,7 @@ def rehearse(plan: Plan, outputs: dict[str, Output], alike: bool) -> list[Any]:
 def plan_calls(plan: Plan, prices: Prices | None) -> list[Planned]:
     "Every call the plan may make, each with its condition and its estimate."
     members = plan.proposers + plan.aggregators
-    outputs = {m.model_id: expected_output(m.model_id, m.options) for m in members}
+    outputs = {id(m): expected_output(m.model_id, m.options) for m in members}
     fewest = {_key(call, n) for n, call in _numbered(rehearse(plan, outputs, alike=True))}
     calls = []
     for n, call in _numbered(rehearse(plan, outputs, alike=False)):
@@ -191,7 +193,7 @@ def plan_calls(plan: Plan, prices: Prices | None) -> list[Planned]:
                 "only if the aggregator before it fails before writing anything",
             )
         )
-    return [estimated(call, outputs[call.member.model_id], prices) for call in calls]
+    return [estimated(call, outputs[id(call.member)], prices) for call in calls]
 
 
 def estimated(call: Planned, output: Output, prices: Prices | None) -> Planned:

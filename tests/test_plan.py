@@ -253,28 +253,18 @@ def test_output_tokens_come_from_history_and_match_it():
 
 def test_max_tokens_is_an_upper_bound_when_there_is_no_history():
     assert run_llm("moa", "prices", "set", "fake-a", "1", "1").exit_code == 0
-    options = '{"max_tokens": 100}'
-    args = [
-        "-o",
-        "proposers",
-        "fake-a*2",
-        "-o",
-        "proposer_options",
-        options,
-        "-o",
-        "aggregator_options",
-        options,
-    ]
+    # the same model as proposers (max_tokens 100) and as the aggregator (none): each its own
+    args = ["-o", "proposers", "fake-a*2", "-o", "proposer_options", '{"max_tokens": 100}']
     code, shown = plan(*args, "q")
-    first = shown["calls"][0]["estimate"]
+    first, second, aggregator = (call["estimate"] for call in shown["calls"])
     assert (first["output_tokens"], first["output_high"], first["output_source"]) == (
         None,
         100,
         "max_tokens",
     )
-    assert first["usd"] is None and first["usd_high"] == pytest.approx(
-        (first["input_tokens"] + 100) / 1e6
-    )
+    assert first["usd"] is None
+    assert first["usd_high"] == pytest.approx((first["input_tokens"] + 100) / 1e6)
+    assert aggregator["output_high"] is None and aggregator["output_source"].startswith("unknown")
     total = shown["estimate"]  # the aggregator reads answers of unknown length: no upper bound
     assert total["usd_high"] is None and total["range"].startswith("no upper bound")
     assert total["text"].startswith("≥ ") and "output unknown: fake-a" in total["text"]

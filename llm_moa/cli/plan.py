@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from ..errors import MoaError
-from ..text import count, table, visible
+from ..text import count, shorten, table, visible
 
 
 @click.command(name="plan")
@@ -141,7 +141,7 @@ def _moa_plan(moa: Any, given: dict, problems: list[str], **prompt: Any) -> tupl
     if moa.check is not None:
         try:
             moa.check(moa.model_id)
-        except MoaError as ex:
+        except (MoaError, llm.ModelError) as ex:  # e.g. moa-local without the local extra
             problems.append(str(ex))
     merged = effective_options(moa, SimpleNamespace(options=list(given.items())), None)
     options = _valid(merged, problems)
@@ -344,7 +344,10 @@ def text_of(shown: dict) -> str:
     options = [["option", "value", "from"]] + [
         [
             key,
-            json.dumps(entry["value"]) if not isinstance(entry["value"], str) else entry["value"],
+            shorten(
+                entry["value"] if isinstance(entry["value"], str) else json.dumps(entry["value"]),
+                80,
+            ),
             entry["from"],
         ]
         for key, entry in shown["options"].items()
