@@ -299,14 +299,28 @@ def test_eval_plan_with_a_judge_and_a_cap(tmp_path):
     path = quiz(tmp_path, 4)
     for model in ("fake-a", "fake-b", "fake-judge-first"):
         assert run_llm("moa", "prices", "set", model, "1", "1").exit_code == 0
-    for _ in range(3):  # a history for each: 4 output tokens from the fakes, 1 from the judge
+    for _ in range(3):  # a history: 4 output tokens each (the judge reports none)
         run_llm("-m", "fake-a", "-o", "text", "one two three four", "x")
         run_llm("-m", "fake-b", "-o", "text", "one two three four", "x")
-    result = run_llm(
-        "moa", "eval", str(path), "-m", "fake-a", "-m", "fake-b", "--judge", "fake-judge-first",
-        "--max-cost", "0.0001", "--plan",
-    )  # fmt: skip
+    before = len(read_calls())
+    args = ["moa", "eval", str(path), "-m", "fake-a", "-m", "fake-b"]
+    result = run_llm(*args, "--judge", "fake-judge-first", "--max-cost", "0.0001", "--plan")
     assert result.exit_code == 0, result.output
     assert "fake-judge-first (judge)  8" in result.stdout  # 4 prompts, both orders
-    assert "--max-cost $0.00010:" in result.stdout and "of the 4 prompts" in result.stdout
-    assert not (tmp_path / "q.eval.jsonl").exists()
+    assert "may not fit" in result.stdout  # the judge's output is unknown: a lower bound
+    assert "of the 4 prompts still to answer" in result.stdout
+    # graded, every figure known: 3 input and 4 output tokens a prompt for each model, $1/M
+    result = run_llm(*args, "--grade", "contains", "--max-cost", "0.00003", "--plan", "--json")
+    shown = json.loads(result.stdout)
+    assert shown["total"]["usd"] == pytest.approx(4 * 2 * 7 / 1e6)
+    assert shown["cap"]["fits"] == "does not fit" and shown["cap"]["prompts"] == 2
+    assert len(read_calls()) == before and not (tmp_path / "q.eval.jsonl").exists()
+
+
+def test_history_is_read_from_the_database_given_with_d(tmp_path):
+    other = str(tmp_path / "other.db")
+    for _ in range(3):
+        assert run_llm("-m", "fake-b", "-o", "text", "a b c", "q", "-d", other).exit_code == 0
+    args = ["-o", "proposers", "fake-b", "-o", "aggregator", "fake-c", "q"]
+    assert plan(*args, "-d", other)[1]["calls"][0]["estimate"]["output_tokens"] == 3
+    assert plan(*args)[1]["calls"][0]["estimate"]["output_tokens"] is None
