@@ -136,7 +136,8 @@ class _Reply:
         return []  # no tool calls
 
 
-UNKNOWN = "(an answer of unknown length {})"
+UNKNOWN_HEAD = "(an answer of unknown length"  # marks a stand-in's answer whose length is unknown
+UNKNOWN = UNKNOWN_HEAD + " {})"
 
 
 def rehearse(plan: Plan, outputs: dict[int, Output], alike: bool) -> list[Any]:
@@ -202,7 +203,7 @@ def estimated(call: Planned, output: Output, prices: Prices | None) -> Planned:
     parts = [request.system, request.text] + [p.text for m in request.history for p in m.parts]
     text = "\n".join(part for part in parts if part)
     call.input_tokens = tokens(text)
-    call.input_floor = "(an answer of unknown length" in text
+    call.input_floor = UNKNOWN_HEAD in text
     call.output = output
     call.price = prices.price(call.member.model_id) if prices else None
     return call
