@@ -11,6 +11,7 @@ and one that cannot be read counts as empty.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -89,6 +90,25 @@ def stored_keys() -> list[str]:
         if isinstance(keys, dict)
         else []
     )
+
+
+def key_source(model: Any) -> str | None:
+    """Where the model's key is found, by name, never the key itself: the
+    place ``model.get_key()`` took it from (keys.json, or the environment
+    variable); None when it finds none (its own error says how to add one)."""
+    needed = getattr(model, "needs_key", None)
+    if not needed:
+        return "none needed"
+    try:
+        found = model.get_key()
+    except llm.NeedsKeyException:
+        return None
+    variable = getattr(model, "key_env_var", None)
+    if getattr(model, "key", None):
+        return "set by its plugin"
+    if _user_json("keys.json").get(needed) == found:
+        return f"keys.json ({needed})"
+    return f"${variable}" if variable and os.environ.get(variable) == found else "found"
 
 
 def _user_json(name: str) -> dict:
@@ -181,6 +201,24 @@ def last_options(thread_id: str, model_id: str) -> dict:
     ):  # no database yet, or a damaged row
         return {}
     return options if isinstance(options, dict) else {}
+
+
+def output_tokens(model_id: str, limit: int) -> list[int]:
+    "The output tokens of the model's newest logged turns that recorded them, newest first."
+    import sqlite3
+
+    try:
+        with closing(
+            sqlite3.connect(f"file:{logs_db_path()}?mode=ro", uri=True, timeout=5)
+        ) as conn:
+            rows = conn.execute(
+                "select output_tokens from turns where model = ? and output_tokens > 0 "
+                "order by id desc limit ?",
+                [model_id, limit],
+            ).fetchall()
+    except sqlite3.Error:  # no database yet
+        return []
+    return [row[0] for row in rows if type(row[0]) is int]
 
 
 def logged_turns(

@@ -58,6 +58,7 @@ class FakeOptions(llm.Options):
     hang: bool | None = Field(None, description="Never answer")
     empty: bool | None = Field(None, description="Answer with nothing")
     temperature: float | None = Field(None, description="Recorded, not used")
+    max_tokens: int | None = Field(None, description="Recorded, not used")
     chunks: int | None = Field(None, description="Stream the answer in this many pieces")
 
 

@@ -200,8 +200,10 @@ def _add_commands(moa: click.Group) -> None:
     "The commands that live in modules of their own."
     from ..prices import prices_group  # (moves to cli/prices.py)
     from .eval import eval_command
+    from .plan import plan_command
 
     moa.add_command(eval_command)
+    moa.add_command(plan_command)
     moa.add_command(prices_group())
 
 

@@ -52,8 +52,11 @@ import click
     help="Start no new call once this run's calls cost this "
     "much (every model must be priced: llm moa prices)",
 )
+@click.option(
+    "plan_", "--plan", is_flag=True, help="Show what the eval would call and cost; call nothing"
+)
 def eval_command(
-    source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost
+    source, models, judge, baseline, grade, limit, concurrency, out, json_, csv_, max_cost, plan_
 ):
     """Does a combo beat a single model on your prompts, and at what cost?
 
@@ -76,6 +79,10 @@ def eval_command(
     if ev.results.skipped:
         skipped = count(ev.results.skipped, "unreadable line")
         click.echo(f"Skipped {skipped} in {ev.results.path}", err=True)
+    if plan_:
+        from .plan import show_eval_plan
+
+        return show_eval_plan(ev, json_)
     run.run(ev, progress=_progress())
     summary = report.report(ev)
     if json_:

@@ -54,34 +54,44 @@ class Plan:
     given_answers: list[str] | None = None  # known answers to aggregate: no proposer runs
 
 
-def make_plan(config: Config, prompt: Any, earlier: tuple[list[str], str] | None = None) -> Plan:
+def make_plan(
+    config: Config,
+    prompt: Any,
+    earlier: tuple[list[str], str] | None = None,
+    problems: list[str] | None = None,
+) -> Plan:
     """Everything a run needs, checked before the first call. ``earlier``:
     the proposals of this tool loop's latest full run and that run's id (from
-    the conversation in memory), which a tool round reuses."""
+    the conversation in memory), which a tool round reuses. The first problem
+    found raises ``MoaError``; with ``problems`` (``llm moa plan``) every
+    problem is added to it instead, and a member that could not be resolved
+    is None in the plan's lists."""
     tools = [tool for tool in prompt.tools if tool.name != PANEL_TOOL]
     request, proposer_request = requests_from_prompt(prompt, tools)
-    proposers, aggregators = resolve_members(config)
-    members = proposers + aggregators
+    proposers, aggregators = resolve_members(config, problems)
+    members = [m for m in proposers + aggregators if m is not None]
     for attachment in request.attachments:  # each model gets the attachments it accepts
         kind = attachment.resolve_type()
         takers = [m for m in members if kind in m.model.attachment_types]
         if not takers:
-            raise MoaError(f"No proposer or aggregator accepts attachments of type {kind!r}")
+            _refuse(problems, f"No proposer or aggregator accepts attachments of type {kind!r}")
         for member in takers:
             member.attachments.append(attachment)
     for member in members:
         if request.history and not member.model.supports_conversation:
-            raise MoaError(
-                f"{member.name} does not support conversations, so it cannot continue one (llm -c)"
+            _refuse(
+                problems,
+                f"{member.name} does not support conversations, so it cannot continue one (llm -c)",
             )
     schema = prompt.schema or None
     for member in aggregators if schema else []:
-        if not member.model.supports_schema:
-            raise MoaError(
+        if member is not None and not member.model.supports_schema:
+            _refuse(
+                problems,
                 f"aggregator {member.name} does not support --schema; "
-                "choose a schema-capable aggregator (llm models --schemas)"
+                "choose a schema-capable aggregator (llm models --schemas)",
             )
-    record, given = fit_tools(config, aggregators, request, earlier)
+    record, given = fit_tools(config, members, request, earlier, problems)
     checked: set[int] = set()
     # a missing key is found before anything is paid for, with llm's own hint
     for member in members:
@@ -89,13 +99,17 @@ def make_plan(config: Config, prompt: Any, earlier: tuple[list[str], str] | None
             if id(member.model) not in checked:
                 member.model.get_key()
         except llm.NeedsKeyException as ex:
-            raise MoaError(f"{member.role} {member.name}: {ex}") from None
+            _refuse(problems, f"{member.role} {member.name}: {ex}")
         checked.add(id(member.model))
     return Plan(config, request, proposer_request, proposers, aggregators, schema, record, given)
 
 
 def fit_tools(
-    config: Config, aggregators: list[Member], request: Request, earlier: Any
+    config: Config,
+    members: list[Member],
+    request: Request,
+    earlier: Any,
+    problems: list[str] | None = None,
 ) -> tuple[dict | None, list[str] | None]:
     """The run record's ``tools`` entry and, on a tool round that only the
     aggregator continues, the proposals it reuses. Refuses before any call
@@ -107,15 +121,18 @@ def fit_tools(
         synthesizes = config.aggregate == "synthesize"
         name = "skip_if_agree" if synthesizes else f"aggregate {config.aggregate}"
         fix = "set skip_if_agree false" if synthesizes else "use aggregate synthesize"
-        raise MoaError(
+        _refuse(
+            problems,
             f"{name} cannot be used with tools (-T): its answer is a proposal as written, "
-            f"and only the aggregator can call tools; {fix}"
+            f"and only the aggregator can call tools; {fix}",
         )
+    aggregators = [member for member in members if member.role == "aggregator"]
     for member in aggregators:
         if not member.model.supports_tools:
-            raise MoaError(
+            _refuse(
+                problems,
                 f"aggregator {member.name} does not support tools; "
-                "choose one that does (llm models --tools)"
+                "choose one that does (llm models --tools)",
             )
     record: dict[str, Any] = {"offered": [tool.name for tool in request.tools]}
     if not request.tool_results:
@@ -129,12 +146,22 @@ def fit_tools(
     return record, None
 
 
-def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
+def _refuse(problems: list[str] | None, message: str) -> None:
+    "Raise the problem, or collect it when every problem is wanted at once."
+    if problems is None:
+        raise MoaError(message)
+    problems.append(message)
+
+
+def resolve_members(
+    config: Config, problems: list[str] | None = None
+) -> tuple[list[Member], list[Member]]:
     """Every proposer and aggregator resolved, with validated options.
 
     Each use of a name gets a model object of its own, except that a proposer
     name gets at most ``max_concurrency`` objects (no more of the run's calls
-    run at once anyway): further uses take turns with those."""
+    run at once anyway): further uses take turns with those. With
+    ``problems``, a member that fails is None and its problem is collected."""
     with host.RESOLVING:
         default = llm.get_default_model()
         known, async_only = host.models_by_name()
@@ -163,6 +190,15 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             return model
 
         def member(role: str, name: str, options: dict, limit: int | None = None) -> Member:
+            try:
+                return checked_member(role, name, options, limit)
+            except MoaError as ex:
+                if problems is None:
+                    raise
+                problems.append(str(ex))
+                return None  # type: ignore[return-value] - only when problems are collected
+
+        def checked_member(role: str, name: str, options: dict, limit: int | None) -> Member:
             objects = handed.setdefault(name, [])
             if limit and len(objects) >= limit:  # take turns with the objects handed out
                 objects.append(objects.pop(0))
@@ -189,7 +225,7 @@ def resolve_members(config: Config) -> tuple[list[Member], list[Member]]:
             for name, options in config.aggregators or [(default, {})]
         ]
     locks: dict[int, threading.Lock] = {}
-    for each in proposers + aggregators:  # one lock per model object
+    for each in filter(None, proposers + aggregators):  # one lock per model object
         each.lock = locks.setdefault(id(each.model), each.lock)
     return proposers, aggregators
 
