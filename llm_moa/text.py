@@ -9,7 +9,9 @@ clipboard (OSC 52).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def visible(text: str, *, newlines: bool = True) -> str:
@@ -44,3 +46,22 @@ def table(rows: Sequence[Sequence[object]]) -> str:
 def count(n: int | None, noun: str) -> str:
     "'1 proposer', '3 proposers'; '? proposers' when not known."
     return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"
+
+
+def json_text(data: Any) -> str:
+    """``data`` as the --json of every ``llm moa`` command prints it: strict
+    JSON, where a number that is not finite (from a hand-edited file) is null,
+    never ``Infinity`` or ``NaN``, which strict parsers reject."""
+    import json
+
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

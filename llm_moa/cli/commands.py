@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import MoaError
-from ..text import count, visible
+from ..text import count, json_text, visible
 
 DATABASE = click.option(
     "-d",
@@ -248,7 +247,7 @@ def _add_commands(moa: click.Group) -> None:
         evaluate.run(ev, progress=_eval_progress())
         summary = evaluate.report(ev)
         if json_:
-            click.echo(json.dumps(summary, indent=2))
+            click.echo(json_text(summary))
         elif csv_:
             click.echo(evaluate.to_csv(summary), nl=False)
         else:
@@ -258,14 +257,14 @@ def _add_commands(moa: click.Group) -> None:
         if ev.not_started:
             click.echo(evaluate.cap_reached(ev), err=True)
 
-    from ..prices import prices_group
+    from .prices import prices
 
-    moa.add_command(prices_group())
+    moa.add_command(prices)
 
 
 def _echo(data: Any, json_: bool, text: str) -> None:
     "DATA as JSON with --json, else TEXT (its view)."
-    click.echo(json.dumps(data, indent=2) if json_ else text)
+    click.echo(json_text(data) if json_ else text)
 
 
 def _warn(message: str) -> None:
