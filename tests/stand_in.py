@@ -181,14 +181,14 @@ class StandInServer:
 
     # --- used by the handler ------------------------------------------------
 
-    def record(self, received: Received) -> tuple[int, Behaviour]:
-        "Keep the request; its number and what to do with it."
+    def record(self, received: Received, rules: bool = True) -> tuple[int, Behaviour]:
+        "Keep the request; its number and what to do with it (the rules' choice, if ``rules``)."
         with self._lock:
             self.requests.append(received)
             self._count += 1
             number = self._count
             behaviour = None
-            for key in (received.model, None):
+            for key in (received.model, None) if rules else ():
                 for entry in self._rules.get(key, []):
                     if entry.remaining is not None and entry.remaining <= 0:
                         continue
