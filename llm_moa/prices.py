@@ -240,20 +240,10 @@ def provider_names(model_id: str, model: Any) -> list[tuple[str, str | None, str
         if isinstance(value, str) and value and value != model_id:
             names.append((value, provider, f", by its {attribute} {value!r}"))
     prefix, _, rest = model_id.partition("/")
-    if rest:
-        known = prefix in _providers()
-        names.append((rest, prefix if known else None, f", by its id without {prefix}/"))
+    how = f", by its id without {prefix}/"
+    if rest:  # at the provider the prefix names (openrouter), else anywhere (gemini/: google)
+        names += [(rest, prefix, how), (rest, None, how)]
     return names
-
-
-@functools.cache
-def _providers() -> frozenset[str]:
-    try:
-        from genai_prices import data_snapshot
-
-        return frozenset(p.id for p in data_snapshot.get_snapshot().providers)
-    except Exception:  # noqa: BLE001 - genai-prices missing or changed: no provider prefixes
-        return frozenset()
 
 
 class Prices:

@@ -162,3 +162,15 @@ def test_a_cut_stream_is_truncated(ollama):
     assert cut["truncated"] is True and "truncated" not in whole
     shown = run_llm("moa", "show").output
     assert f"ollama/{LLAMA} · ok" in shown and "truncated" in shown
+
+
+def test_copies_are_model_objects_of_their_own(ollama):
+    "Each copy can run on its own thread: a copy of the plain model object, no hook run again."
+    from llm_moa.core.options import config_from
+    from llm_moa.core.plan import resolve_members
+
+    config = config_from({"proposers": "ollama/llama3.2*3", "aggregator": "fake-a"})
+    proposers, _ = resolve_members(config)
+    assert len({id(member.model) for member in proposers}) == 3
+    assert {member.model.ollama_name for member in proposers} == {LLAMA}
+    assert ollama.tags_requests == 1  # the one listing
