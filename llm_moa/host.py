@@ -127,23 +127,24 @@ _owners: dict[str, Any] = {}  # model id -> the plugin whose hook registered it
 def _noting_owners() -> Iterator[None]:
     """While llm lists models, each plugin's ``register`` notes the ids that
     plugin registers: the owners are known from the one listing, with no hook
-    run again to find them."""
+    run again to find them. One listing at a time wraps the hooks."""
     from llm.plugins import load_plugins, pm
 
     load_plugins()
-    impls = [
-        impl
-        for impl in pm.hook.register_models.get_hookimpls()
-        if not (impl.hookwrapper or impl.wrapper) and "register" in impl.argnames
-    ]
-    originals = [impl.function for impl in impls]
-    for impl in impls:
-        impl.function = _noting(impl.function, impl.plugin, impl.argnames.index("register"))
-    try:
-        yield
-    finally:
-        for impl, function in zip(impls, originals):
-            impl.function = function
+    with RESOLVING:
+        impls = [
+            impl
+            for impl in pm.hook.register_models.get_hookimpls()
+            if not (impl.hookwrapper or impl.wrapper) and "register" in impl.argnames
+        ]
+        originals = [impl.function for impl in impls]
+        for impl in impls:
+            impl.function = _noting(impl.function, impl.plugin, impl.argnames.index("register"))
+        try:
+            yield
+        finally:
+            for impl, function in zip(impls, originals):
+                impl.function = function
 
 
 def _noting(hook: Any, plugin: Any, at: int) -> Any:

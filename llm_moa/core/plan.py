@@ -5,8 +5,9 @@ re-entrant). Each proposer slot gets its own model object, because model
 objects need not be thread-safe (a llama.cpp-backed one crashes when two
 threads drive one): the first object of a name comes from llm's full model
 list, further ones are copies of it or come from re-running only the hook of
-the plugin that registered it (``host.fresh_model``). Should a plugin hand out one shared object anyway, members holding the
-same object share one lock, so no two threads drive it at once.
+the plugin that registered it (``host.fresh_model``). Should a plugin hand out
+one shared object anyway, members holding the same object share one lock, so
+no two threads drive it at once.
 """
 
 from __future__ import annotations
