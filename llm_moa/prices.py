@@ -273,14 +273,18 @@ class Prices:
             return Price(float(entry["input"]) + 0.0, float(entry["output"]) + 0.0, YOURS)
         if found := public_price(model_id):
             return found
-        for name, provider, how in provider_names(model_id, self._models.get(model_id)):
+        for name, provider, how in provider_names(model_id, self.model(model_id)):
             if found := public_price(name, provider, how):
                 return found
         return None
 
+    def model(self, name: str) -> Any | None:
+        "The model llm knows ``name`` by (an alias resolves to its model), or None."
+        return self._models.get(name)
+
     @functools.cached_property
     def _models(self) -> dict[str, Any]:
-        "llm's models by id, for the provider's own names of each."
+        "llm's models by id and alias, listed once: for the provider's own names of each."
         from . import host
 
         try:
@@ -307,12 +311,9 @@ class Cost:
     lower bound."""
 
     usd: float = 0.0
-    by_model: dict[str, dict] = field(
-        default_factory=dict
-    )  # calls, usd (None: unpriced), complete, price
-    calls: list[float | None] = field(
-        default_factory=list
-    )  # per call, in order; None when not known
+    # per model: calls, usd (None: unpriced), complete, price
+    by_model: dict[str, dict] = field(default_factory=dict)
+    calls: list[float | None] = field(default_factory=list)  # per call, in order; None: not known
 
     @property
     def unpriced(self) -> list[str]:

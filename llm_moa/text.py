@@ -9,7 +9,6 @@ clipboard (OSC 52).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,14 +53,5 @@ def json_text(data: Any) -> str:
     never ``Infinity`` or ``NaN``, which strict parsers reject."""
     import json
 
-    return json.dumps(_finite(data), indent=2, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
+    finite = json.loads(json.dumps(data), parse_constant=lambda _: None)
+    return json.dumps(finite, indent=2, allow_nan=False)

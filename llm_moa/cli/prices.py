@@ -68,7 +68,7 @@ def _each_price(found: lookup.Prices, models: tuple[str, ...]) -> tuple[list[dic
 
     data, lines = [], []
     for name in dict.fromkeys(models):
-        model = lookup.known_model(name)
+        model = found.model(name)  # one listing for every model named
         model_id = getattr(model, "model_id", name)
         if getattr(model, "is_moa", False):
             called = lookup.models_called(model, host.saved_model_options(model_id))
