@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,13 @@ def get_model(name: str) -> Any:
 
 
 def models_by_name() -> tuple[dict[str, Any], set[str]]:
-    "Every sync model by id and alias, and the names that only have an async model."
+    """Every sync model by id and alias, and the names that only have an async
+    model; the plugin that registered each model is noted on the way."""
     by_name: dict[str, Any] = {}
     async_only: set[str] = set()
-    for entry in llm.get_models_with_aliases():
+    with _noting_owners():
+        entries = llm.get_models_with_aliases()
+    for entry in entries:
         if entry.model is None:
             if entry.async_model is not None:
                 async_only.update([entry.async_model.model_id, *entry.aliases])
@@ -144,23 +148,75 @@ def models_by_name() -> tuple[dict[str, Any], set[str]]:
     return by_name, async_only
 
 
-_owners: dict[str, Any] = {}  # model id -> the plugin that registers it
+_owners: dict[str, Any] = {}  # model id -> the plugin whose hook registered it
 
 
-def fresh_model(model_id: str) -> Any | None:
-    """A new object for ``model_id``, made by running only the hook of the
-    plugin that registers it (other plugins' hooks can be slow: some list
-    models over the network). None when no single plugin registers it."""
+@contextmanager
+def _noting_owners() -> Iterator[None]:
+    """While llm lists models, each plugin's ``register`` notes the ids that
+    plugin registers: the owners are known from the one listing, with no hook
+    run again to find them. One listing at a time wraps the hooks."""
+    from llm.plugins import load_plugins, pm
+
+    load_plugins()
+    with RESOLVING:
+        impls = [
+            impl
+            for impl in pm.hook.register_models.get_hookimpls()
+            if not (impl.hookwrapper or impl.wrapper) and "register" in impl.argnames
+        ]
+        originals = [impl.function for impl in impls]
+        for impl in impls:
+            impl.function = _noting(impl.function, impl.plugin, impl.argnames.index("register"))
+        try:
+            yield
+        finally:
+            for impl, function in zip(impls, originals):
+                impl.function = function
+
+
+def _noting(hook: Any, plugin: Any, at: int) -> Any:
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        register = args[at]
+
+        def register_noted(model: Any, *more: Any, **named: Any) -> Any:
+            if model is not None:
+                _owners[model.model_id] = plugin
+            return register(model, *more, **named)
+
+        return hook(*args[:at], register_noted, *args[at + 1 :], **kwargs)
+
+    return noted
+
+
+def fresh_model(model: Any) -> Any | None:
+    """Another object for ``model``, for another thread. A model whose state
+    is plain data (ids, flags, option classes: one not called yet) is copied,
+    so no plugin's hook runs again (llm-ollama's lists the server's models);
+    otherwise only the hook of the plugin that registered it runs. None when
+    neither can be done."""
+    import copy
+
     from llm.plugins import pm
 
-    owner = _owners.get(model_id)
-    candidates = [owner] if owner is not None and pm.is_registered(owner) else []
-    for plugin in candidates + list(pm.get_plugins()):
-        found = _registered_by(pm, plugin)
-        if model_id in found:
-            _owners[model_id] = plugin
-            return found[model_id]
-    return None
+    state = getattr(model, "__dict__", None)
+    if isinstance(state, dict) and _plain(state):
+        return copy.deepcopy(model)
+    plugin = _owners.get(model.model_id)
+    if plugin is None or not pm.is_registered(plugin):
+        return None
+    return _registered_by(pm, plugin).get(model.model_id)
+
+
+def _plain(value: Any) -> bool:
+    "Data a copy cannot share anything mutable through: no client, lock or loaded weights."
+    if value is None or isinstance(value, (str, int, float, bytes, type)):
+        return True
+    if isinstance(value, dict):
+        return all(_plain(key) and _plain(item) for key, item in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:

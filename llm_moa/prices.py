@@ -2,15 +2,18 @@
 
 A price is the user's (``llm moa prices set``, kept in
 ``<llm user dir>/moa/prices.json``), else genai-prices' bundled public data
-(never updated from the network) by model id, then by the provider's own name,
-``model_name`` (run records keep only ids, so it is the name of the model llm
-knows by that id today), else none: a total that includes an unpriced model is
-a lower bound naming it. Prices are estimates: a provider's bill is the truth
-(cached input, batch discounts, tiers and free allowances are not modelled).
+(never updated from the network) by model id, then by the provider's own name
+for it (``provider_names``; run records keep only ids, so it is the name of
+the model llm knows by that id today), else none: a total that includes an
+unpriced model is a lower bound naming it. A public price is taken only for a
+name the data lists (give or take a date or ``-latest``), never for one it
+would match only by its beginning to another model. Prices are estimates: a
+provider's bill is the truth (cached input, batch discounts, tiers and free
+allowances are not modelled). A price is at most ``MAX_PRICE``.
 
 genai-prices takes about 0.3 s to import, so only a public price lookup imports
 it, which only the commands that show a cost make: never a plain ``llm``
-command, never a run.
+command, never a run. The ``llm moa prices`` commands are in ``cli/prices.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import datetime
 import functools
 import math
-import sys
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,17 @@ from .errors import MoaError
 from .files.storage import moa_dir, read_json, update_json
 
 PER_TOKENS = 1_000_000  # prices are in US dollars per million tokens
+# $1 a token: 25 times the dearest model genai-prices lists today, and small
+# enough that no cost can overflow (tokens are counted below 10**15 a call)
+MAX_PRICE = 1_000_000
 YOURS = "yours"
+# The attribute in which a plugin keeps the provider's own name for its model,
+# and the genai-prices provider that name belongs to (None: any)
+PROVIDER_NAMES = {
+    "model_name": None,  # llm's OpenAI models, extra-openai-models.yaml, llm-openrouter
+    "claude_model_id": "anthropic",  # llm-anthropic
+    "gemini_model_id": "google",  # llm-gemini
+}
 
 
 def path() -> Path:
@@ -45,7 +58,7 @@ def parse_price(value: Any, what: str) -> float:
         value,
         f"{what} price",
         "a number of US dollars per million tokens",
-        "a finite number, 0 or more",
+        f"a number from 0 to {MAX_PRICE:,}",
         _is_price,
     )
 
@@ -57,7 +70,7 @@ def parse_cap(value: Any) -> float:
         "--max-cost",
         "a number of US dollars, e.g. 0.50",
         "a finite number of dollars, more than 0",
-        lambda usd: _is_price(usd) and usd > 0,
+        lambda usd: math.isfinite(usd) and usd > 0,
     )
 
 
@@ -70,15 +83,15 @@ def _number(
         raise MoaError(f"Invalid {name} {value!r}: expected {expected}")
     if not allowed(number):
         raise MoaError(f"Invalid {name} {value!r}: must be {rule}")
-    return number
+    return number + 0.0  # -0.0 is 0: never "$-0"
 
 
 def _is_price(value: Any) -> bool:
-    "A finite number, 0 or more: not a string, nan, inf or a hostile 10**400 (which float() cannot take)."
-    return type(value) in (int, float) and 0 <= value <= sys.float_info.max
+    "A number from 0 to MAX_PRICE: not a string, nan, inf, 1e308 or a hostile 10**400."
+    return type(value) in (int, float) and 0 <= value <= MAX_PRICE
 
 
-def _known_model(name: str) -> Any | None:
+def known_model(name: str) -> Any | None:
     "The model llm knows ``name`` by (an alias resolves to its model), or None."
     from . import host
 
@@ -87,7 +100,7 @@ def _known_model(name: str) -> Any | None:
 
 def model_id_for(name: str) -> str:
     "The id llm knows ``name`` by, else ``name`` as typed."
-    return getattr(_known_model(name), "model_id", name)
+    return getattr(known_model(name), "model_id", name)
 
 
 def set_price(name: str, input_price: Any, output_price: Any) -> str:
@@ -97,7 +110,7 @@ def set_price(name: str, input_price: Any, output_price: Any) -> str:
     if not name or not name.strip():
         raise MoaError("Missing MODEL: llm moa prices set MODEL INPUT OUTPUT")
     price = Price(parse_price(input_price, "input"), parse_price(output_price, "output"), YOURS)
-    model = _known_model(name)
+    model = known_model(name)
     if getattr(model, "is_moa", False):
         raise MoaError(
             f"{model.model_id} is a MoA model: a run costs what its calls cost, so price the models it calls"
@@ -137,8 +150,8 @@ class Price:
 
     input: float
     output: float
-    source: str  # "yours", or "genai-prices 0.2.3: openai gpt-4o-mini"
-    ref: str | None = None  # the name genai-prices knows the model by; None for the user's own
+    source: str  # "yours", or "genai-prices 0.2.3: openai gpt-4o-mini" and the name that matched
+    ref: tuple[str, str | None] | None = None  # genai-prices' name and provider; None: the user's
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         "Dollars for one call; the public data's own calculation (tiers included) for a public price."
@@ -165,28 +178,72 @@ def public_version() -> str:
     return version("genai-prices")
 
 
-def _calc_price(ref: str, input_tokens: int, output_tokens: int) -> Any:
+def _calc_price(ref: tuple[str, str | None], input_tokens: int, output_tokens: int) -> Any:
     from genai_prices import Usage, calc_price
 
-    return calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), ref)
+    name, provider = ref
+    return calc_price(
+        Usage(input_tokens=input_tokens, output_tokens=output_tokens), name, provider_id=provider
+    )
 
 
 @functools.cache
-def public_price(ref: str) -> Price | None:
-    "The bundled public price of a model name, or None when genai-prices does not know it."
+def public_price(name: str, provider: str | None = None, how: str = "") -> Price | None:
+    """The bundled public price of a model name (at ``provider`` when given),
+    or None when genai-prices does not list that name; ``how`` says which of
+    the model's names it is, for the source."""
     try:
         # priced at a thousand tokens each way, then scaled: a million would land in a
         # tiered model's long-prompt tier (gemini-2.5-pro: $2.50 instead of $1.25)
-        sample = _calc_price(ref, 1000, 1000)
+        sample = _calc_price((name, provider), 1000, 1000)
     except Exception:  # noqa: BLE001 - genai-prices missing, or a name its data cannot match: unpriced
+        return None
+    if not _listed(sample.model, name):
         return None
     scale = PER_TOKENS / 1000
     return Price(
         float(sample.input_price) * scale,
         float(sample.output_price) * scale,
-        f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}",
-        ref,
+        f"genai-prices {public_version()}: {sample.provider.id} {sample.model.id}{how}",
+        (name, provider),
     )
+
+
+_VERSION = re.compile(r"(-\d{8}|-\d{4}-\d{2}-\d{2}|-latest)$")
+
+
+def _listed(model: Any, name: str) -> bool:
+    """genai-prices lists ``name`` for this model: as its id or one of its exact
+    names, give or take a date or ``-latest``. Its matching also accepts any
+    name that merely begins like a model's (``claude-haiku-4-5-banana`` would
+    cost what Haiku 4.5 costs): such a name stays unpriced."""
+    listed = {model.id, *_exact_names(model.match)}
+    return _VERSION.sub("", name.lower()) in {_VERSION.sub("", each.lower()) for each in listed}
+
+
+def _exact_names(clause: Any) -> list[str]:
+    "The names a genai-prices match rule lists outright (its ``equals``, within ``or``)."
+    if hasattr(clause, "equals"):
+        return [clause.equals]
+    return [name for each in getattr(clause, "or_", []) for name in _exact_names(each)]
+
+
+def provider_names(model_id: str, model: Any) -> list[tuple[str, str | None, str]]:
+    """The names a model is looked up by after its id, each with the
+    genai-prices provider it belongs to (None: any) and how it was found: the
+    plugin's own attribute for the provider's name (``PROVIDER_NAMES``), then
+    the id without a ``provider/`` prefix (``anthropic/claude-…``,
+    ``openrouter/openai/gpt-4o``, ``ollama/llama3.2:latest``, unpriced)."""
+    names = []
+    for attribute, provider in PROVIDER_NAMES.items():
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value and value != model_id:
+            names.append((value, provider, f", by its {attribute} {value!r}"))
+    prefix, _, rest = model_id.partition("/")
+    how = f", by its id without {prefix}/"
+    if rest:  # at the provider the prefix names (openrouter), else anywhere (gemini/: google)
+        names += [(rest, prefix, how), (rest, None, how)]
+    return names
 
 
 class Prices:
@@ -200,7 +257,10 @@ class Prices:
             if not isinstance(entry, dict):
                 problem = "is not a JSON object"
             elif bad := [key for key in ("input", "output") if not _is_price(entry.get(key))]:
-                problem = f"has no valid {bad[0]!r} price (a number, 0 or more, of dollars per million tokens)"
+                problem = (
+                    f"has no valid {bad[0]!r} price (a number from 0 to {MAX_PRICE:,} "
+                    "dollars per million tokens)"
+                )
             else:
                 continue
             raise MoaError(
@@ -208,17 +268,23 @@ class Prices:
             )
 
     def price(self, model_id: str) -> Price | None:
-        "The model's price (the user's, else public by id, else by its provider name), or None: unpriced."
+        "The model's price (the user's, else public by id, else by its provider's names), or None: unpriced."
         if entry := self.user.get(model_id):
-            return Price(float(entry["input"]), float(entry["output"]), YOURS)
+            return Price(float(entry["input"]) + 0.0, float(entry["output"]) + 0.0, YOURS)
         if found := public_price(model_id):
             return found
-        name = getattr(self._models.get(model_id), "model_name", None)
-        return public_price(name) if isinstance(name, str) and name else None
+        for name, provider, how in provider_names(model_id, self.model(model_id)):
+            if found := public_price(name, provider, how):
+                return found
+        return None
+
+    def model(self, name: str) -> Any | None:
+        "The model llm knows ``name`` by (an alias resolves to its model), or None."
+        return self._models.get(name)
 
     @functools.cached_property
     def _models(self) -> dict[str, Any]:
-        "llm's models by id, for the provider's own name of each (``model_name``, as llm's OpenAI models have)."
+        "llm's models by id and alias, listed once: for the provider's own names of each."
         from . import host
 
         try:
@@ -245,12 +311,9 @@ class Cost:
     lower bound."""
 
     usd: float = 0.0
-    by_model: dict[str, dict] = field(
-        default_factory=dict
-    )  # calls, usd (None: unpriced), complete, price
-    calls: list[float | None] = field(
-        default_factory=list
-    )  # per call, in order; None when not known
+    # per model: calls, usd (None: unpriced), complete, price
+    by_model: dict[str, dict] = field(default_factory=dict)
+    calls: list[float | None] = field(default_factory=list)  # per call, in order; None: not known
 
     @property
     def unpriced(self) -> list[str]:
@@ -411,111 +474,3 @@ def format_cost(usd: float, complete: bool, missing: list[str]) -> str:
     if usd <= 0:
         return f"unknown ({why})"
     return f"≥ {format_usd(usd)}, {why}"
-
-
-def prices_group() -> Any:
-    "The `llm moa prices` commands (commands.py adds the group to `llm moa`)."
-    import json
-
-    import click
-
-    from .text import table, visible
-
-    def printed(command: Callable[..., str]) -> Callable[..., None]:
-        "The command prints the text it returns; bad input (a MoaError) is click's one-line 'Error: ...'."
-
-        @functools.wraps(command)
-        def run(**kwargs: Any) -> None:
-            try:
-                click.echo(command(**kwargs))
-            except MoaError as ex:
-                raise click.ClickException(visible(str(ex), newlines=False))
-
-        return run
-
-    @click.group(name="prices")
-    def prices() -> None:
-        """What models cost, for the dollars shown by `llm moa show`, `runs` and `eval`
-
-        A price is yours (set here), else from the public data bundled with the
-        genai-prices package, else the model is unpriced. Prices are estimates.
-        """
-
-    # ignore_unknown_options: a negative price reaches the check that names it, not click's "no such option"
-    @prices.command(name="set", context_settings={"ignore_unknown_options": True})
-    @click.argument("model", required=False)
-    @click.argument("input_price", metavar="INPUT", required=False)
-    @click.argument("output_price", metavar="OUTPUT", required=False)
-    @printed
-    def set_command(model: str | None, input_price: str | None, output_price: str | None) -> str:
-        """Set your price for a model: US dollars per million input and output tokens
-
-        \b
-            llm moa prices set gpt-4o-mini 0.15 0.60
-            llm moa prices set my-local-model 0 0
-        """
-        return visible(set_price(model or "", input_price, output_price), newlines=False)
-
-    @prices.command(name="list")
-    @click.argument("models", nargs=-1)
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    @printed
-    def list_command(models: tuple[str, ...], json_: bool) -> str:
-        """List your prices, or the price of each MODEL given and where it comes from
-
-        \b
-            llm moa prices list
-            llm moa prices list gpt-4o-mini claude-3.5-sonnet
-        """
-        lookup = Prices()
-        if models:
-            found = [
-                (model_id, lookup.price(model_id))
-                for model_id in map(model_id_for, dict.fromkeys(models))
-            ]
-            data: Any = [
-                {"model": model_id, **(price.to_json() if price else {"source": None})}
-                for model_id, price in found
-            ]
-            text = "\n".join(
-                visible(
-                    f"{model_id}: {price.text()} ({price.source})"
-                    if price
-                    else f"{model_id}: unpriced: set a price with llm moa prices set MODEL INPUT OUTPUT",
-                    newlines=False,
-                )
-                for model_id, price in found
-            )
-        elif lookup.user:
-            rows = [("model", "input $/M", "output $/M", "saved")]
-            rows += [
-                (
-                    model,
-                    f"{entry['input']:,.4g}",
-                    f"{entry['output']:,.4g}",
-                    str(entry.get("saved", ""))[:19].replace("T", " "),
-                )
-                for model, entry in sorted(lookup.user.items())
-            ]
-            data, text = (
-                lookup.user,
-                table([[visible(cell, newlines=False) for cell in row] for row in rows]),
-            )
-        else:
-            data, text = (
-                {},
-                (
-                    f"No prices of yours; public prices from genai-prices {public_version()} apply. "
-                    "Set one with: llm moa prices set MODEL INPUT OUTPUT"
-                ),
-            )
-        return json.dumps(data, indent=2) if json_ else text
-
-    @prices.command(name="remove")
-    @click.argument("model", required=False)
-    @printed
-    def remove_command(model: str | None) -> str:
-        "Remove your price for a model (the public price, if any, applies again)"
-        return visible(f"Removed your price for {remove(model or '')}", newlines=False)
-
-    return prices

@@ -10,6 +10,7 @@ clipboard (OSC 52).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 def visible(text: str, *, newlines: bool = True) -> str:
@@ -44,3 +45,13 @@ def table(rows: Sequence[Sequence[object]]) -> str:
 def count(n: int | None, noun: str) -> str:
     "'1 proposer', '3 proposers'; '? proposers' when not known."
     return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"
+
+
+def json_text(data: Any) -> str:
+    """``data`` as the --json of every ``llm moa`` command prints it: strict
+    JSON, where a number that is not finite (from a hand-edited file) is null,
+    never ``Infinity`` or ``NaN``, which strict parsers reject."""
+    import json
+
+    finite = json.loads(json.dumps(data), parse_constant=lambda _: None)
+    return json.dumps(finite, indent=2, allow_nan=False)

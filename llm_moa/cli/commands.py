@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import MoaError
-from ..text import count, visible
+from ..text import count, json_text, visible
 
 DATABASE = click.option(
     "-d",
@@ -198,30 +196,18 @@ def unfinished(run_id: str | None, json_: bool) -> None:
 
 def _add_commands(moa: click.Group) -> None:
     "The commands that live in modules of their own."
-    from ..prices import prices_group  # (moves to cli/prices.py)
     from .eval import eval_command
     from .plan import plan_command
+    from .prices import prices
 
     moa.add_command(eval_command)
     moa.add_command(plan_command)
-    moa.add_command(prices_group())
+    moa.add_command(prices)
 
 
 def _echo(data: Any, json_: bool, text: str) -> None:
     "DATA as JSON with --json, else TEXT (its view)."
-    click.echo(json.dumps(_finite(data), indent=2, allow_nan=False) if json_ else text)
-
-
-def _finite(data: Any) -> Any:
-    """DATA with every non-finite number as null: strict JSON has no Infinity
-    (a price of 1e308, a hand-edited record), and unknown is what it means."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {key: _finite(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(value) for value in data]
-    return data
+    click.echo(json_text(data) if json_ else text)
 
 
 def _warn(message: str) -> None:

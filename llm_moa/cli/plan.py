@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from ..errors import MoaError
-from ..text import count, shorten, table, visible
+from ..text import count, json_text, shorten, table, visible
 
 
 @click.command(name="plan")
@@ -58,7 +58,7 @@ def plan_command(prompt, model_name, options, system, tools, schema, attachments
     if not prompt:
         raise MoaError("Give a prompt: llm moa plan 'PROMPT' (or on stdin)")
     shown = make(prompt, model_name, dict(options), system, tools, schema, attachments)
-    click.echo(json.dumps(shown, indent=2) if json_ else text_of(shown))
+    click.echo(json_text(shown) if json_ else text_of(shown))
     if shown["problems"]:
         sys.exit(1)
 
@@ -593,6 +593,6 @@ def _tokens_text(value: int, floor: bool) -> str:
 def show_eval_plan(ev: Any, json_: bool) -> None:
     "`llm moa eval --plan`: print the estimate; exit 1 when it found problems."
     shown = eval_plan(ev)
-    click.echo(json.dumps(shown, indent=2) if json_ else eval_plan_text(shown))
+    click.echo(json_text(shown) if json_ else eval_plan_text(shown))
     if shown["problems"]:
         sys.exit(1)

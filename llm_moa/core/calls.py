@@ -37,10 +37,17 @@ FINAL_MESSAGE = re.compile(
 
 
 SURROGATE = re.compile("[\ud800-\udfff]")
+EMPTY_RETRIES = 1  # an aggregator that replied with nothing is asked again this often, at least
 
 
 class Stopped(Exception):
     "The run was stopped from outside (async cancellation)."
+
+
+class EmptyAnswer(RuntimeError):
+    """The model replied with nothing: no text, no tool call. No HTTP client
+    retries that, so an aggregator is asked again (``EMPTY_RETRIES``) even
+    with ``retries`` 0: its proposals are already paid for."""
 
 
 @dataclass
@@ -184,11 +191,15 @@ def _work(call: Call, events: queue.SimpleQueue, retries: int, stream: bool) -> 
             if call.cancel.is_set():
                 return
             error = describe_error(exc)
-            if attempt > retries or streamed[0] or not is_retryable(exc):
+            empty = isinstance(exc, EmptyAnswer)
+            allowed = (
+                max(retries, EMPTY_RETRIES) if empty and call.role == "aggregator" else retries
+            )
+            if attempt > allowed or streamed[0] or not is_retryable(exc):
                 events.put((call, "failed", error, time.monotonic()))
                 return
             events.put((call, "retry", error, time.monotonic()))
-            if call.cancel.wait(backoff_delay(attempt, exc)):
+            if call.cancel.wait(0 if empty else backoff_delay(attempt, exc)):
                 return
             continue
         if result is not None:
@@ -221,23 +232,34 @@ def _attempt(
         text = "".join(chunks)
         tool_calls = requested_tool_calls(response) if call.request.tools else []
         if not text.strip() and not tool_calls:
-            raise RuntimeError("returned an empty answer")  # retryable, as is_retryable reads it
+            raise EmptyAnswer("returned an empty answer")
         return {
             "text": text,
             "resolved_model": response.resolved_model,
             "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens,
             "token_details": response.token_details,
-            "truncated": _unfinished(response.response_json),
+            "truncated": _unfinished(response),
             "tool_calls": tool_calls,
         }
 
 
-def _unfinished(data: Any) -> bool:
-    """Whether an OpenAI-style reply says it never finished: no ``finish_reason``
-    in a streamed reply (a stream cut short) or in its first choice."""
+def _unfinished(response: Any) -> bool:
+    """Whether the reply says it never finished, for each plugin that tells:
+    an OpenAI-style reply without ``finish_reason`` (in its first choice, or
+    its last streamed chunk), an Anthropic message without ``stop_reason``
+    (its stream ended before ``message_delta``), an Ollama reply whose
+    ``done`` line never came (llm-ollama then sets no ``response_json`` at
+    all; its models have an ``ollama_name``)."""
+    data = response.response_json
+    if data is None:
+        return hasattr(getattr(response, "model", None), "ollama_name")
     if not isinstance(data, dict):
         return False
+    if data.get("type") == "message" and "stop_reason" in data:
+        return not data["stop_reason"]
+    if "done" in data:
+        return not data["done"]
     choices = data.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         return not choices[0].get("finish_reason")

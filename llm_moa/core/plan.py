@@ -4,9 +4,10 @@ Models are resolved here, on the caller's thread (llm's hooks are not
 re-entrant). Each proposer slot gets its own model object, because model
 objects need not be thread-safe (a llama.cpp-backed one crashes when two
 threads drive one): the first object of a name comes from llm's full model
-list, further ones from re-running only the hook of the plugin that registers
-it. Should a plugin hand out one shared object anyway, members holding the
-same object share one lock, so no two threads drive it at once.
+list, further ones are copies of it or come from re-running only the hook of
+the plugin that registered it (``host.fresh_model``). Should a plugin hand out
+one shared object anyway, members holding the same object share one lock, so
+no two threads drive it at once.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def resolve_members(
             if limit and len(objects) >= limit:  # take turns with the objects handed out
                 objects.append(objects.pop(0))
             elif objects:
-                objects.append(host.fresh_model(objects[0].model_id) or objects[0])
+                objects.append(host.fresh_model(objects[0]) or objects[0])
             else:
                 objects.append(known_model(role, name))
             model = objects[-1]

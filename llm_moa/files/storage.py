@@ -94,9 +94,10 @@ def read_json(path: Path, default: Any) -> Any:
 def write_json_atomically(path: Path, data: Any) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over
     the target: a crash at any point leaves the old file or the new one,
-    never a truncated one."""
+    never a truncated one. A symlink stays one: its target is written."""
     import tempfile
 
+    path = Path(os.path.realpath(path))
     _make_parent(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
