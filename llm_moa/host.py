@@ -32,22 +32,33 @@ def cli_params() -> dict[str, Any] | None:
 
 
 def explicit_options() -> dict[str, Any] | None:
-    "The -o pairs typed on the running llm command (not saved defaults), or None outside the CLI."
+    """The options given on the running llm command, or None outside the CLI: the
+    -o pairs typed, then its templates' options (-t), which llm gives the same
+    precedence over saved defaults. Not saved defaults."""
     params = cli_params()
-    return None if params is None else dict(params.get("options") or ())
+    if params is None:
+        return None
+    given = dict(params.get("options") or ())
+    templates = params.get("template") or ()
+    if templates:  # llm.cli is loaded: this is its command
+        from llm.cli import load_template
+
+        for name in [templates] if isinstance(templates, str) else templates:
+            given = {**(load_template(name).options or {}), **given}
+    return given
 
 
-def on_command_end(callback: Any) -> None:
+def on_command_end(callback: Any) -> bool:
     """Run ``callback`` when the running llm command ends, however it ends
     (after the answer's last newline, or while Ctrl-C unwinds it). While the
-    command runs, SIGTERM unwinds it the way Ctrl-C does. Nothing outside the CLI."""
+    command runs, SIGTERM unwinds it the way Ctrl-C does. False outside the CLI."""
     import signal
 
     import click
 
     context = click.get_current_context(silent=True)
     if context is None:
-        return
+        return False
     context.call_on_close(callback)
     if (
         threading.current_thread() is threading.main_thread()
@@ -55,10 +66,36 @@ def on_command_end(callback: Any) -> None:
     ):
         signal.signal(signal.SIGTERM, _interrupt)
         context.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    return True
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def exit_without_finalizing() -> None:
+    """Once click has reported an interrupted command (``Aborted!``, status 1), end
+    the process at once, skipping the interpreter's shutdown: an abandoned call
+    may still be inside native code (llama.cpp loading or evaluating on a worker
+    thread), and tearing the interpreter down around it crashes the process
+    (a segmentation fault, exit status -11). Nothing is left to do by then: llm
+    logs nothing for an interrupted prompt, and unfinished runs are already saved."""
+    import atexit
+
+    atexit.unregister(_exit_now)  # once, and before any handler registered earlier
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, or not a file
+            pass
+    os._exit(1)
 
 
 def logs_db_path(database: Path | str | None = None) -> Path:
@@ -147,6 +184,19 @@ def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
 
     caller(register=register, model_aliases=[])
     return found
+
+
+def conversation_with(model: Any, turns: list[tuple[str, str]], system: str) -> Any:
+    """An ``llm.Conversation`` whose ``responses`` are the earlier turns, done: for
+    plugins that read history from ``conversation.responses``, not ``prompt.messages``.
+    Its ``prompt(messages=...)`` still sends exactly those messages to the others."""
+    conversation = llm.Conversation(model=model)
+    for question, answer in turns:
+        prompt = llm.Prompt(question, model=model, system=system or None)
+        response = llm.Response(prompt, model, stream=False, conversation=conversation)
+        response._chunks, response._done = [answer], True  # llm has no public way to make one
+        conversation.responses.append(response)
+    return conversation
 
 
 # --- the log database -----------------------------------------------------

