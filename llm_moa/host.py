@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +31,18 @@ def cli_params() -> dict[str, Any] | None:
     return None if context is None else context.params
 
 
-def explicit_options() -> dict[str, Any] | None:
-    """The options given on the running llm command, or None outside the CLI: the
-    -o pairs typed, then its templates' options (-t), which llm gives the same
-    precedence over saved defaults. Not saved defaults."""
-    params = cli_params()
-    if params is None:
-        return None
-    given = dict(params.get("options") or ())
+def given_option_names() -> set[str]:
+    """The options named on the running llm command: its -o pairs, and its
+    templates' options (-t), which llm too puts above saved defaults."""
+    params = cli_params() or {}
+    names = {name for name, _ in params.get("options") or ()}
     templates = params.get("template") or ()
     if templates:  # llm.cli is loaded: this is its command
         from llm.cli import load_template
 
         for name in [templates] if isinstance(templates, str) else templates:
-            given = {**(load_template(name).options or {}), **given}
-    return given
+            names.update(load_template(name).options or {})
+    return names
 
 
 def on_command_end(callback: Any) -> bool:
@@ -75,13 +72,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def exit_without_finalizing() -> None:
     """Once click has reported an interrupted command (``Aborted!``, status 1), end
-    the process at once, skipping the interpreter's shutdown: an abandoned call
-    may still be inside native code (llama.cpp loading or evaluating on a worker
-    thread), and tearing the interpreter down around it crashes the process
-    (a segmentation fault, exit status -11). Nothing is left to do by then: llm
-    logs nothing for an interrupted prompt, and unfinished runs are already saved."""
+    the process without the interpreter's shutdown, which crashes (exit -11) around
+    a worker thread still in native code, e.g. llama.cpp loading a model. Nothing
+    is left to do by then: llm logs no interrupted prompt, and proposals are saved."""
     import atexit
+    import sys
 
+    if sys.stdout is not sys.__stdout__:  # click's CliRunner: the process goes on (tests)
+        return
     atexit.unregister(_exit_now)  # once, and before any handler registered earlier
     atexit.register(_exit_now)
 
@@ -91,10 +89,8 @@ def _exit_now() -> None:
     import sys
 
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with suppress(OSError, ValueError, AttributeError):  # closed, or not a file
             stream.flush()
-        except (OSError, ValueError, AttributeError):  # closed, or not a file
-            pass
     os._exit(1)
 
 

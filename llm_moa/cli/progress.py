@@ -15,18 +15,9 @@ from ..text import shorten, visible
 REFRESH = 0.1
 
 
-def for_run(run: Run, terminal: TextIO | None) -> Progress | None:
-    """A Progress drawn on ``terminal`` (the session's own copy of stderr, when it is
-    a terminal and progress is on) for the llm CLI; else None."""
-    import click
-
-    if not terminal or click.get_current_context(silent=True) is None:
-        return None
-    return Progress(run, terminal)
-
-
 class Progress:
-    "The block on stderr, drawn and in the end erased by a thread of its own, the only one that writes it."
+    """The block on a terminal (the run's own copy of stderr), drawn and in the end
+    erased by a thread of its own, the only one that writes it."""
 
     def __init__(self, run: Run, stream: TextIO):
         self.run = run
