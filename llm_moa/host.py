@@ -41,7 +41,8 @@ def given_option_names() -> set[str]:
         from llm.cli import load_template
 
         for name in [templates] if isinstance(templates, str) else templates:
-            names.update(load_template(name).options or {})
+            with suppress(Exception):  # llm has loaded it once; a URL may fail the second time
+                names.update(load_template(name).options or {})
     return names
 
 

