@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +33,32 @@ def cli_params() -> dict[str, Any] | None:
     return None if context is None else context.params
 
 
-def explicit_options() -> dict[str, Any] | None:
-    "The -o pairs typed on the running llm command (not saved defaults), or None outside the CLI."
-    params = cli_params()
-    return None if params is None else dict(params.get("options") or ())
+def given_option_names() -> set[str]:
+    """The options named on the running llm command: its -o pairs, and its
+    templates' options (-t), which llm too puts above saved defaults."""
+    params = cli_params() or {}
+    names = {name for name, _ in params.get("options") or ()}
+    templates = params.get("template") or ()
+    if templates:  # llm.cli is loaded: this is its command
+        from llm.cli import load_template
+
+        for name in [templates] if isinstance(templates, str) else templates:
+            with suppress(Exception):  # llm has loaded it once; a URL may fail the second time
+                names.update(load_template(name).options or {})
+    return names
 
 
-def on_command_end(callback: Any) -> None:
+def on_command_end(callback: Any) -> bool:
     """Run ``callback`` when the running llm command ends, however it ends
     (after the answer's last newline, or while Ctrl-C unwinds it). While the
-    command runs, SIGTERM unwinds it the way Ctrl-C does. Nothing outside the CLI."""
+    command runs, SIGTERM unwinds it the way Ctrl-C does. False outside the CLI."""
     import signal
 
     import click
 
     context = click.get_current_context(silent=True)
     if context is None:
-        return
+        return False
     context.call_on_close(callback)
     if (
         threading.current_thread() is threading.main_thread()
@@ -57,10 +66,35 @@ def on_command_end(callback: Any) -> None:
     ):
         signal.signal(signal.SIGTERM, _interrupt)
         context.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    return True
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def exit_without_finalizing() -> None:
+    """Once click has reported an interrupted command (``Aborted!``, status 1), end
+    the process without the interpreter's shutdown, which crashes (exit -11) around
+    a worker thread still in native code, e.g. llama.cpp loading a model. Nothing
+    is left to do by then: llm logs no interrupted prompt, and proposals are saved."""
+    import atexit
+    import sys
+
+    if sys.stdout is not sys.__stdout__:  # click's CliRunner: the process goes on (tests)
+        return
+    atexit.unregister(_exit_now)  # once, and before any handler registered earlier
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError, AttributeError):  # closed, or not a file
+            stream.flush()
+    os._exit(1)
 
 
 def logs_db_path(database: Path | str | None = None) -> Path:
@@ -231,6 +265,19 @@ def _registered_by(pm: Any, plugin: Any) -> dict[str, Any]:
 
     caller(register=register, model_aliases=[])
     return found
+
+
+def conversation_with(model: Any, turns: list[tuple[str, str]], system: str) -> Any:
+    """An ``llm.Conversation`` whose ``responses`` are the earlier turns, done: for
+    plugins that read history from ``conversation.responses``, not ``prompt.messages``.
+    Its ``prompt(messages=...)`` still sends exactly those messages to the others."""
+    conversation = llm.Conversation(model=model)
+    for question, answer in turns:
+        prompt = llm.Prompt(question, model=model, system=system or None)
+        response = llm.Response(prompt, model, stream=False, conversation=conversation)
+        response._chunks, response._done = [answer], True  # llm has no public way to make one
+        conversation.responses.append(response)
+    return conversation
 
 
 # --- the log database -----------------------------------------------------

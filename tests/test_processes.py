@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -236,3 +237,112 @@ def test_ctrl_c_while_the_answer_streams_keeps_the_proposals(user_path):
     process.stdout.read(200)  # the answer is being printed
     _, stderr = stopped_at_once(process)
     assert_kept(user_path, stderr)
+
+
+# --- a model that leaves the process writing into /dev/null -----------------
+
+
+def vandal(damage, **options):
+    return json.dumps({"model": "fake-vandal", "options": {"damage": damage, **options}})
+
+
+def finished(process):
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("damage", ["fds", "objects", "both"])
+def test_the_answer_reaches_stdout_whatever_a_model_does_to_the_streams(user_path, damage):
+    proposers = json.dumps(["fake-a", json.loads(vandal(damage))])
+    code, stdout, stderr = finished(
+        spawn(
+            user_path,
+            "-m",
+            "moa-default",
+            "-o",
+            "proposers",
+            proposers,
+            "-o",
+            "aggregator",
+            "fake-c",
+            "q",
+        )
+    )
+    assert (code, stdout, stderr) == (0, "fake-c answers: q\n", "")
+
+
+def test_errors_and_the_degraded_run_line_reach_stderr_after_a_model_broke_the_streams(user_path):
+    failing = {"model": "fake-b", "options": {"fail": "boom"}}
+    proposers = json.dumps([json.loads(vandal("both")), failing, "fake-a"])
+    code, stdout, stderr = finished(
+        spawn(
+            user_path, "-m", "moa-default", "-o", "proposers", proposers, "-o", "retries", "0", "q"
+        )
+    )
+    assert code == 0 and stdout.endswith("answers: q\n")
+    assert stderr == "moa: 2 of 3 proposers answered (fake-b: boom)\n"
+
+    aggregator = json.dumps({"model": "fake-c", "options": {"fail": "no capacity"}})
+    proposers = json.dumps([json.loads(vandal("both")), "fake-a"])
+    code, stdout, stderr = finished(
+        spawn(
+            user_path,
+            "-m",
+            "moa-default",
+            "-o",
+            "proposers",
+            proposers,
+            "-o",
+            "aggregator",
+            aggregator,
+            "-o",
+            "retries",
+            "0",
+            "saved?",
+        )
+    )
+    assert code == 1 and stdout == ""
+    assert "Error: " in stderr and "no capacity" in stderr
+    assert "The 2 answered proposals are saved" in stderr
+
+
+def test_ctrl_c_is_reported_after_a_model_broke_the_streams(user_path):
+    process = spawn(
+        user_path,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        json.dumps([json.loads(vandal("both")), "fake-a"]),
+        "-o",
+        "aggregator_options",
+        '{"hang": true}',
+        "saved?",
+    )
+    wait_for_started(user_path, 3)
+    _, stderr = stopped_at_once(process)
+    assert "The 2 answered proposals are saved" in stderr and "Aborted!" in stderr
+
+
+def test_progress_is_drawn_on_the_terminal_after_a_model_broke_the_streams(user_path):
+    from conftest import run_with_terminal_stderr
+
+    proposers = json.dumps(
+        [json.loads(vandal("fds", delay=0.3)), {"model": "fake-b", "options": {"delay": 1.0}}]
+    )
+    stdout, stderr = run_with_terminal_stderr(
+        user_path,
+        "-m",
+        "moa-default",
+        "-o",
+        "proposers",
+        proposers,
+        "-o",
+        "aggregator",
+        "fake-a",
+        "q",
+    )
+    assert stdout == "fake-a answers: q\n"
+    # drawn after the damage: the vandal's call is over while fake-b still runs
+    assert re.search(r"layer 1 +fake-vandal +done in", stderr)
+    assert stderr.rstrip().endswith("\x1b[J")  # and erased, on the same terminal

@@ -13,31 +13,11 @@ import llm
 # before any option is read); each attachment then goes to the models that
 # accept its type, and one that no model accepts is refused before any call.
 ATTACHMENT_TYPES = frozenset(
-    {
-        "image/png",
-        "image/jpeg",
-        "image/webp",
-        "image/gif",
-        "image/heic",
-        "image/heif",
-        "application/pdf",
-        "text/plain",
-        "text/markdown",
-        "text/csv",
-        "text/html",
-        "audio/mpeg",
-        "audio/mp3",
-        "audio/wav",
-        "audio/x-wav",
-        "audio/ogg",
-        "audio/flac",
-        "audio/aac",
-        "audio/webm",
-        "video/mp4",
-        "video/mpeg",
-        "video/webm",
-        "video/quicktime",
-    }
+    [f"image/{kind}" for kind in ("png", "jpeg", "webp", "gif", "heic", "heif")]
+    + ["application/pdf"]
+    + [f"text/{kind}" for kind in ("plain", "markdown", "csv", "html")]
+    + [f"audio/{kind}" for kind in ("mpeg", "mp3", "wav", "x-wav", "ogg", "flac", "aac", "webm")]
+    + [f"video/{kind}" for kind in ("mp4", "mpeg", "webm", "quicktime")]
 )
 
 
@@ -64,9 +44,8 @@ class _MoaBase:
     ):
         self.model_id = model_id
         self.preset = dict(preset or {})
-        self.check = (
-            check  # called with the model id before a run, e.g. "is the local extra installed?"
-        )
+        # called with the model id before a run, e.g. "is the local extra installed?"
+        self.check = check
 
     def __str__(self) -> str:
         kind = " (async)" if isinstance(self, llm.AsyncModel) else ""

