@@ -73,18 +73,20 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def exit_without_finalizing() -> None:
+def exit_without_finalizing() -> bool:
     """Once click has reported an interrupted command (``Aborted!``, status 1), end
     the process without the interpreter's shutdown, which crashes (exit -11) around
     a worker thread still in native code, e.g. llama.cpp loading a model. Nothing
-    is left to do by then: llm logs no interrupted prompt, and proposals are saved."""
+    is left to do by then: llm logs no interrupted prompt, and proposals are saved.
+    False where the process goes on (click's CliRunner)."""
     import atexit
     import sys
 
     if sys.stdout is not sys.__stdout__:  # click's CliRunner: the process goes on (tests)
-        return
+        return False
     atexit.unregister(_exit_now)  # once, and before any handler registered earlier
     atexit.register(_exit_now)
+    return True
 
 
 def _exit_now() -> None:

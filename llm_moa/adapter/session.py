@@ -127,7 +127,10 @@ class Session:
         "The llm command is over: say what a degraded run lacked, or keep an interrupted run's proposals."
         self.streams.restore()
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # Ctrl-C or SIGTERM ends the command
-            host.exit_without_finalizing()
+            if host.exit_without_finalizing():
+                # click's "Aborted!" comes next, while a worker may still be loading a model
+                # with fd 2 on /dev/null: it goes to a copy of stderr that no model can move
+                sys.stderr = self.streams.private_stderr() or sys.stderr
         if self.done:
             missing = self.run.missing()
             if missing:
@@ -177,6 +180,14 @@ class Streams:
             return None
         encoding = getattr(stderr, "encoding", None) or "utf-8"
         return open(copy, "w", encoding=encoding, errors="replace", closefd=False)
+
+    def private_stderr(self) -> TextIO | None:
+        "A file of its own on a new copy of the run's stderr (the process is about to end)."
+        copy = self.copies.get(2)
+        if copy is None:
+            return None
+        encoding = getattr(self.objects[1], "encoding", None) or "utf-8"
+        return open(os.dup(copy), "w", buffering=1, encoding=encoding, errors="replace")
 
     def close(self) -> None:
         for copy in self.copies.values():
