@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import MoaRunError
 from ..text import count, shorten
 from .calls import Clock, run_calls
+from .outliers import kept
 from .plan import Member, Plan
 from .prompts import REFINE, SELECT, SYNTHESIZE, Request, with_references
 from .record import OK, SKIPPED, Call, Run
@@ -65,7 +66,7 @@ def mixture_of_agents(
                 yield "text", calls[0].text
                 return
             calls += _propose(plan, run, layer, request, first, None, clock, stream, stop)
-        answers = [call.text for call in calls if call.ok]
+        answers = [call.text for call in kept(plan, run, calls)]  # outliers drop: see outliers.py
         _check_quorum(layer, calls, config.min_proposers)
         if config.show_proposals:
             yield from _as_reasoning(layer, calls)
@@ -150,7 +151,7 @@ def decide(
 ) -> Events:
     "The answer from the last layer's calls, by the configured strategy."
     config = plan.config
-    candidates = [(call.index + 1, call.text) for call in calls if call.ok]
+    candidates = [(call.index + 1, call.text) for call in kept(plan, run, calls)]
     run.decision["aggregate"] = config.aggregate
     if (
         config.skip_if_agree

@@ -105,6 +105,12 @@ class MoaOptions(llm.Options):
         description="The aggregator reads at most N answers at a time, carrying its "
         "synthesis forward (Self-MoA-Seq). 2 to the number of proposers; synthesize only.",
     )
+    outliers: Literal["keep", "drop"] | None = Field(
+        None,
+        description="'drop': leave out an answer that stands alone against a clear majority "
+        "(2/3 and at least 2 agreeing) before the aggregator or the next layer reads them; "
+        "never below 2 answers or min_proposers, never under vote. Default 'keep'.",
+    )
     timeout: float | None = Field(
         None,
         ge=0,
@@ -351,6 +357,7 @@ class Config:
     skip_if_agree: bool = False
     cascade: int | None = None
     window: int | None = None
+    outliers: str = "keep"
     timeout: float = DEFAULT_TIMEOUT  # 0: no limit
     retries: int = DEFAULT_RETRIES
     min_proposers: int = 1
