@@ -34,8 +34,6 @@ import re
 from collections import Counter
 from typing import Any
 
-from . import mixture  # its same_key, read at call time (mixture imports this module)
-
 SHORT_WORDS = 3
 AGREE = 0.5
 MAJORITY = 2 / 3
@@ -80,7 +78,9 @@ def cosine(a: Counter[str], b: Counter[str]) -> float:
 
 def similarity(a: str, b: str, schema: dict | None = None, question: str = "") -> float:
     "How much two answers agree, from 0 to 1 (see the module's docstring)."
-    key_a, key_b = mixture.same_key(a, schema), mixture.same_key(b, schema)
+    from .mixture import same_key  # here: mixture imports this module
+
+    key_a, key_b = same_key(a, schema), same_key(b, schema)
     if key_a and key_a == key_b:
         return 1.0
     if len(key_a.split()) <= SHORT_WORDS and len(key_b.split()) <= SHORT_WORDS:
