@@ -30,14 +30,20 @@ def sign_test(plus: int, minus: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def main(prompts: str, results: str, *models: str) -> None:
-    rows = read_rows(prompts)
+def load_answers(results: str) -> dict[tuple[str, str], dict]:
+    "Answered records by (model, prompt key), from comma-separated results files; later wins."
     answers = {}
     for name in results.split(","):
         for line in open(name, encoding="utf-8"):
             record = json.loads(line) if line.strip() else {}
             if record.get("type") == "answer" and "error" not in record:
                 answers[(record["model"], record["key"])] = record
+    return answers
+
+
+def main(prompts: str, results: str, *models: str) -> None:
+    rows = read_rows(prompts)
+    answers = load_answers(results)
     common = [row for row in rows if all((model, row.key) in answers for model in models)]
     print(f"{len(common)} of {len(rows)} prompts answered by every model\n")
     print(

@@ -144,11 +144,17 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
         if "proposals_from" in (record.get("tools") or {}):
             continue  # an aggregator-only turn: its proposals are an earlier run's
         layers = record.get("proposer_layers") or []
-        answers = (
-            [call["text"] for call in layers[-1]["proposers"] if call.get("status") == "ok"]
-            if layers
-            else []
-        )
+        left_out = {  # -o outliers drop: the aggregator read only the others (core/outliers.py)
+            n
+            for check in (record.get("decision") or {}).get("outliers") or []
+            if check.get("layer") == len(layers)
+            for n in check.get("left_out") or []
+        }
+        answers = [
+            call["text"]
+            for n, call in enumerate(layers[-1]["proposers"] if layers else [], 1)
+            if call.get("status") == "ok" and n not in left_out
+        ]
         return (answers, response.id) if answers else None
     return None
 

@@ -319,6 +319,10 @@ def describe_decision(decision: dict) -> str:
                 lines.append(f"{label} proposers {', '.join(map(str, decision[key]))}")
         for step in decision.get("windows") or []:
             lines.append(f"window {step['step']}: {', '.join(step['references'])}")
+        for check in decision.get("outliers") or []:  # -o outliers drop: see core/outliers.py
+            out = [f"{n} (similarity {check['similarity'][str(n)]})" for n in check["left_out"]]
+            left = f"left out proposer {', '.join(out)}: " if out else ""
+            lines.append(f"outliers, layer {check['layer']}: {left}{check['reason']}")
     except (AttributeError, KeyError, TypeError):
         return lines[0]
     return "\n".join(lines)

@@ -34,6 +34,8 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..text import count
+
 SHORT_WORDS = 3
 AGREE = 0.5
 MAJORITY = 2 / 3
@@ -113,8 +115,8 @@ def find_outliers(
         reason = f"leaving out {len(alone)} would leave fewer than {max(2, floor)} answers"
         return {**found, "left_out": [], "reason": reason}
     reason = (
-        f"{len(largest)} of {n} answers agree; "
-        f"{len(alone)} that agreed with none (similarity below {AGREE}) left out"
+        f"{len(largest)} of {n} answers agree; {count(len(alone), 'answer')} agreeing with "
+        f"none (similarity below {AGREE}) left out"
     )
     return {**found, "left_out": alone, "reason": reason}
 
