@@ -106,14 +106,16 @@ def find_outliers(
     best = [max((matrix[i][j] for j in range(n) if j != i), default=0.0) for i in range(n)]
     largest = max(groups, key=len, default=[])
     alone = [group[0] for group in groups if len(group) == 1]
-    found = {"groups": groups, "similarity": best}
+    found: dict[str, Any] = {"groups": groups, "similarity": best, "left_out": []}
     if len(largest) < max(2, math.ceil(MAJORITY * n - 1e-9)):
-        return {**found, "left_out": [], "reason": "no clear majority; nothing left out"}
+        return {**found, "reason": "no clear majority; nothing left out"}
     if not alone:
-        return {**found, "left_out": [], "reason": "every answer agrees with another"}
+        return {**found, "reason": "every answer agrees with another"}
     if n - len(alone) < max(2, floor):
-        reason = f"leaving out {len(alone)} would leave fewer than {max(2, floor)} answers"
-        return {**found, "left_out": [], "reason": reason}
+        return {
+            **found,
+            "reason": f"leaving out {len(alone)} would leave fewer than {max(2, floor)} answers",
+        }
     reason = (
         f"{len(largest)} of {n} answers agree; {count(len(alone), 'answer')} agreeing with "
         f"none (similarity below {AGREE}) left out"
@@ -123,22 +125,11 @@ def find_outliers(
 
 def _groups(agree: list[list[bool]]) -> list[list[int]]:
     "The connected sets of agreeing answers, each in order, in the order of their first answer."
-    groups: list[list[int]] = []
-    seen: set[int] = set()
-    for start in range(len(agree)):
-        if start in seen:
-            continue
-        group, todo = [], [start]
-        seen.add(start)
-        while todo:
-            i = todo.pop()
-            group.append(i)
-            for j, yes in enumerate(agree[i]):
-                if yes and j not in seen:
-                    seen.add(j)
-                    todo.append(j)
-        groups.append(sorted(group))
-    return groups
+    groups: list[set[int]] = []
+    for i in range(len(agree)):
+        joined = [group for group in groups if any(agree[i][j] for j in group)]
+        groups = [group for group in groups if group not in joined] + [{i}.union(*joined)]
+    return sorted(sorted(group) for group in groups)
 
 
 def kept(plan: Any, run: Any, calls: list) -> list:
