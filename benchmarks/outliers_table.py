@@ -14,7 +14,8 @@ proposer costs and how much `drop` wins back.
 The presets are seeded (see benchmarks/outliers_presets.sh), so a `drop` run
 makes exactly the calls of its `keep` run unless the filter left an answer
 out, and then its aggregator reads fewer input tokens: "left out" counts the
-prompts where it did, of those both answered. Tokens, calls and latency are
+prompts where it did, of those both answered. Last, how many final answers
+repeat the deceptive proposer's claim. Tokens, calls and latency are
 per answered prompt.
 """
 
@@ -78,6 +79,14 @@ def main(prompts: str, results: str, honest_keep, honest_drop, liar_keep, liar_d
             f"{paired(right[model], right[honest_keep]) if model != honest_keep else ''} | "
             f"{f'{left_out}/{len(both)}' if keep else ''} | {failed} | {tokens:,.0f} | {calls:.2f} | {latency:.1f} |"
         )
+
+    copied = {
+        m: sum("atlantis" in (a.get("text") or "").casefold() for a in got[m]) for m in models
+    }
+    print(
+        "\nFinal answers that repeat the deceptive answer's claim (Atlantis): "
+        + ", ".join(f"{m} {copied[m]}" for m in models)
+    )
 
 
 if __name__ == "__main__":
