@@ -30,14 +30,24 @@ def sign_test(plus: int, minus: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def main(prompts: str, results: str, *models: str) -> None:
-    rows = read_rows(prompts)
-    answers = {}
+def load_answers(results: str, failures: bool = False) -> dict[tuple[str, str], dict]:
+    """Answered records by (model, prompt key), from comma-separated results
+    files; later wins. With ``failures``, a failed answer too, unless one succeeded."""
+    answers: dict[tuple[str, str], dict] = {}
     for name in results.split(","):
         for line in open(name, encoding="utf-8"):
             record = json.loads(line) if line.strip() else {}
-            if record.get("type") == "answer" and "error" not in record:
-                answers[(record["model"], record["key"])] = record
+            key = (record.get("model"), record.get("key"))
+            if record.get("type") != "answer" or ("error" in record and not failures):
+                continue
+            if "error" not in record or "error" in answers.get(key, {"error": None}):
+                answers[key] = record
+    return answers
+
+
+def main(prompts: str, results: str, *models: str) -> None:
+    rows = read_rows(prompts)
+    answers = load_answers(results)
     common = [row for row in rows if all((model, row.key) in answers for model in models)]
     print(f"{len(common)} of {len(rows)} prompts answered by every model\n")
     print(

@@ -100,8 +100,17 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
         record = (response.response_json or {}).get("moa") or {}
         if "proposals_from" in (record.get("tools") or {}):
             continue  # an aggregator-only turn: its proposals are an earlier run's
+        left_out = {  # -o outliers drop: the aggregator read only the others (core/outliers.py)
+            (check.get("layer"), n)
+            for check in (record.get("decision") or {}).get("outliers") or []
+            for n in check.get("left_out") or []
+        }
         layers = [  # the last layer that answered (a cascade that agreed asks no later one)
-            [call["text"] for call in layer["proposers"] if call.get("status") == "ok"]
+            [
+                call["text"]
+                for n, call in enumerate(layer["proposers"], 1)
+                if call.get("status") == "ok" and (layer.get("layer"), n) not in left_out
+            ]
             for layer in record.get("proposer_layers") or []
         ]
         answers = next((answers for answers in reversed(layers) if answers), None)

@@ -335,6 +335,10 @@ def decision_text(decision: StoredDecision) -> str:
             lines.append(f"{label} proposers {', '.join(map(str, numbers))}")
     for step in decision.windows:
         lines.append(f"window {step.step}: {', '.join(step.references)}")
+    for check in decision.outliers:  # -o outliers drop: see core/outliers.py
+        out = [f"{n} (similarity {check.similarity.get(str(n))})" for n in check.left_out]
+        left = f"left out proposer {', '.join(out)}: " if out else ""
+        lines.append(f"outliers, layer {check.layer}: {left}{check.reason}")
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ from typing import Any
 from ..errors import MoaRunError
 from ..text import count, shorten
 from .calls import Clock, Quorum, run_calls
+from .outliers import kept
 from .plan import Member, Plan
 from .prompts import REFINE, SELECT, SYNTHESIZE, Request, digest_of, with_references
 from .record import OK, SKIPPED, Call, Run
@@ -87,7 +88,7 @@ def proposer_layers(ctx: Context) -> Generator[tuple[str, str], None, list[Candi
         if layer > 1:
             request = with_references(request, [text for _, text in answers], REFINE)
         calls = propose(ctx, layer, request)
-        answers = [(call.index + 1, call.text) for call in calls if call.ok]
+        answers = [(call.index + 1, call.text) for call in kept(plan, ctx.run, calls)]  # outliers
         if plan.config.show_proposals:
             yield from _as_reasoning(layer, calls)
         if ctx.agreed:

@@ -40,6 +40,7 @@ DEFAULTS: dict[
     "show_proposals": False,
     "progress": True,
     "tool_turns": "aggregator",
+    "outliers": "keep",
 }  # every other option: None (proposers and aggregator: see Config.members)
 STRATEGIES = ("synthesize", "select", "vote")
 # Words that stand for a value, in any case; blank text means "not set" where a default is meant.
@@ -144,6 +145,12 @@ class MoaOptions(llm.Options):
         le=MAX_PROPOSERS,
         description="The aggregator reads at most N answers at a time, carrying its "
         "synthesis forward (Self-MoA-Seq). 2 to the number of proposers; synthesize only.",
+    )
+    outliers: Literal["keep", "drop"] | None = Field(
+        None,
+        description="'drop': leave out an answer that stands alone against a clear majority "
+        "(2/3 and at least 2 agreeing) before the aggregator or the next layer reads them; "
+        f"never below 2 answers or min_proposers, never under vote. Default {DEFAULTS['outliers']!r}.",
     )
     timeout: float | None = Field(
         None,

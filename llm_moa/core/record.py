@@ -282,6 +282,15 @@ class StoredCascade(_Stored):
     why: str | None = None
 
 
+class StoredOutlierCheck(_Stored):
+    "One layer's check under ``-o outliers drop`` (outliers.py writes it)."
+
+    layer: Count
+    left_out: list[int] = []
+    similarity: dict[str, float] = {}
+    reason: str = ""
+
+
 class StoredDecision(_Stored):
     "What decided the answer, and why (mixture.py writes it)."
 
@@ -294,6 +303,7 @@ class StoredDecision(_Stored):
     shown_order: list[int] = []
     agreement: list[int] = []
     windows: list[StoredWindow] = []
+    outliers: list[StoredOutlierCheck] = []
 
 
 class StoredRun(_Stored):
