@@ -426,11 +426,8 @@ def models_called(model: Any, options: dict) -> list[str]:
     from .core.options import config_from
 
     config = config_from({**getattr(model, "preset", {}), **options})
-    default = [(llm.get_default_model(), {})]
-    names = [name for name, _ in config.proposers or default] + [
-        name for name, _ in config.aggregators or default
-    ]
-    return list(dict.fromkeys(model_id_for(name) for name in names))
+    proposers, aggregators = config.members(llm.get_default_model())
+    return list(dict.fromkeys(model_id_for(name) for name, _ in proposers + aggregators))
 
 
 @dataclass
