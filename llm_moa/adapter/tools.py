@@ -93,18 +93,18 @@ def _refusal(message: str) -> Exception:
 def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str] | None:
     """The last proposer layer's answers of the latest full run of this tool
     loop, and that run's id: from the conversation's responses in memory
-    (llm's chain, ``llm chat`` and the Python API keep them there)."""
+    (llm's chain, ``llm chat`` and the Python API keep them there). A record
+    that does not parse has none."""
+    from ..core.record import StoredRun
+
     for response in reversed(getattr(conversation, "responses", None) or []):
         if response.model.model_id != model_id:
             return None
-        record = (response.response_json or {}).get("moa") or {}
-        if "proposals_from" in (record.get("tools") or {}):
+        record = StoredRun.of(response.response_json)
+        if record and record.tools and record.tools.proposals_from is not None:
             continue  # an aggregator-only turn: its proposals are an earlier run's
-        layers = [  # the last layer that answered (a cascade that agreed asks no later one)
-            [call["text"] for call in layer["proposers"] if call.get("status") == "ok"]
-            for layer in record.get("proposer_layers") or []
-        ]
-        answers = next((answers for answers in reversed(layers) if answers), None)
+        # the last layer that answered (a cascade that agreed asks no later one)
+        answers = [call.text for call in record.answered_proposals()] if record else []
         return (answers, response.id) if answers else None
     return None
 
