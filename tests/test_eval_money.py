@@ -228,7 +228,7 @@ def test_a_fifo_is_one_line_not_a_hang(tmp_path, user_path, which):
     args = [str(fifo)] if which == "prompts" else [str(source), "--out", str(fifo)]
     result = run_process(user_path, *args, "-m", "fake-a", "--grade", "contains", timeout=30)
     assert result.returncode == 1
-    assert result.stderr == f"Error: {fifo}: cannot be read, it is not a regular file\n"
+    assert result.stderr == f"Error: {fifo}: cannot be read, not a regular file\n"
     assert read_calls() == []
 
 
