@@ -25,10 +25,13 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import MoaError
 from .files.storage import moa_dir, read_json, update_json
+
+if TYPE_CHECKING:
+    from .core.record import StoredRun
 
 PER_TOKENS = 1_000_000  # prices are in US dollars per million tokens
 # $1 a token: 25 times the dearest model genai-prices lists today, and small
@@ -353,20 +356,20 @@ class Cost:
         }
 
 
-def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = None) -> Cost:
-    """The cost of calls as the run record has them (``model`` and ``usage``:
-    token counts, ``"unknown"``, or none for a call that made no request or
-    failed without reporting usage, which counts as nothing); added to
-    ``cost`` when given (a budget's running total)."""
+def cost_of_calls(calls: Iterable[Any], prices: Prices, cost: Cost | None = None) -> Cost:
+    """The cost of calls as a run record (``StoredCall``) or an eval's results
+    file (``Billed``) has them: ``model`` and ``usage`` (token counts,
+    ``"unknown"``, or none for a call that made no request or failed without
+    reporting usage, which counts as nothing); added to ``cost`` when given (a
+    budget's running total)."""
     cost = Cost() if cost is None else cost
     for call in calls:
-        model, usage = str(call.get("model")), call.get("usage")
-        if usage is None:
+        if call.usage is None:
             cost.calls.append(0.0)
             continue
-        price = prices.price(model)
+        price = prices.price(call.model)
         entry = cost.by_model.setdefault(
-            model,
+            call.model,
             {
                 "calls": 0,
                 "usd": None if price is None else 0.0,
@@ -376,36 +379,31 @@ def cost_of_calls(calls: Iterable[dict], prices: Prices, cost: Cost | None = Non
         )
         entry["calls"] += 1
         usd = None
-        if price is None or not isinstance(usage, dict):
+        if price is None or call.usage == "unknown":
             entry["complete"] = False
         else:
-            usd = price.cost(_tokens(usage.get("input")), _tokens(usage.get("output")))
+            usd = price.cost(call.usage.input or 0, call.usage.output or 0)
             cost.usd += usd
             entry["usd"] += usd
         cost.calls.append(usd)
     return cost
 
 
-def run_cost(record: dict, prices: Prices) -> Cost:
-    "The cost of a logged run, from its record (``response_json['moa']``)."
-    from .core.record import calls_of
-
-    return cost_of_calls([call for _, call in calls_of(record)], prices)
+def run_cost(record: StoredRun, prices: Prices) -> Cost:
+    "The cost of a logged run, from its record."
+    return cost_of_calls([call for _, call in record.labelled_calls()], prices)
 
 
 def billed_calls(
-    response_json: Any, model_id: str, input_tokens: int | None, output_tokens: int | None
+    record: StoredRun | None, model_id: str, input_tokens: int | None, output_tokens: int | None
 ) -> list[dict]:
     """The calls behind one answer, kept so that it can be priced later (an
-    eval's results file): every call of a MoA run, else the one call."""
-    from .core.record import calls_of
-
-    record = response_json.get("moa") if isinstance(response_json, dict) else None
-    if isinstance(record, dict):
+    eval's results file): every call of its MoA run record, else the one call."""
+    if record is not None:
         return [
-            {"model": call.get("model"), "usage": call["usage"]}
-            for _, call in calls_of(record)
-            if call.get("usage") is not None
+            call.model_dump(include={"model", "usage"})
+            for _, call in record.labelled_calls()
+            if call.usage is not None
         ]
     usage = {
         key: value
@@ -426,11 +424,8 @@ def models_called(model: Any, options: dict) -> list[str]:
     from .core.options import config_from
 
     config = config_from({**getattr(model, "preset", {}), **options})
-    default = [(llm.get_default_model(), {})]
-    names = [name for name, _ in config.proposers or default] + [
-        name for name, _ in config.aggregators or default
-    ]
-    return list(dict.fromkeys(model_id_for(name) for name in names))
+    proposers, aggregators = config.members(llm.get_default_model())
+    return list(dict.fromkeys(model_id_for(name) for name, _ in proposers + aggregators))
 
 
 @dataclass
@@ -442,17 +437,13 @@ class Budget:
     prices: Prices
     spent: Cost = field(default_factory=Cost)
 
-    def add(self, calls: list[dict]) -> None:
+    def add(self, calls: list[Any]) -> None:
+        "Calls an answer or judgement billed (eval's ``Billed``)."
         cost_of_calls(calls, self.prices, self.spent)
 
     @property
     def reached(self) -> bool:
         return self.spent.usd >= self.cap
-
-
-def _tokens(value: Any) -> int:
-    "A token count from a record; anything else (even a hostile 10**400) counts as none."
-    return value if type(value) is int and 0 < value < 10**15 else 0
 
 
 def format_usd(usd: float) -> str:

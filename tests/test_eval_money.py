@@ -220,15 +220,17 @@ def run_process(user_path, *args, timeout=60):
     )
 
 
-@pytest.mark.parametrize("which", ["prompts", "results"])
-def test_a_fifo_is_one_line_not_a_hang(tmp_path, user_path, which):
+@pytest.mark.parametrize(  # a folder as --out is click's to refuse
+    "which, kind", [("prompts", "fifo"), ("results", "fifo"), ("prompts", "folder")]
+)
+def test_a_fifo_or_a_folder_is_one_line_not_a_hang(tmp_path, user_path, which, kind):
     source = write_rows(tmp_path / "q.jsonl", count=1)
     fifo = tmp_path / "fifo.jsonl"
-    os.mkfifo(fifo)
+    os.mkfifo(fifo) if kind == "fifo" else fifo.mkdir()
     args = [str(fifo)] if which == "prompts" else [str(source), "--out", str(fifo)]
     result = run_process(user_path, *args, "-m", "fake-a", "--grade", "contains", timeout=30)
     assert result.returncode == 1
-    assert result.stderr == f"Error: {fifo}: cannot be read, it is not a regular file\n"
+    assert result.stderr == f"Error: {fifo}: cannot be read, not a regular file\n"
     assert read_calls() == []
 
 

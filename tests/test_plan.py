@@ -9,7 +9,7 @@ import pytest
 from conftest import logged_json, run_llm, turns
 from fake_models import read_calls
 
-from llm_moa.core.record import calls_of
+from llm_moa.core.record import StoredRun
 
 
 def plan(*args):
@@ -33,8 +33,8 @@ def planned(shown, conditional=True):
 
 def ran():
     "The calls the last logged run made, in the same form, from its record."
-    record = logged_json()[0]["response_json"]["moa"]
-    return [(label, call["model"], call.get("options", {})) for label, call in calls_of(record)]
+    record = StoredRun.parse(logged_json()[0]["response_json"]["moa"])
+    return [(label, call.model, call.options) for label, call in record.labelled_calls()]
 
 
 def run_then_compare(args, conditional=True):

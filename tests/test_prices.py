@@ -89,10 +89,10 @@ def set_prices(**by_model):
 
 def logged_calls():
     "Every call of the last run, as its record has them: (model, input tokens, output tokens)."
-    from llm_moa.core.record import calls_of
+    from llm_moa.core.record import StoredRun
 
-    record = logged_json()[0]["response_json"]["moa"]
-    return [(c["model"], c["usage"]["input"], c["usage"]["output"]) for _, c in calls_of(record)]
+    record = StoredRun.parse(logged_json()[0]["response_json"]["moa"])
+    return [(c.model, c.usage.input, c.usage.output) for _, c in record.labelled_calls()]
 
 
 def show_json():

@@ -259,6 +259,22 @@ def test_a_reply_without_the_conversation_is_a_full_run():
     assert second.json()["moa"]["calls"] == 3
 
 
+def test_a_tool_turn_after_a_record_out_of_shape_is_a_full_run():
+    "An earlier turn's record that does not parse has no proposals to reuse: every model answers again."
+    chain = llm.get_model("moa-default").chain(
+        "which version?", tools=[llm_version], options=OPTIONS
+    )
+    responses = []
+    for response in chain.responses():
+        assert response.text() is not None  # the turn runs to its end
+        if not responses:
+            response.response_json["moa"]["proposer_layers"] = "edited"
+        responses.append(response)
+    assert responses[1].text() == f"fake-tooler got llm_version: {VERSION}"
+    assert responses[1].json()["moa"]["calls"] == 3
+    assert "proposals_from" not in responses[1].json()["moa"]["tools"]
+
+
 # --- bad input ----------------------------------------------------------------
 
 

@@ -93,27 +93,18 @@ def _refusal(message: str) -> Exception:
 def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str] | None:
     """The last proposer layer's answers of the latest full run of this tool
     loop, and that run's id: from the conversation's responses in memory
-    (llm's chain, ``llm chat`` and the Python API keep them there)."""
+    (llm's chain, ``llm chat`` and the Python API keep them there). A record
+    that does not parse has none."""
+    from ..core.record import StoredRun
+
     for response in reversed(getattr(conversation, "responses", None) or []):
         if response.model.model_id != model_id:
             return None
-        record = (response.response_json or {}).get("moa") or {}
-        if "proposals_from" in (record.get("tools") or {}):
+        record = StoredRun.of(response.response_json)
+        if record and record.tools and record.tools.proposals_from is not None:
             continue  # an aggregator-only turn: its proposals are an earlier run's
-        left_out = {  # -o outliers drop: the aggregator read only the others (core/outliers.py)
-            (check.get("layer"), n)
-            for check in (record.get("decision") or {}).get("outliers") or []
-            for n in check.get("left_out") or []
-        }
-        layers = [  # the last layer that answered (a cascade that agreed asks no later one)
-            [
-                call["text"]
-                for n, call in enumerate(layer["proposers"], 1)
-                if call.get("status") == "ok" and (layer.get("layer"), n) not in left_out
-            ]
-            for layer in record.get("proposer_layers") or []
-        ]
-        answers = next((answers for answers in reversed(layers) if answers), None)
+        # the last layer that answered (a cascade that agreed asks no later one), as read
+        answers = [call.text for call in record.answered_proposals(read=True)] if record else []
         return (answers, response.id) if answers else None
     return None
 

@@ -146,7 +146,7 @@ def runs(count_: int, json_: bool, database: Path | None) -> None:
     for problem in bad:
         _warn(f"skipped {problem}")
     prices = load(warn=_warn) if found else None  # an unreadable prices file: one warning, no costs
-    summaries = [summary(show_json(row, prices), record) for row, record in found]
+    summaries = [summary(show_json(row, record, prices), record) for row, record in found]
     _echo(summaries, json_, runs_table(summaries) if found else "No MoA runs logged yet.")
 
 
@@ -167,7 +167,7 @@ def show(run_id: str | None, json_: bool, database: Path | None) -> None:
     (row, record), bad = find_run(logs_db_path(database), run_id)
     for problem in bad:
         _warn(f"skipped {problem}")
-    shown = show_json(row, load(warn=_warn))
+    shown = show_json(row, record, load(warn=_warn))
     _echo(shown, json_, show_text(shown, record))
 
 

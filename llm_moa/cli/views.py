@@ -103,9 +103,9 @@ def find_run(database: Path, run_id: str | None) -> tuple[Logged, list[str]]:
     return runs[0], []
 
 
-def show_json(row: dict, prices: Any = None) -> dict:
+def show_json(row: dict, record: StoredRun, prices: Any = None) -> dict:
     "The run as `llm moa show --json` gives it: llm's log row, and its cost when given prices (prices.Prices)."
-    cost = run_cost(row["moa"], prices).to_json() if prices else None
+    cost = run_cost(record, prices).to_json() if prices else None
     return {**{key: row.get(key) for key in SHOWN}, "cost": cost}
 
 

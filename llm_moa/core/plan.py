@@ -23,7 +23,7 @@ import pydantic
 from .. import host
 from ..errors import MoaError
 from ..text import shorten
-from .options import DEFAULT_SAMPLES, Config
+from .options import Config
 from .prompts import PANEL_TOOL, Request, requests_from_prompt
 
 
@@ -217,13 +217,14 @@ def resolve_members(
                 ),
             )
 
+        proposer_names, aggregator_names = config.members(default)
         proposers = [
             member("proposer", name, {**config.proposer_options, **options}, config.max_concurrency)
-            for name, options in config.proposers or [(default, {})] * DEFAULT_SAMPLES
+            for name, options in proposer_names
         ]
         aggregators = [
             member("aggregator", name, {**config.aggregator_options, **options})
-            for name, options in config.aggregators or [(default, {})]
+            for name, options in aggregator_names
         ]
     locks: dict[int, threading.Lock] = {}
     for each in filter(None, proposers + aggregators):  # one lock per model object

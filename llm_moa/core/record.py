@@ -2,9 +2,10 @@
 
 The record is written here (``Run.to_json``) and read back here: ``StoredRun``
 is that JSON as a typed model, for every reader to parse once (``llm moa show``
-and ``runs``, unfinished runs; ``StoredRun.parse``), so a record edited out of
-shape is one error naming what is wrong, never a crash deep inside a view. Nothing secret is
-recorded (``redact.py``).
+and ``runs``, unfinished runs, costs, the eval, a tool loop's reused proposals),
+so a record edited out of shape is one error naming what is wrong
+(``StoredRun.parse``), or no record (``StoredRun.of``), never a crash deep
+inside a reader. Nothing secret is recorded (``redact.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import parse
+from ..errors import MoaError, parse
 from ..text import shorten, visible
 from .redact import known_secrets, safe_options, scrub
 
@@ -186,20 +187,6 @@ class Run:
         }
 
 
-def calls_of(record: dict) -> list[tuple[str, dict]]:
-    "Every call of a raw stored record in order, labelled by layer ('L1', ..., 'agg'): ``StoredRun.labelled_calls`` typed."
-    proposers = [
-        (f"L{layer['layer']}", call)
-        for layer in record.get("proposer_layers", [])
-        for call in layer.get("proposers", [])
-    ]
-    return proposers + [
-        ("agg", call)
-        for call in record.get("aggregator_attempts") or [record.get("aggregator")]
-        if call
-    ]
-
-
 # --- the record as it is read back ------------------------------------------
 
 MAX_MS = 10**12  # about 30 years: a longer time was edited in by hand
@@ -327,18 +314,38 @@ class StoredRun(_Stored):
         "The record, or a one-line ``MoaError``: 'WHERE: proposer_layers.0.text is not text'."
         return parse(cls, data, lambda problem: f"{where}: {problem}")
 
+    @classmethod
+    def of(cls, response_json: Any) -> StoredRun | None:
+        """The record in a response's ``response_json``, or None: not a MoA
+        run's, or out of shape (for readers that carry on without it; one that
+        must say what is wrong uses ``parse``)."""
+        data = response_json.get("moa") if isinstance(response_json, dict) else None
+        try:
+            return cls.parse(data) if isinstance(data, dict) else None
+        except MoaError:
+            return None
+
     def labelled_calls(self) -> list[tuple[str, StoredCall]]:
-        "Every call in order, labelled by layer ('L1', ..., 'agg'), as ``calls_of`` has them."
+        "Every call in order, labelled by layer ('L1', ..., 'agg')."
         proposers = [
             (f"L{layer.layer}", c) for layer in self.proposer_layers for c in layer.proposers
         ]
         aggregators = self.aggregator_attempts or ([self.aggregator] if self.aggregator else [])
         return proposers + [("agg", call) for call in aggregators]
 
-    def answered_proposals(self) -> list[StoredCall]:
-        "The successful proposals of the last proposer layer that has any (what a rerun can reuse)."
+    def answered_proposals(self, read: bool = False) -> list[StoredCall]:
+        """The successful proposals of the last proposer layer that has any (what a
+        rerun can reuse); with ``read``, only those the next model read (not left
+        out by ``-o outliers drop``)."""
+        left_out = (
+            {(c.layer, n) for c in self.decision.outliers for n in c.left_out} if read else set()
+        )
         for layer in reversed(self.proposer_layers):
-            answered = [call for call in layer.proposers if call.ok]
+            answered = [
+                call
+                for n, call in enumerate(layer.proposers, 1)
+                if call.ok and (layer.layer, n) not in left_out
+            ]
             if answered:
                 return answered
         return []

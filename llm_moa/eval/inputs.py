@@ -6,14 +6,13 @@ import csv
 import hashlib
 import io
 import json
-import os
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import MoaError
+from ..files.storage import read_bytes
 from ..text import shorten, visible
 
 MAX_BYTES = 256 * 2**20  # a prompts or results file larger than this is refused, not read
@@ -39,7 +38,7 @@ def read_rows(source: str) -> list[Row]:
         if len(data) > MAX_BYTES:
             raise MoaError(f"stdin: larger than {MAX_BYTES // 2**20} MiB")
     else:
-        data, name = read_regular(Path(source)), Path(source).name
+        data, name = read_bytes(Path(source), MAX_BYTES), Path(source).name
         if data is None:
             raise MoaError(f"No such file: {source}")
     try:
@@ -54,28 +53,6 @@ def read_rows(source: str) -> list[Row]:
     if not rows:
         raise MoaError(f"{name} has no prompts")
     return rows
-
-
-def read_regular(path: Path) -> bytes | None:
-    """The bytes of a regular file (None when there is none). Anything else, a
-    FIFO that would block, a device that never ends, a folder, or a file over
-    MAX_BYTES, is a one-line MoaError naming it, and nothing is read from it."""
-    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as ex:
-        raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
-    with os.fdopen(fd, "rb") as fp:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise MoaError(f"{path}: cannot be read, it is not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise MoaError(f"{path}: cannot be read, larger than {MAX_BYTES // 2**20} MiB")
-        try:
-            return fp.read(MAX_BYTES + 1)
-        except OSError as ex:
-            raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
 
 
 def _jsonl_rows(text: str, name: str) -> list[Row]:

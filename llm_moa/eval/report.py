@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import prices
 from ..core.mixture import same_key
 from ..text import shorten, table, visible
-from .results import ORDERS
+from .results import ORDERS, Billed
 
 if TYPE_CHECKING:
     from .inputs import Row
@@ -124,10 +124,10 @@ def _cost(ev: Eval, records: list[Any]) -> prices.Cost:
     calls = []
     for record in records:
         if record.billed is not None:
-            calls += [call.model_dump() for call in record.billed]
+            calls += record.billed
         elif record.ok:
             calls.append(
-                {"model": getattr(record, "model", None) or record.judge, "usage": "unknown"}
+                Billed(model=getattr(record, "model", None) or record.judge, usage="unknown")
             )
     return prices.cost_of_calls(calls, ev.prices)
 

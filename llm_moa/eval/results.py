@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ..errors import MoaError
-from ..files.storage import locked
-from .inputs import read_regular
+from ..files.storage import locked, read_bytes
+from .inputs import MAX_BYTES
 
 ORDERS = ("candidate-first", "baseline-first")
 Count = Annotated[int, Field(ge=0, lt=10**15)]
@@ -124,7 +124,7 @@ class Results:
         self.path = path
         self.records: dict[tuple, Answer | Judgement] = {}
         self.skipped = 0
-        for line in filter(bytes.strip, (read_regular(path) or b"").splitlines()):
+        for line in filter(bytes.strip, (read_bytes(path, MAX_BYTES) or b"").splitlines()):
             try:  # json.loads: a model's text may hold a lone surrogate, escaped as \ud800
                 record = _RECORD.validate_python(json.loads(line))
             except (ValueError, RecursionError):  # torn, not UTF-8, too deep, not true

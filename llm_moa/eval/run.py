@@ -23,7 +23,7 @@ import llm
 
 from .. import host, prices
 from ..core.plan import validate_model_options
-from ..core.record import describe_error
+from ..core.record import StoredRun, describe_error
 from ..errors import MoaError
 from ..text import shorten
 from .inputs import Row, read_rows
@@ -224,7 +224,7 @@ def _in_parallel(tasks: list[Callable[[], Any]], ev: Eval, progress: Callable | 
 def _keep(ev: Eval, record: Answer | Judgement | Crashed) -> None:
     ev.results.add(record)
     if ev.budget:  # every paid call counts, whatever became of the answer
-        ev.budget.add([call.model_dump() for call in getattr(record, "billed", None) or []])
+        ev.budget.add(getattr(record, "billed", None) or [])
 
 
 def _run_task(task: Callable[[], Any], done: queue.SimpleQueue) -> None:
@@ -275,12 +275,15 @@ class _Running:
             context.close()
 
 
-def _call(ev: Eval, model_id: str, prompt: str, system: str | None) -> tuple[str | None, Any, dict]:
+def _call(
+    ev: Eval, model_id: str, prompt: str, system: str | None
+) -> tuple[str | None, Any, StoredRun | None, dict]:
     """Ask the model as `llm -m MODEL` would (a MoA model without its progress
     block: the eval has its own). The model is resolved afresh each time, as
     model objects need not be thread-safe. The reply's text (None when it
-    failed), the response, and the record's fields: the calls it billed, to be
-    priced in the report and counted by the budget, and the error."""
+    failed), the response, its run record (a MoA model's; None for another, or
+    one that does not parse), and the results record's fields: the calls it
+    billed, to be priced in the report and counted by the budget, and the error."""
     response, made = None, {}
     try:
         model = host.get_model(model_id)
@@ -291,32 +294,29 @@ def _call(ev: Eval, model_id: str, prompt: str, system: str | None) -> tuple[str
         text = response.text()
     except Exception as ex:  # noqa: BLE001 - kept for the report, and made again on the next run
         text, made["error"] = None, describe_error(ex)
-    made["billed"] = _billed(response, model_id, failed=text is None)
-    return text, response, made
+    record = StoredRun.of(getattr(response, "response_json", None))
+    made["billed"] = _billed(response, record, model_id, failed=text is None)
+    return text, response, record, made
 
 
-def _billed(response: Any, model_id: str, failed: bool) -> list[dict]:
+def _billed(response: Any, record: StoredRun | None, model_id: str, failed: bool) -> list[dict]:
     """Every call an answer paid for, whatever became of it: a failed MoA run's
     response still has its record and usage (the session sets them as the run
     ends). A failed plain call that reported no usage counts as none."""
-    data, tokens = getattr(response, "response_json", None), (None, None)
-    if response is not None:
-        tokens = (response.input_tokens, response.output_tokens)
-    if failed and tokens == (None, None) and not (isinstance(data, dict) and "moa" in data):
+    tokens = (None, None) if response is None else (response.input_tokens, response.output_tokens)
+    if failed and tokens == (None, None) and record is None:
         return []
-    return prices.billed_calls(data, model_id, *tokens)
+    return prices.billed_calls(record, model_id, *tokens)
 
 
 def _answer(ev: Eval, model_id: str, row: Row) -> Answer:
     "One answer, with its calls, tokens and time."
     start = time.monotonic()
-    text, response, made = _call(ev, model_id, row.prompt, row.system)
+    text, response, record, made = _call(ev, model_id, row.prompt, row.system)
     if text is not None:
-        record = response.response_json
-        run_record = record.get("moa") if isinstance(record, dict) else None
         made.update(
             text=text,
-            calls=run_record["calls"] if run_record else 1,
+            calls=record.calls if record else 1,
             input_tokens=_count(response.input_tokens),
             output_tokens=_count(response.output_tokens),
         )
@@ -335,7 +335,7 @@ def _judgement(ev: Eval, candidate: str, row: Row, order: str) -> Judgement:
     mine, theirs = ev.answer(candidate, row).text, ev.answer(ev.baseline, row).text
     first, second = (mine, theirs) if order == "candidate-first" else (theirs, mine)
     system, prompt = judge_request(row.prompt, row.system, first, second)
-    text, _, made = _call(ev, ev.judge, prompt, system)
+    text, _, _, made = _call(ev, ev.judge, prompt, system)
     if text is not None:
         verdict = parse_verdict(text)  # "A", "B", "tie" or None (unreadable)
         made.update(raw=text, verdict=verdict)

@@ -4,9 +4,9 @@ Every file is written whole (a temporary file renamed over the old one), and
 every read-modify-write holds a cross-process lock, so two ``llm`` processes
 saving at once both keep their change. Whatever a file contains, reading it
 gives its data or a ``MoaError`` naming the file and what is wrong: every file
-is read by ``read_text``, which reads regular files only (a FIFO would block
+is read by ``read_bytes``, which reads regular files only (a FIFO would block
 every ``llm`` command, a link to ``/dev/zero`` would fill memory) and at most
-``MAX_BYTES`` of them.
+``MAX_BYTES`` of them (the eval's prompts and results files: its own cap).
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def locked(path: Path) -> Iterator[None]:
         lock.release()
 
 
-def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
-    """The text of a regular file (None when it is missing); anything else,
-    or more than ``limit`` bytes, is a ``MoaError`` naming the file."""
+def read_bytes(path: Path, limit: int = MAX_BYTES) -> bytes | None:
+    """The bytes of a regular file (None when it is missing). Anything else (a
+    FIFO that would block, a device that never ends, a folder), or more than
+    ``limit`` bytes, is a ``MoaError`` naming the file, and nothing is read from it."""
     try:  # O_NONBLOCK: opening a FIFO never waits for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
@@ -62,15 +63,25 @@ def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
         raise MoaError(f"{path}: cannot be read, a file stands where a folder should be")
     except OSError as ex:
         raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before fdopen, which refuses a folder
         os.close(fd)
         raise MoaError(f"{path}: cannot be read, not a regular file")
     with os.fdopen(fd, "rb") as fp:
-        data = fp.read(limit + 1)
-    if len(data) > limit:
+        try:  # a file that says it is too large is not read at all
+            data = fp.read(limit + 1) if info.st_size <= limit else None
+        except OSError as ex:
+            raise MoaError(f"{path}: cannot be read ({ex.strerror or ex})")
+    if data is None or len(data) > limit:
         raise MoaError(f"{path}: cannot be read, larger than {limit / 2**20:g} MB")
+    return data
+
+
+def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
+    "The UTF-8 text of a regular file (None when it is missing), read by ``read_bytes``."
+    data = read_bytes(path, limit)
     try:
-        return data.decode("utf-8")
+        return None if data is None else data.decode("utf-8")
     except UnicodeDecodeError:
         raise MoaError(f"{path}: not UTF-8 text")
 
