@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_llm
+from conftest import evaluate, run_llm
 from fake_models import quiz_is_right, read_calls
 
 from llm_moa.eval.judge import parse_verdict
@@ -14,11 +14,6 @@ def write_quiz(path, count=20):
     rows = [{"prompt": f"What is {i}+{i * 3}?", "answer": str(i * 4)} for i in range(count)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return rows
-
-
-def evaluate(*args, input=None):
-    result = run_llm("moa", "eval", *args, input=input)
-    return result
 
 
 def report(*args, input=None):

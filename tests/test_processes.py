@@ -1,47 +1,14 @@
 """Real `llm` processes: Ctrl-C, and many runs in parallel against one user dir."""
 
 import json
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import WRAPPER
-
-
-def spawn(user_path, *args):
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    return subprocess.Popen(
-        [sys.executable, str(WRAPPER), *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def wait_for_started(user_path, count, limit=15.0):
-    path = user_path / "fake-started.jsonl"
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{count} calls never started")
-
-
-def interrupt(process, sig=signal.SIGINT):
-    "Send SIGINT (or sig); return (seconds until exit, stdout, stderr)."
-    start = time.monotonic()
-    process.send_signal(sig)
-    stdout, stderr = process.communicate(timeout=10)
-    return time.monotonic() - start, stdout, stderr
+from conftest import interrupt, spawn, wait_for_started
 
 
 def turn_count(user_path):

