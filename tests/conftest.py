@@ -114,9 +114,10 @@ def closed_port() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
-def spawn(user_path, *args, code=None):
+def spawn(user_path, *args, code=None, **popen):
     """A real llm process (the CLI with the fakes; ``code``: Python run instead
-    of the wrapper, with ``args`` as its argv), talking text on pipes."""
+    of the wrapper, with ``args`` as its argv), talking text on pipes; ``popen``:
+    more arguments for ``subprocess.Popen``."""
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
     command = [sys.executable, *(["-c", code] if code else [str(WRAPPER)]), *args]
     return subprocess.Popen(
@@ -126,7 +127,20 @@ def spawn(user_path, *args, code=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        **popen,
     )
+
+
+def run_process(user_path, *args, timeout=60, **popen):
+    "A real llm process run to its end, failing the test if it takes over ``timeout`` seconds."
+    process = spawn(user_path, *args, **popen)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"llm {' '.join(args)} did not end within {timeout}s")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def wait_for_started(user_path, count, limit=15.0):
@@ -140,11 +154,11 @@ def wait_for_started(user_path, count, limit=15.0):
     raise AssertionError(f"{count} calls never started")
 
 
-def interrupt(process, sig=signal.SIGINT):
+def interrupt(process, sig=signal.SIGINT, timeout=10):
     "Send SIGINT (or sig); return (seconds until exit, stdout, stderr)."
     start = time.monotonic()
     process.send_signal(sig)
-    stdout, stderr = process.communicate(timeout=10)
+    stdout, stderr = process.communicate(timeout=timeout)
     return time.monotonic() - start, stdout, stderr
 
 

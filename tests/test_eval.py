@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import evaluate, run_llm
+from conftest import evaluate, interrupt, run_llm, spawn, wait_for_started
 from fake_models import quiz_is_right, read_calls
 
 from llm_moa.eval.judge import parse_verdict
@@ -599,43 +599,15 @@ def test_answers_made_with_other_saved_options_are_not_reused(tmp_path):
 
 
 def test_ctrl_c_stops_an_eval_without_waiting_for_its_calls(tmp_path, user_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import WRAPPER
-
     assert (
         run_llm("models", "options", "set", "fake-c", "hang", "true").exit_code == 0
     )  # a minute, then fails
     (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(WRAPPER),
-            "moa",
-            "eval",
-            str(tmp_path / "p.jsonl"),
-            "-m",
-            "fake-c",
-            "--grade",
-            "contains",
-        ],
-        env={**os.environ, "LLM_USER_PATH": str(user_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    process = spawn(
+        user_path, "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-c", "--grade", "contains"
     )
-    started = user_path / "fake-started.jsonl"
-    deadline = time.monotonic() + 120
-    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert started.exists(), "the call never started"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(
-        timeout=50
-    )  # the hanging call would hold a non-daemon thread for 60 s
-    assert process.returncode != 0, (
-        stderr
-    )  # interrupted, well before the hanging call would have ended
+    wait_for_started(user_path, 1, limit=120)
+    # the hanging call would hold a non-daemon thread for 60 s
+    elapsed, stdout, stderr = interrupt(process, timeout=50)
+    assert elapsed < 10 and process.returncode != 0
+    assert (stdout, stderr.strip()) == ("", "Aborted!")  # click's word, and no traceback

@@ -4,16 +4,14 @@ and files the eval cannot use are refused before any call."""
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from conftest import (
-    WRAPPER,
     evaluate,
     interrupt,
     results,
     run_llm,
+    run_process,
     set_prices,
     spawn,
     wait_for_started,
@@ -208,21 +206,15 @@ def test_the_results_file_cannot_be_the_prompts_file(tmp_path, same):
     assert source.read_bytes() == before and read_calls() == []
 
 
-def run_process(user_path, *args, timeout=60):
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    command = [sys.executable, str(WRAPPER), "moa", "eval", *args]
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-
-
 @pytest.mark.parametrize("which", ["prompts", "results"])
 def test_a_fifo_is_one_line_not_a_hang(tmp_path, user_path, which):
     source = write_rows(tmp_path / "q.jsonl", count=1)
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
     args = [str(fifo)] if which == "prompts" else [str(source), "--out", str(fifo)]
-    result = run_process(user_path, *args, "-m", "fake-a", "--grade", "contains", timeout=30)
+    result = run_process(
+        user_path, "moa", "eval", *args, "-m", "fake-a", "--grade", "contains", timeout=30
+    )
     assert result.returncode == 1
     assert result.stderr == f"Error: {fifo}: cannot be read, it is not a regular file\n"
     assert read_calls() == []

@@ -8,19 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import interrupt, spawn, wait_for_started
-
-
-def turn_count(user_path):
-    if not (user_path / "logs.db").exists():
-        return 0
-    conn = sqlite3.connect(user_path / "logs.db")
-    try:
-        return conn.execute("select count(*) from turns").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
+from conftest import interrupt, spawn, turns, wait_for_started
 
 
 def test_ctrl_c_while_proposers_run(user_path):
@@ -36,7 +24,7 @@ def test_ctrl_c_while_proposers_run(user_path):
     assert "Aborted!" in stderr and "Aborted!" in plain_err
     assert "Traceback" not in stderr
     assert stdout == ""
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
 
 
 def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
@@ -58,7 +46,7 @@ def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
     assert process.returncode != 0
     assert "The 2 answered proposals are saved; show them with: llm moa unfinished" in stderr
     assert "Traceback" not in stderr
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
     saved = list((user_path / "moa" / "unfinished").glob("*.json"))
     assert len(saved) == 1
     assert json.loads(saved[0].read_text())["error"] == "interrupted"
@@ -144,7 +132,7 @@ def stopped_at_once(process, sig=signal.SIGINT):
 
 def assert_kept(user_path, stderr):
     "No log row, and the paid proposals saved and said so."
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
     assert len(unfinished_files(user_path)) == 1
     assert "llm moa unfinished" in stderr
 
@@ -180,7 +168,7 @@ def test_sigterm_while_proposers_run_exits_at_once(user_path):
     )
     wait_for_started(user_path, 3)
     stdout, _ = stopped_at_once(process, signal.SIGTERM)
-    assert stdout == "" and turn_count(user_path) == 0
+    assert stdout == "" and len(turns(user_path)) == 0
     assert unfinished_files(user_path) == []  # nothing was paid for: nothing to keep
 
 
