@@ -391,34 +391,22 @@ def test_an_answer_recorded_before_costs_were_kept_costs_a_call_of_unknown_usage
 
 def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
     "Two evals may share a results file: each append holds its lock, so lines never interleave."
-    import os
-    import subprocess
-    import sys
     import time
-
-    from conftest import WRAPPER
 
     from llm_moa.files.storage import locked
 
     (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
     results = tmp_path / "p.eval.jsonl"
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
     with locked(results):
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(WRAPPER),
-                "moa",
-                "eval",
-                str(tmp_path / "p.jsonl"),
-                "-m",
-                "fake-a",
-                "--grade",
-                "contains",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        process = spawn(
+            user_path,
+            "moa",
+            "eval",
+            str(tmp_path / "p.jsonl"),
+            "-m",
+            "fake-a",
+            "--grade",
+            "contains",
         )
         deadline = time.monotonic() + 120
         while not read_calls() and time.monotonic() < deadline and process.poll() is None:
