@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def mixture_args(*proposers, aggregator=GEMMA):
-    "The -m and -o arguments of a MoA run (not conftest.moa, which runs one): members are model ids or {model, options} entries."
+    """The -m and -o arguments of a MoA run (conftest's moa() runs one): members are
+    model ids or {model, options} entries."""
     dumped = aggregator if isinstance(aggregator, str) else json.dumps(aggregator)
     return ["-m", "moa-default", "-o", "proposers", json.dumps(list(proposers))] + [
         "-o",
