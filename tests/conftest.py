@@ -1,10 +1,14 @@
 import json
 import os
 import pty
+import re
 import select
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,9 +58,66 @@ def record():
     return logged_json()[0]["response_json"]["moa"]
 
 
-def spawn(user_path, *args, code=None):
+def calls(run: dict) -> list[dict]:
+    "Every call's record: the proposers of each layer, then the aggregator."
+    proposers = [c for layer in run["proposer_layers"] for c in layer["proposers"]]
+    return proposers + [run["aggregator"]]
+
+
+def show_json() -> dict:
+    "What `llm moa show --json` prints for the latest run."
+    result = run_llm("moa", "show", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def saying(*answers, model="fake-a"):
+    "Proposers that answer these texts, in this order (a ``-o proposers`` value)."
+    return json.dumps([{"model": model, "options": {"text": text}} for text in answers])
+
+
+def references(system):
+    "The answers an aggregator was shown, in the order shown."
+    return re.findall(r"<<<BEGIN ANSWER \d+ \w+>>>\n(.*?)\n<<<END ANSWER", system, re.S)
+
+
+def models_called():
+    "The models the fakes saw called, sorted."
+    from fake_models import read_calls
+
+    return sorted(call["model"] for call in read_calls())
+
+
+def evaluate(*args, input=None):
+    "`llm moa eval ...`"
+    return run_llm("moa", "eval", *args, input=input)
+
+
+def results(path):
+    "The rows of an eval's JSONL results file."
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def set_prices(**by_model):
+    "Prices per million tokens, as ``fake_a=(input, output)``, set with `llm moa prices set`."
+    for model, (input_price, output_price) in by_model.items():
+        result = run_llm(
+            "moa", "prices", "set", model.replace("_", "-"), str(input_price), str(output_price)
+        )
+        assert result.exit_code == 0, result.output
+
+
+def closed_port() -> str:
+    "The address of a port nothing listens on (connections are refused)."
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def spawn(user_path, *args, code=None, **popen):
     """A real llm process (the CLI with the fakes; ``code``: Python run instead
-    of the wrapper, with ``args`` as its argv), talking text on pipes."""
+    of the wrapper, with ``args`` as its argv), talking text on pipes; ``popen``:
+    more arguments for ``subprocess.Popen``."""
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
     command = [sys.executable, *(["-c", code] if code else [str(WRAPPER)]), *args]
     return subprocess.Popen(
@@ -66,7 +127,39 @@ def spawn(user_path, *args, code=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        **popen,
     )
+
+
+def run_process(user_path, *args, timeout=60, **popen):
+    "A real llm process run to its end, failing the test if it takes over ``timeout`` seconds."
+    process = spawn(user_path, *args, **popen)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"llm {' '.join(args)} did not end within {timeout}s")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def wait_for_started(user_path, count, limit=15.0):
+    "Wait until the fakes have started ``count`` calls (each appends to fake-started.jsonl)."
+    path = user_path / "fake-started.jsonl"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{count} calls never started")
+
+
+def interrupt(process, sig=signal.SIGINT, timeout=10):
+    "Send SIGINT (or sig); return (seconds until exit, stdout, stderr)."
+    start = time.monotonic()
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return time.monotonic() - start, stdout, stderr
 
 
 def turns(user_path):

@@ -13,9 +13,8 @@ import anthropic_server as ant
 import pytest
 import stand_in
 from anthropic_server import AnthropicServer
-from conftest import run_llm
+from conftest import calls, closed_port, moa, record, run_llm, show_json
 from openai_fixtures import set_key
-from plugin_fixtures import calls, closed_port, moa, record, show_json
 
 HAIKU = "claude-haiku-4-5-20251001"
 OLD = "claude-3-5-haiku-latest"
@@ -113,7 +112,7 @@ def test_schema_with_structured_output(anthropic):
 def test_an_older_claude_answers_a_schema_with_a_tool_call_and_no_text(anthropic):
     "A known limit: claude-3.5-haiku's --schema answer is an output_structured_data tool call."
     combo = ["-o", "proposers", "claude-3.5-haiku", "-o", "aggregator", "claude-haiku-4.5"]
-    result = moa(*combo, "--schema", "answer str", "What is rain?")
+    result = moa(*combo, "--schema", "answer str", "What is rain?", ok=False)
     assert result.exit_code == 1
     assert "claude-3-5-haiku-latest (proposer 1): returned an empty answer" in result.stderr
     [request] = anthropic.calls(OLD)
@@ -131,7 +130,7 @@ def test_rate_limited_or_overloaded_then_answered(anthropic, failure):
 
 def test_a_failed_aggregator_keeps_its_proposals(anthropic):
     anthropic.behave(OLD, stand_in.Behaviour(status=500, retry_after="0"))
-    result = moa(*MIXED, "q")
+    result = moa(*MIXED, "q", ok=False)
     assert result.exit_code == 1
     assert "Internal server error" in result.stderr
     assert len(anthropic.calls(OLD)) == 3  # the SDK retried twice

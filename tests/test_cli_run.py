@@ -1,16 +1,10 @@
 """A MoA run through the real `llm` CLI: options, layers, prompts, logs, conversations."""
 
 import json
-import re
 
 import pytest
-from conftest import REFINE, by_role, logged_json, run_llm, turns
+from conftest import REFINE, by_role, logged_json, references, run_llm, turns
 from fake_models import read_calls
-
-
-def references(system):
-    "How many numbered answers a system prompt carries."
-    return len(re.findall(r"^<<<BEGIN ANSWER \d+ ", system, re.M))
 
 
 def test_moa_default_works_out_of_the_box(user_path):
@@ -134,7 +128,7 @@ def test_layers_three_feeds_answers_forward():
         assert call["prompt"] == "Question?"
         assert "fake-a answers: Question?" in call["system"]
         assert "fake-b answers: Question?" in call["system"]
-    assert references(aggregators[0]["system"]) == 2
+    assert len(references(aggregators[0]["system"])) == 2
     record = logged_json()[0]["response_json"]["moa"]
     assert record["layers"] == 3 and record["calls"] == 5
     assert [len(layer["proposers"]) for layer in record["proposer_layers"]] == [2, 2]
@@ -362,7 +356,7 @@ def test_failed_proposer_is_left_out_and_recorded(user_path):
     )
     assert result.exit_code == 0, result.output
     _, (aggregator,) = by_role(read_calls())
-    assert references(aggregator["system"]) == 1
+    assert len(references(aggregator["system"])) == 1
     layer = logged_json()[0]["response_json"]["moa"]["proposer_layers"][0]["proposers"]
     assert [(p["model"], p["status"]) for p in layer] == [("fake-a", "ok"), ("fake-b", "failed")]
     assert layer[1]["error"] == "provider exploded"

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_llm
+from conftest import evaluate, interrupt, run_llm, spawn, wait_for_started
 from fake_models import quiz_is_right, read_calls
 
 from llm_moa.eval.judge import parse_verdict
@@ -14,11 +14,6 @@ def write_quiz(path, count=20):
     rows = [{"prompt": f"What is {i}+{i * 3}?", "answer": str(i * 4)} for i in range(count)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return rows
-
-
-def evaluate(*args, input=None):
-    result = run_llm("moa", "eval", *args, input=input)
-    return result
 
 
 def report(*args, input=None):
@@ -396,34 +391,22 @@ def test_an_answer_recorded_before_costs_were_kept_costs_a_call_of_unknown_usage
 
 def test_an_append_waits_for_the_lock_of_the_results_file(tmp_path, user_path):
     "Two evals may share a results file: each append holds its lock, so lines never interleave."
-    import os
-    import subprocess
-    import sys
     import time
-
-    from conftest import WRAPPER
 
     from llm_moa.files.storage import locked
 
     (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
     results = tmp_path / "p.eval.jsonl"
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
     with locked(results):
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(WRAPPER),
-                "moa",
-                "eval",
-                str(tmp_path / "p.jsonl"),
-                "-m",
-                "fake-a",
-                "--grade",
-                "contains",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        process = spawn(
+            user_path,
+            "moa",
+            "eval",
+            str(tmp_path / "p.jsonl"),
+            "-m",
+            "fake-a",
+            "--grade",
+            "contains",
         )
         deadline = time.monotonic() + 120
         while not read_calls() and time.monotonic() < deadline and process.poll() is None:
@@ -604,43 +587,15 @@ def test_answers_made_with_other_saved_options_are_not_reused(tmp_path):
 
 
 def test_ctrl_c_stops_an_eval_without_waiting_for_its_calls(tmp_path, user_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import WRAPPER
-
     assert (
         run_llm("models", "options", "set", "fake-c", "hang", "true").exit_code == 0
     )  # a minute, then fails
     (tmp_path / "p.jsonl").write_text('{"prompt": "one", "answer": "one"}\n')
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(WRAPPER),
-            "moa",
-            "eval",
-            str(tmp_path / "p.jsonl"),
-            "-m",
-            "fake-c",
-            "--grade",
-            "contains",
-        ],
-        env={**os.environ, "LLM_USER_PATH": str(user_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    process = spawn(
+        user_path, "moa", "eval", str(tmp_path / "p.jsonl"), "-m", "fake-c", "--grade", "contains"
     )
-    started = user_path / "fake-started.jsonl"
-    deadline = time.monotonic() + 120
-    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert started.exists(), "the call never started"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(
-        timeout=50
-    )  # the hanging call would hold a non-daemon thread for 60 s
-    assert process.returncode != 0, (
-        stderr
-    )  # interrupted, well before the hanging call would have ended
+    wait_for_started(user_path, 1, limit=120)
+    # the hanging call would hold a non-daemon thread for 60 s
+    elapsed, stdout, stderr = interrupt(process, timeout=50)
+    assert elapsed < 10 and process.returncode != 0
+    assert (stdout, stderr.strip()) == ("", "Aborted!")  # click's word, and no traceback

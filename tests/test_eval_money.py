@@ -4,17 +4,21 @@ and files the eval cannot use are refused before any call."""
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
-from conftest import WRAPPER, run_llm
+from conftest import (
+    evaluate,
+    interrupt,
+    results,
+    run_llm,
+    run_process,
+    set_prices,
+    spawn,
+    wait_for_started,
+)
 from fake_models import read_calls
-from test_processes import interrupt, spawn, wait_for_started
 
-
-def evaluate(*args):
-    return run_llm("moa", "eval", *args)
+DOLLAR = (0, 1_000_000)  # a dollar per output token: a fake answer ('fake-x answers: qN') costs $3
 
 
 def write_rows(path, count=3):
@@ -23,16 +27,6 @@ def write_rows(path, count=3):
         "".join(json.dumps({"prompt": f"q{i}", "answer": f"q{i}"}) + "\n" for i in range(count))
     )
     return path
-
-
-def set_prices(*models, output=1_000_000):
-    "A dollar per output token: each fake answer ('fake-x answers: qN', 3 words) costs $3."
-    for model in models:
-        assert run_llm("moa", "prices", "set", model, "0", str(output)).exit_code == 0
-
-
-def results(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def save_preset(name, aggregator_options, proposers="fake-a,fake-b"):
@@ -48,7 +42,7 @@ def save_preset(name, aggregator_options, proposers="fake-a,fake-b"):
 
 def test_the_cap_counts_the_proposals_of_a_failed_moa_answer(tmp_path):
     save_preset("broken", {"fail": "aggregator down"})
-    set_prices("fake-a", "fake-b", "fake-c")
+    set_prices(fake_a=DOLLAR, fake_b=DOLLAR, fake_c=DOLLAR)
     source = write_rows(tmp_path / "q.jsonl")
     args = [str(source), "-m", "moa-broken", "--grade", "contains", "--concurrency", "1"]
     result = evaluate(*args, "--max-cost", "0.5")
@@ -68,7 +62,7 @@ def test_the_cap_counts_the_proposals_of_a_failed_moa_answer(tmp_path):
 
 
 def test_a_capped_eval_interleaves_models_and_reports_what_it_never_asked(tmp_path):
-    set_prices("fake-a", "fake-b")
+    set_prices(fake_a=DOLLAR, fake_b=DOLLAR)
     source = write_rows(tmp_path / "q.jsonl")
     args = [str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"]
     capped = [*args, "--concurrency", "1", "--max-cost", "5"]
@@ -128,7 +122,7 @@ def test_a_prompt_never_judged_is_left_out_not_a_tie(tmp_path):
 
 
 def test_unknown_dollars_stay_unknown_in_every_format(tmp_path):
-    set_prices("fake-a")
+    set_prices(fake_a=DOLLAR)
     source = write_rows(tmp_path / "q.jsonl", count=2)
     args = [str(source), "-m", "fake-a", "-m", "fake-b", "--grade", "contains"]
     row = next(line for line in evaluate(*args).stdout.splitlines() if line.startswith("fake-b "))
@@ -212,14 +206,6 @@ def test_the_results_file_cannot_be_the_prompts_file(tmp_path, same):
     assert source.read_bytes() == before and read_calls() == []
 
 
-def run_process(user_path, *args, timeout=60):
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    command = [sys.executable, str(WRAPPER), "moa", "eval", *args]
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-
-
 @pytest.mark.parametrize(  # a folder as --out is click's to refuse
     "which, kind", [("prompts", "fifo"), ("results", "fifo"), ("prompts", "folder")]
 )
@@ -228,7 +214,9 @@ def test_a_fifo_or_a_folder_is_one_line_not_a_hang(tmp_path, user_path, which, k
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo) if kind == "fifo" else fifo.mkdir()
     args = [str(fifo)] if which == "prompts" else [str(source), "--out", str(fifo)]
-    result = run_process(user_path, *args, "-m", "fake-a", "--grade", "contains", timeout=30)
+    result = run_process(
+        user_path, "moa", "eval", *args, "-m", "fake-a", "--grade", "contains", timeout=30
+    )
     assert result.returncode == 1
     assert result.stderr == f"Error: {fifo}: cannot be read, not a regular file\n"
     assert read_calls() == []

@@ -5,11 +5,9 @@ changing presets at the same time keep each other's changes."""
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 
 import pytest
-from conftest import WRAPPER, moa, run_llm, spawn
+from conftest import WRAPPER, moa, run_llm, run_process, spawn, turns
 
 SLOW_READS = """
 import runpy, sys, time
@@ -268,11 +266,7 @@ def set_response_json(user_path, turn_id, value):
 
 
 def turn_ids(user_path):
-    conn = sqlite3.connect(user_path / "logs.db")
-    try:
-        return [row[0] for row in conn.execute("select id from turns order by id")]
-    finally:
-        conn.close()
+    return [turn["id"] for turn in turns(user_path)]
 
 
 NOT_RUNS = [  # another plugin's JSON: not a run, skipped without a word
@@ -418,22 +412,8 @@ def bounded(user_path, *args, timeout=30):
     def limit_memory():
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
-    process = subprocess.Popen(
-        [sys.executable, str(WRAPPER), *args],
-        env={**os.environ, "LLM_USER_PATH": str(user_path)},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=limit_memory,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        pytest.fail(f"llm {' '.join(args)} did not end within {timeout}s")
-    return process.returncode, stdout, stderr
+    done = run_process(user_path, *args, timeout=timeout, preexec_fn=limit_memory)
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "folder", "huge"])

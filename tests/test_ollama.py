@@ -11,9 +11,8 @@ import json
 import ollama_server as oll
 import pytest
 import stand_in
-from conftest import run_llm
+from conftest import calls, closed_port, moa, record, run_llm, show_json
 from ollama_server import OllamaServer
-from plugin_fixtures import calls, closed_port, moa, record, show_json
 
 LLAMA, QWEN = "llama3.2:latest", "qwen3:4b"
 MIXED = ["-o", "proposers", "ollama/llama3.2,fake-a", "-o", "aggregator", "ollama/qwen3:4b"]
@@ -111,7 +110,7 @@ def test_rate_limited_or_overloaded_then_answered(ollama, status):
 def test_an_unreachable_server_is_one_line_before_any_call(ollama, monkeypatch):
     "llm-ollama lists its models from the server: with Ollama down, they are unknown."
     monkeypatch.setenv("OLLAMA_HOST", closed_port())
-    result = moa(*MIXED, "q")
+    result = moa(*MIXED, "q", ok=False)
     assert result.exit_code == 1
     assert result.output == (
         "Error: Unknown proposer model 'ollama/llama3.2'; "
@@ -121,7 +120,7 @@ def test_an_unreachable_server_is_one_line_before_any_call(ollama, monkeypatch):
 
 def test_a_failed_aggregator_keeps_its_proposals(ollama):
     ollama.behave(QWEN, oll.error(500, "model crashed"))
-    result = moa(*MIXED, "q")
+    result = moa(*MIXED, "q", ok=False)
     assert result.exit_code == 1
     assert "model crashed" in result.stderr
     run_id = result.stderr.split("llm moa unfinished ")[1].split()[0]

@@ -15,24 +15,10 @@ import json
 import llm
 import openai_server as srv
 import pytest
-from conftest import logged_json, run_llm, turns
+from conftest import calls, moa, record, run_llm, turns
 from openai_fixtures import KEY
 
 COMBO = ["-o", "proposers", "srv-a,srv-b", "-o", "aggregator", "srv-c"]
-
-
-def moa(*args):
-    return run_llm("-m", "moa-default", *args)
-
-
-def record():
-    return logged_json()[0]["response_json"]["moa"]
-
-
-def call_records(moa_record):
-    "Every call's record: the proposers of each layer, then the aggregator."
-    calls = [c for layer in moa_record["proposer_layers"] for c in layer["proposers"]]
-    return calls + [moa_record["aggregator"]]
 
 
 def by_model(server):
@@ -72,7 +58,7 @@ def test_streamed_run_answers(srv_models, user_path):
     assert sent["srv-a"].texts("system") == sent["srv-b"].texts("system") == []
 
     run = record()
-    assert [(c["model"], c["status"], c["text"]) for c in call_records(run)] == [
+    assert [(c["model"], c["status"], c["text"]) for c in calls(run)] == [
         ("srv-a", "ok", "srv-a says: What is rain?"),
         ("srv-b", "ok", "srv-b says: What is rain?"),
         ("srv-c", "ok", "srv-c says: What is rain?"),
@@ -140,7 +126,7 @@ def test_python_api(srv_models):
     assert response.text() == "srv-c says: What is rain?"
     assert sorted(by_model(srv_models)) == ["srv-a", "srv-b", "srv-c"]
     moa_record = response.response_json["moa"]
-    assert [c["status"] for c in call_records(moa_record)] == ["ok"] * 3
+    assert [c["status"] for c in calls(moa_record)] == ["ok"] * 3
 
 
 @pytest.mark.asyncio
@@ -192,7 +178,7 @@ def test_proposer_whose_connection_drops_is_retried(srv_models):
 
 def test_aggregator_whose_connection_drops_fails_the_run(srv_models, user_path):
     srv_models.behave("srv-c", srv.dropped(after=2, how="reset", reply="one two three four"))
-    result = moa(*COMBO, "q")
+    result = moa(*COMBO, "q", ok=False)
     assert result.exit_code == 1
     assert result.stdout.startswith("one two")  # what was shown stays shown
     assert "srv-c (aggregator 1)" in result.stderr
@@ -215,7 +201,7 @@ def test_streamed_usage_is_summed_when_the_server_reports_it(srv_models, user_pa
 def test_errors_that_retrying_cannot_fix_are_tried_once(srv_models):
     "A context-length error on the aggregator, a 401 and a 400 on proposers: HTTP statuses."
     srv_models.behave("srv-c", srv.context_length_error())
-    result = moa(*COMBO, "-o", "retries", "3", "q")
+    result = moa(*COMBO, "-o", "retries", "3", "q", ok=False)
     assert result.exit_code == 1
     assert "Error:" in result.stderr and "maximum context length" in result.stderr
     assert len(srv_models.calls("srv-c")) == 1
@@ -321,7 +307,7 @@ def test_unreported_streamed_usage_is_marked_unknown(srv_models):
     assert result.exit_code == 0, result.output
     usage_line = [line for line in result.stderr.splitlines() if line.startswith("Token usage")]
     assert usage_line and "unknown" in usage_line[0]
-    records = {c["model"]: json.dumps(c) for c in call_records(record())}
+    records = {c["model"]: json.dumps(c) for c in calls(record())}
     assert "unknown" in records["srv-b"]
     assert "unknown" not in records["srv-a"] and "unknown" not in records["srv-c"]
 
@@ -358,7 +344,7 @@ def test_error_events_in_a_stream_are_not_retried(srv_models, model, behaviour, 
     # Some servers report a failure as a `data: {"error": ...}` event of a 200
     # stream; the OpenAI SDK raises it as an APIError without a status code.
     srv_models.behave(model, behaviour)
-    result = moa(*COMBO, "-o", "retries", "3", "q")
+    result = moa(*COMBO, "-o", "retries", "3", "q", ok=False)
     if model == "srv-c":
         assert result.exit_code == 1
         assert "Error:" in result.stderr and expected in result.stderr

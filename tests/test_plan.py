@@ -6,7 +6,7 @@ output estimate comes from the user's own history."""
 import json
 
 import pytest
-from conftest import logged_json, run_llm, turns
+from conftest import logged_json, run_llm, saying, turns
 from fake_models import read_calls
 
 from llm_moa.core.record import StoredRun
@@ -110,10 +110,6 @@ def test_a_preset_with_o_and_saved_defaults_matches_a_real_run_and_says_where_ea
     result = run_llm("-m", "moa-panel", "-o", "aggregator_options", '{"chunks": 3}', "Why?")
     assert result.exit_code == 0, result.output
     assert ran() == planned(shown)
-
-
-def saying(*answers):
-    return json.dumps([{"model": "fake-a", "options": {"text": text}} for text in answers])
 
 
 def test_cascade_lists_the_conditional_calls_and_matches_both_outcomes():

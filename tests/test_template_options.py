@@ -1,12 +1,8 @@
 """A template's options beat saved defaults, as for every llm model (README: "Options")."""
 
 import pytest
-from conftest import run_llm
+from conftest import models_called, run_llm
 from fake_models import read_calls
-
-
-def models_called():
-    return sorted(call["model"] for call in read_calls())
 
 
 @pytest.fixture

@@ -11,20 +11,13 @@ from importlib.metadata import version
 
 import llm
 import pytest
-from conftest import logged_json, run_llm, turns
+from conftest import logged_json, moa, run_llm, turns
 from fake_models import read_calls
 from llm.tools import llm_time, llm_version
 
 VERSION = version("llm")
 PANEL = ["-o", "proposers", "fake-a,fake-b", "-o", "aggregator", "fake-tooler"]
 OPTIONS = {"proposers": "fake-a,fake-b", "aggregator": "fake-tooler"}
-
-
-def moa(*args, input=None, ok=True):
-    result = run_llm("-m", "moa-default", *PANEL, *args, input=input)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def aggregator_options(**options):
@@ -44,7 +37,7 @@ def by_model(model):
 
 
 def test_the_aggregator_calls_a_tool_that_llm_runs(user_path):
-    result = moa("-T", "llm_version", "which version?")
+    result = moa(*PANEL, "-T", "llm_version", "which version?")
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
 
     proposers = by_model("fake-a") + by_model("fake-b")
@@ -91,7 +84,14 @@ def test_the_aggregator_calls_a_tool_that_llm_runs(user_path):
 def test_the_cost_of_each_tool_round(mode, calls, user_path):
     "Two tool rounds: the first turn is a full run; each round after is 1 call, or a full run with 'all'."
     result = moa(
-        "-o", "tool_turns", mode, *aggregator_options(tool_rounds=2), "-T", "llm_version", "q"
+        *PANEL,
+        "-o",
+        "tool_turns",
+        mode,
+        *aggregator_options(tool_rounds=2),
+        "-T",
+        "llm_version",
+        "q",
     )
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
     assert [record["calls"] for record in records(user_path)] == calls
@@ -111,7 +111,7 @@ def test_the_cost_of_each_tool_round(mode, calls, user_path):
 
 
 def test_tools_debug_shows_each_call_and_result():
-    result = moa("--td", "-T", "llm_version", "which version?")
+    result = moa(*PANEL, "--td", "-T", "llm_version", "which version?")
     assert "Tool call: llm_version({})" in result.stderr
     assert VERSION in result.stderr
 
@@ -142,7 +142,14 @@ def test_approval_and_refusal_in_llm_chat(user_path):
 
 def test_chain_limit_stops_a_long_tool_loop():
     result = moa(
-        "--chain-limit", "2", *aggregator_options(tool_rounds=5), "-T", "llm_version", "q", ok=False
+        *PANEL,
+        "--chain-limit",
+        "2",
+        *aggregator_options(tool_rounds=5),
+        "-T",
+        "llm_version",
+        "q",
+        ok=False,
     )
     assert result.exit_code == 1
     assert "Chain limit of 2 exceeded" in result.output
@@ -150,7 +157,7 @@ def test_chain_limit_stops_a_long_tool_loop():
 
 
 def test_continue_a_conversation_that_used_tools():
-    moa("-T", "llm_version", "which version?")
+    moa(*PANEL, "-T", "llm_version", "which version?")
     result = run_llm("-c", "-T", "llm_time", "and the time?")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("fake-tooler got llm_time: {")  # the combination carried on
@@ -175,6 +182,7 @@ def test_continue_a_conversation_that_used_tools():
 
 def test_the_tests_own_toolbox_is_described_to_the_proposers(user_path):
     result = moa(
+        *PANEL,
         *aggregator_options(tool="Notebook_add", tool_args={"note": "buy milk"}),
         "-T",
         "Notebook",
@@ -190,7 +198,7 @@ def test_the_tests_own_toolbox_is_described_to_the_proposers(user_path):
 @pytest.mark.parametrize("style", ["add", "events"])
 def test_tool_calls_pass_through_however_the_plugin_reports_them(style, user_path):
     "add_tool_call only, or stream events only and without ids (the MoA then gives each call an id)."
-    result = moa(*aggregator_options(call_style=style), "-T", "llm_version", "q")
+    result = moa(*PANEL, *aggregator_options(call_style=style), "-T", "llm_version", "q")
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
     call_id = records(user_path)[0]["aggregator"]["tool_calls"][0]["tool_call_id"]
     assert call_id == "call-fake-tooler-1" if style == "add" else call_id.startswith("tc_")
@@ -198,7 +206,7 @@ def test_tool_calls_pass_through_however_the_plugin_reports_them(style, user_pat
 
 
 def test_moa_show_has_the_tool_calls():
-    moa("-T", "llm_version", "q")
+    moa(*PANEL, "-T", "llm_version", "q")
     first, second = [row["id"] for row in logged_json(2)]
     shown = run_llm("moa", "show", first).output
     assert "## Tools\n\nOffered: llm_version" in shown
@@ -279,7 +287,7 @@ def test_a_tool_turn_after_a_record_out_of_shape_is_a_full_run():
 
 
 def test_an_unknown_tool_is_llms_own_error(user_path):
-    result = moa("-T", "nope", "q", ok=False)
+    result = moa(*PANEL, "-T", "nope", "q", ok=False)
     assert result.exit_code == 1
     assert "Error: Tool(s) nope not found. Available tools:" in result.output
     assert read_calls() == [] and turns(user_path) == []
@@ -300,13 +308,14 @@ def test_an_aggregator_without_tools_is_refused_before_any_call(aggregator, user
 
 
 def test_a_bad_tool_turns_value():
-    result = moa("-o", "tool_turns", "some", "-T", "llm_version", "q", ok=False)
+    result = moa(*PANEL, "-o", "tool_turns", "some", "-T", "llm_version", "q", ok=False)
     assert result.exit_code == 1
     assert "Error: tool_turns\n  Input should be 'aggregator' or 'all', got 'some'" in result.output
 
 
 def test_a_tool_that_raises_is_reported_as_llm_reports_it(user_path):
     result = moa(
+        *PANEL,
         "--td",
         *aggregator_options(tool="fake_boom", tool_args={"reason": "why"}),
         "-T",
@@ -382,7 +391,7 @@ def test_an_unknown_panel_is_refused_before_any_call(spec, message):
 
 
 def test_a_moa_run_never_offers_the_panel_to_its_members():
-    moa("-T", "MoA", "-T", "llm_version", "q")
+    moa(*PANEL, "-T", "MoA", "-T", "llm_version", "q")
     assert by_model("fake-tooler")[0]["tools"] == ["llm_version"]
     assert all("MoA_ask" not in call["system"] for call in read_calls())
     # with the panel as its only tool, a run needs no tool-capable aggregator
@@ -394,7 +403,13 @@ def test_a_moa_run_never_offers_the_panel_to_its_members():
 def test_a_call_to_a_tool_the_aggregator_was_not_given_is_not_passed_on():
     # the aggregator asks for llm_time although only llm_version was offered
     result = moa(
-        "-T", "llm_version", "-o", "aggregator_options", '{"tool": "llm_time", "text": "done"}', "q"
+        *PANEL,
+        "-T",
+        "llm_version",
+        "-o",
+        "aggregator_options",
+        '{"tool": "llm_time", "text": "done"}',
+        "q",
     )
     assert result.stdout == "done\n"
     assert len(by_model("fake-tooler")) == 1  # no tool call reached llm, so no tool round followed
@@ -415,7 +430,7 @@ ADVICE = "I cannot call tools; llm_version() would help."
 )
 def test_a_strategy_that_outputs_a_proposal_is_refused_with_tools(args, name, fix, user_path):
     "Its answer is a proposal as written, and proposers cannot call tools: never silently."
-    result = moa(*args, "-T", "llm_version", "q", ok=False)
+    result = moa(*PANEL, *args, "-T", "llm_version", "q", ok=False)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"Error: {name} cannot be used with tools (-T): its answer is a proposal as written, "
@@ -426,7 +441,7 @@ def test_a_strategy_that_outputs_a_proposal_is_refused_with_tools(args, name, fi
 
 def test_a_cascade_that_agrees_still_lets_the_aggregator_call_the_tools(user_path):
     proposers = json.dumps([{"model": "fake-a", "options": {"text": ADVICE}}] * 3)
-    result = moa(
+    result = moa(*PANEL,
         "-o", "proposers", proposers, "-o", "cascade", "2", "-o", "layers", "3",
         "-T", "llm_version", "q",
     )  # fmt: skip
@@ -442,7 +457,9 @@ def test_a_cascade_that_agrees_still_lets_the_aggregator_call_the_tools(user_pat
 
 def test_a_window_step_that_calls_a_tool_passes_the_call_on(user_path):
     proposers = json.dumps([{"model": "fake-a", "options": {"text": f"p{n}"}} for n in (1, 2, 3)])
-    result = moa("-o", "proposers", proposers, "-o", "window", "2", "-T", "llm_version", "q")
+    result = moa(
+        *PANEL, "-o", "proposers", proposers, "-o", "window", "2", "-T", "llm_version", "q"
+    )
     assert result.stdout == f"fake-tooler got llm_version: {VERSION}\n"
     first, second = records(user_path)
     # step 1 asked for the tool: its call went to llm and ended that turn's synthesis
