@@ -22,7 +22,7 @@ from ..core.plan import make_plan
 from ..core.record import Run, describe_error, missing_summary
 from ..errors import MoaRunError
 from ..text import visible
-from .tools import earlier_proposals, pass_on
+from .tools import earlier_proposals, hand_over_tool_calls
 
 
 class Session:
@@ -65,7 +65,7 @@ class Session:
                 self.streams.restore()  # llm prints what is yielded, through sys.stdout
                 yield chunk if kind == "text" else StreamEvent(type=kind, chunk=chunk)
             self.streams.restore()
-            yield from pass_on(self.run, self.response)
+            yield from hand_over_tool_calls(self.run, self.response)
             self.done = True
         except (MoaRunError, KeyboardInterrupt, Stopped) as ex:
             self.streams.restore()  # before the error is shown

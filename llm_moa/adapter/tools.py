@@ -112,7 +112,7 @@ def earlier_proposals(conversation: Any, model_id: str) -> tuple[list[str], str]
 # --- the aggregator's tool calls ----------------------------------------------
 
 
-def pass_on(run: Any, response: Any) -> Iterator[Any]:
+def hand_over_tool_calls(run: Any, response: Any) -> Iterator[Any]:
     """The answering aggregator's tool calls, made the MoA response's own: as
     stream events (which keep any provider metadata) and ``add_tool_call``."""
     from llm.parts import StreamEvent

@@ -51,7 +51,7 @@ class Progress:
         lines = [f"{self.run.moa_model}: {now:.1f}s"]
         for call in list(self.run.calls):
             where = "aggregator" if call.role == "aggregator" else f"layer {call.layer}"
-            lines.append(f"  {where:<10} {call.member.model_id:<24} {describe(call, now)}")
+            lines.append(f"  {where:<10} {call.member.model_id:<24} {call_state(call, now)}")
         return [visible(line, newlines=False) for line in lines]
 
 
@@ -60,7 +60,7 @@ def _erase(lines: int) -> str:
     return f"\x1b[{lines}F\x1b[J" if lines else ""
 
 
-def describe(call: Call, now: float) -> str:
+def call_state(call: Call, now: float) -> str:
     if call.status == RUNNING:
         elapsed = now - (call.started or now)
         state = "answering" if call.first_token is not None else "running"

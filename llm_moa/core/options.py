@@ -284,7 +284,7 @@ class MoaOptions(llm.Options):
 
     @field_validator(*WORDS, mode="before")
     @classmethod
-    def _word(cls, value: Any, info: ValidationInfo) -> Any:
+    def _value_of_word(cls, value: Any, info: ValidationInfo) -> Any:
         "A word that stands for a value (see WORDS); runs first, being defined last."
         word = value.strip().lower() if isinstance(value, str) else None
         return WORDS[info.field_name].get(word, value)
