@@ -421,11 +421,14 @@ def models_called(model: Any, options: dict) -> list[str]:
         return [model.model_id]
     import llm
 
+    from . import host
     from .core.options import config_from
 
     config = config_from({**getattr(model, "preset", {}), **options})
     proposers, aggregators = config.members(llm.get_default_model())
-    return list(dict.fromkeys(model_id_for(name) for name, _ in proposers + aggregators))
+    known = host.models_by_name()[0]  # listed once: each listing runs every plugin's hook
+    names = [name for name, _ in proposers + aggregators]
+    return list(dict.fromkeys(getattr(known.get(name), "model_id", name) for name in names))
 
 
 @dataclass

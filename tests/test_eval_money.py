@@ -188,6 +188,17 @@ def test_a_lock_that_cannot_be_taken_is_one_line_before_any_call(tmp_path):
     assert read_calls() == []
 
 
+def test_a_results_file_that_cannot_be_written_is_one_line_before_any_call(tmp_path):
+    "A place no file can be made (the tests run as root, so /proc stands in for read-only)."
+    source = write_rows(tmp_path / "q.jsonl", count=1)
+    result = evaluate(
+        str(source), "-m", "fake-a", "--grade", "contains", "--out", "/proc/moa.jsonl"
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: /proc/moa.jsonl: cannot be written (")
+    assert read_calls() == []
+
+
 @pytest.mark.parametrize("same", ["itself", "symlink", "hard link"])
 def test_the_results_file_cannot_be_the_prompts_file(tmp_path, same):
     source = write_rows(tmp_path / "q.jsonl", count=1)

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from ..errors import MoaError
+from ..files.storage import read_stdin
 from ..text import count, json_text, shorten, table, visible
 
 
@@ -54,7 +55,7 @@ def plan_command(prompt, model_name, options, system, tools, schema, attachments
         llm moa plan -o proposers gpt-4o-mini*3 -o cascade 2 --json < prompt.txt
     """
     if prompt is None and not sys.stdin.isatty():
-        prompt = sys.stdin.read()
+        prompt = read_stdin().decode("utf-8-sig", errors="replace")
     if not prompt:
         raise MoaError("Give a prompt: llm moa plan 'PROMPT' (or on stdin)")
     shown = make(prompt, model_name, dict(options), system, tools, schema, attachments)
@@ -289,9 +290,8 @@ def _members(plan: Any, prompt: Any) -> list[dict]:
     seen: dict[str, dict] = {}
     for member in plan.proposers + plan.aggregators:
         model = member.model
-        entry = seen.setdefault(
-            model.model_id,
-            {
+        if model.model_id not in seen:  # keys and async looked up once per model
+            seen[model.model_id] = {
                 "model": model.model_id,
                 "known": not isinstance(model, _Missing),
                 "key": None if isinstance(model, _Missing) else host.key_source(model),
@@ -303,8 +303,8 @@ def _members(plan: Any, prompt: Any) -> list[dict]:
                 "needs": {
                     "attachments": [k for k in kinds if k in model.attachment_types] or None,
                 },
-            },
-        )
+            }
+        entry = seen[model.model_id]
         if member.role == "aggregator":
             entry["needs"].update(
                 tools=bool(prompt.tools) or None, schema=bool(prompt.schema) or None
@@ -494,6 +494,8 @@ def eval_plan(ev: Any) -> dict:
         models.append({"model": model_id, "prompts": len(todo), **totals(calls)})
         everything += calls
     judging = []
+    judge = SimpleNamespace(name=ev.judge, model=None, model_id=ev.judge)
+    judge_output = expected_output(ev.judge, ev.options.get(ev.judge) or {}) if ev.judge else None
     for candidate, row, order in ev.pairs():
         if ev.judgement(candidate, row, order):
             continue
@@ -501,10 +503,10 @@ def eval_plan(ev: Any) -> dict:
         texts = [_answer_text(ev, name, row, final) for name in (candidate, ev.baseline)]
         first, second = texts if order == "candidate-first" else texts[::-1]
         system, prompt = judge_request(row.prompt, row.system, first, second)
-        member = SimpleNamespace(name=ev.judge, model=None, model_id=ev.judge)
-        output = expected_output(ev.judge, ev.options.get(ev.judge) or {})
         judging.append(
-            estimated(Planned(1, "judge", 0, member, Request(prompt, system)), output, ev.prices)
+            estimated(
+                Planned(1, "judge", 0, judge, Request(prompt, system)), judge_output, ev.prices
+            )
         )
     shown = {
         "models": models,

@@ -6,13 +6,12 @@ import csv
 import hashlib
 import io
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import MoaError
-from ..files.storage import read_bytes
+from ..files.storage import read_bytes, read_stdin
 from ..text import shorten, visible
 
 MAX_BYTES = 256 * 2**20  # a prompts or results file larger than this is refused, not read
@@ -34,9 +33,7 @@ class Row:
 def read_rows(source: str) -> list[Row]:
     "JSONL or CSV rows with `prompt`, optional `system` and `answer`; `-` is stdin. UTF-8, BOM or not."
     if source == "-":
-        data, name = sys.stdin.buffer.read(MAX_BYTES + 1), "stdin"
-        if len(data) > MAX_BYTES:
-            raise MoaError(f"stdin: larger than {MAX_BYTES // 2**20} MiB")
+        data, name = read_stdin(MAX_BYTES), "stdin"
     else:
         data, name = read_bytes(Path(source), MAX_BYTES), Path(source).name
         if data is None:

@@ -133,10 +133,16 @@ class Results:
             self._index(record)
 
     def check_lock(self) -> None:
-        "Refuse, before any call is paid for, a lock file that could never be taken."
+        """Refuse, before any call is paid for, a lock file that could never be
+        taken and a results file that could never be written (a read-only folder
+        or file)."""
         lock = Path(f"{self.path}.lock")
         if lock.exists() and not lock.is_file():
             raise MoaError(f"{lock}: cannot be used as the results file's lock (not a file)")
+        try:  # opened to append, nothing written: no lock needed, another eval may hold it
+            open(self.path, "ab").close()
+        except OSError as ex:
+            raise MoaError(f"{self.path}: cannot be written ({ex.strerror or ex})")
 
     def _index(self, record: Any) -> None:
         "The latest record of its answer or judgement; a failure never hides a success."

@@ -133,7 +133,6 @@ def prepare(
         concurrency=concurrency,
         options=options,
     )
-    ev.results.check_lock()
     if max_cost is None:
         ev.prices = prices.load(warn=warn)
         return ev
@@ -180,6 +179,7 @@ def cap_reached(ev: Eval) -> str:
 def run(ev: Eval, progress: Callable[[str, int, int], None] | None = None) -> None:
     """Make every missing answer, then every missing judgement, saving each as
     it arrives. By prompt, then model: a cap stops every model near the same prompt."""
+    ev.results.check_lock()  # here, not in prepare: eval --plan writes nothing
     tasks = [partial(_answer, ev, m, r) for r in ev.rows for m in ev.models if not ev.answer(m, r)]
     _in_parallel(tasks, ev, progress and partial(progress, "answers"))
     tasks = [

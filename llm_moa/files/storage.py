@@ -77,6 +77,16 @@ def read_bytes(path: Path, limit: int = MAX_BYTES) -> bytes | None:
     return data
 
 
+def read_stdin(limit: int = MAX_BYTES) -> bytes:
+    "Standard input, at most ``limit`` bytes (a pipe from /dev/zero never fills memory)."
+    import sys
+
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise MoaError(f"stdin: larger than {limit // 2**20} MiB")
+    return data
+
+
 def read_text(path: Path, limit: int = MAX_BYTES) -> str | None:
     "The UTF-8 text of a regular file (None when it is missing), read by ``read_bytes``."
     data = read_bytes(path, limit)
