@@ -48,6 +48,14 @@ def given_option_names() -> set[str]:
     return names
 
 
+def command_meta() -> dict | None:
+    "What the running llm command keeps for its whole length (click's shared ``meta``), or None."
+    import click
+
+    context = click.get_current_context(silent=True)
+    return None if context is None else context.meta
+
+
 def on_command_end(callback: Any) -> bool:
     """Run ``callback`` when the running llm command ends, however it ends
     (after the answer's last newline, or while Ctrl-C unwinds it). While the

@@ -1,14 +1,17 @@
 """Real `llm` processes: Ctrl-C, and many runs in parallel against one user dir."""
 
 import json
+import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import interrupt, spawn, turns, wait_for_started
+from conftest import WRAPPER, interrupt, spawn, turns, wait_for_started
 
 
 def test_ctrl_c_while_proposers_run(user_path):
@@ -301,3 +304,24 @@ def test_progress_is_drawn_on_the_terminal_after_a_model_broke_the_streams(user_
     # drawn after the damage: the vandal's call is over while fake-b still runs
     assert re.search(r"layer 1 +fake-vandal +done in", stderr)
     assert stderr.rstrip().endswith("\x1b[J")  # and erased, on the same terminal
+
+
+def test_a_long_chat_keeps_no_file_descriptors_per_turn(user_path):
+    "Each turn's run used to keep two copies of stdout and stderr until the chat ended: 28 turns in 64 files."
+    import resource
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    chat = [sys.executable, str(WRAPPER), "chat", "-m", "moa-default", "-o", "proposers", "fake-a"]
+    result = subprocess.run(
+        [*chat, "-o", "aggregator", "fake-b"],
+        input="hi\n" * 40 + "quit\n",
+        env={**os.environ, "LLM_USER_PATH": str(user_path)},
+        capture_output=True,
+        text=True,
+        preexec_fn=few_files,
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.count("fake-b answers") == 40

@@ -639,3 +639,13 @@ def test_a_cascade_says_why_it_escalated():
     assert record()["decision"]["cascade"]["why"] == "disagreed"
     shown = run_llm("moa", "show").output
     assert "cascade: the first 2 proposers disagreed, so all were asked" in shown
+
+
+def test_parse_choice_is_quick_on_a_reply_of_endless_spaces():
+    "A judge that degenerates into whitespace must not stall the run (it took 27 s, deaf to Ctrl-C)."
+    import time
+
+    start = time.monotonic()
+    reply = "My choice" + " " * 5000 + "is the second one.\n" + " " * 20000
+    assert parse_choice(reply, ["a", "b"]) == (None, "unparseable")
+    assert time.monotonic() - start < 1

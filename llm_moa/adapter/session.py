@@ -44,7 +44,7 @@ class Session:
         self.done = False
         self._saved: str | None = None
         self._save_lock = threading.Lock()
-        self.streams = Streams()
+        self.streams = Streams.of_command()
         self.in_cli = host.on_command_end(self._command_ended)
 
     def events(self, stop: threading.Event | None = None) -> Iterator[Any]:
@@ -145,7 +145,6 @@ class Session:
             saved = self.save_unfinished()
             if saved:
                 print(f"\n{saved}", file=sys.stderr)
-        self.streams.close()
 
 
 class Streams:
@@ -157,17 +156,35 @@ class Streams:
     ``sys`` objects on fds 1 and 2: all four are put back before each yielded item,
     before an error leaves the run, and when the command ends."""
 
+    _made = threading.Lock()
+
     def __init__(self) -> None:
         self.objects = (sys.stdout, sys.stderr)
         self.copies: dict[int, int] = {}
+        self._lock = threading.Lock()  # an async run restores on its own thread
         for fd in (1, 2):
             with contextlib.suppress(OSError):  # a closed stream stays closed
                 self.copies[fd] = os.dup(fd)
 
+    @classmethod
+    def of_command(cls) -> Streams:
+        """The streams as the running llm command's first run found them, shared by
+        every run of the command (``llm chat`` turns, tool rounds, an eval's answers)
+        and closed once when it ends; a run of its own outside the CLI."""
+        meta = host.command_meta()
+        if meta is None:
+            return cls()
+        with cls._made:
+            if "llm_moa.streams" not in meta:
+                meta["llm_moa.streams"] = streams = cls()
+                host.on_command_end(streams.close)  # the first callback, so it runs last
+            return meta["llm_moa.streams"]
+
     def restore(self) -> None:
-        sys.stdout, sys.stderr = self.objects
-        for fd, copy in self.copies.items():
-            os.dup2(copy, fd)
+        with self._lock:
+            sys.stdout, sys.stderr = self.objects
+            for fd, copy in self.copies.items():
+                os.dup2(copy, fd)
 
     def terminal_stderr(self) -> TextIO | None:
         """A file on the copy of stderr when stderr is a terminal, for the progress
@@ -190,9 +207,10 @@ class Streams:
         return open(os.dup(copy), "w", buffering=1, encoding=encoding, errors="replace")
 
     def close(self) -> None:
-        for copy in self.copies.values():
+        with self._lock:
+            copies, self.copies = self.copies, {}
+        for copy in copies.values():
             os.close(copy)
-        self.copies = {}
 
 
 def effective_options(moa: Any, prompt: Any, conversation: Any) -> dict[str, Any]:

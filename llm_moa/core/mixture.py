@@ -305,7 +305,9 @@ def parse_choice(
     said = same_key(reply, schema)
     if said and keys.count(said) == 1:
         return keys.index(said) + 1, "same text"
-    lines = "\n".join(reply.splitlines())  # every kind of line break as "\n", for the last pattern
+    # every kind of line break as "\n" (for the last pattern), and each run of spaces as one:
+    # a reply of thousands of spaces after "choice" made the patterns backtrack for seconds
+    lines = "\n".join(" ".join(line.split()) for line in reply.splitlines())
     for how, pattern in _CHOICES:
         found = pattern.findall(lines)
         if found:
@@ -378,7 +380,9 @@ def ask_aggregator(
             return call
         if call.first_token is not None:
             break  # failed after part of its answer was shown
-    answered = count(sum(c.ok for c in ctx.run.layer_calls(layer - 1)), "proposal")
+    given = plan.given_answers  # a tool round reads an earlier run's proposals
+    n = len(given) if given is not None else sum(c.ok for c in ctx.run.layer_calls(layer - 1))
+    answered = count(n, "proposal")
     raise MoaRunError(
         failure_message(f"The aggregator failed after {answered} had been answered", tried)
     )

@@ -80,15 +80,25 @@ def cosine(a: Counter[str], b: Counter[str]) -> float:
 
 def similarity(a: str, b: str, schema: dict | None = None, question: str = "") -> float:
     "How much two answers agree, from 0 to 1 (see the module's docstring)."
+    ignored = frozenset(words(question))
+    return _agreement(_prepared(a, schema, ignored), _prepared(b, schema, ignored))
+
+
+def _prepared(text: str, schema: dict | None, ignored: frozenset[str]) -> tuple:
+    "What comparing an answer needs, worked out once per answer: its key, shortness, words."
     from .mixture import same_key  # here: mixture imports this module
 
-    key_a, key_b = same_key(a, schema), same_key(b, schema)
+    key = same_key(text, schema)
+    return key, len(key.split()) <= SHORT_WORDS, words(key, ignored)
+
+
+def _agreement(a: tuple, b: tuple) -> float:
+    (key_a, short_a, words_a), (key_b, short_b, words_b) = a, b
     if key_a and key_a == key_b:
         return 1.0
-    if len(key_a.split()) <= SHORT_WORDS and len(key_b.split()) <= SHORT_WORDS:
+    if short_a and short_b:
         return 0.0  # two short answers: only the vote's sameness counts
-    ignored = frozenset(words(question))
-    return round(cosine(words(key_a, ignored), words(key_b, ignored)), 3)
+    return round(cosine(words_a, words_b), 3)
 
 
 def find_outliers(
@@ -98,10 +108,12 @@ def find_outliers(
     ``groups``, ``similarity`` (each answer's highest similarity to another)
     and a one-line ``reason``."""
     n = len(answers)
-    matrix = [
-        [1.0 if i == j else similarity(answers[i], answers[j], schema, question) for j in range(n)]
-        for i in range(n)
-    ]
+    ignored = frozenset(words(question))
+    prepared = [_prepared(answer, schema, ignored) for answer in answers]
+    matrix = [[1.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):  # similarity is symmetric
+            matrix[i][j] = matrix[j][i] = _agreement(prepared[i], prepared[j])
     groups = _groups([[matrix[i][j] >= AGREE for j in range(n)] for i in range(n)])
     best = [max((matrix[i][j] for j in range(n) if j != i), default=0.0) for i in range(n)]
     largest = max(groups, key=len, default=[])
